@@ -1,0 +1,402 @@
+"""Experiment configuration: YAML files in `configs/` loaded into frozen dataclasses.
+
+Configs are plain data. Every field has a type and an allowed range; an unknown key, a wrong
+type or an out-of-range value raises `ConfigError` naming the key, the value and what is
+allowed. `save_config` writes the resolved config beside the artifacts it produced.
+
+    config = load_config("configs/default.yaml", overrides={"search.trials": 2})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not describe a valid experiment."""
+
+
+def _check(condition: bool, key: str, value: Any, allowed: str) -> None:
+    if not condition:
+        raise ConfigError(f"config key '{key}' has value {value!r}; allowed: {allowed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where CIFAR-10 comes from and how it is split (40k train / 10k validation / 10k test)."""
+
+    source: str = "auto"  # auto | tfds:cifar10 | folder:PATH (tree or .tar.gz) | synthetic
+    validation_size: int = 10_000  # held out of the 50k training images, stratified
+    split_seed: int = 0  # fixes which training images are held out
+    train_fraction: float = 1.0  # keep this fraction of the 40k train split (scaled configs)
+    synthetic_examples: int = 600  # images per split for source=synthetic (tests)
+
+    def validate(self) -> None:
+        _check(
+            self.source in ("auto", "synthetic", "tfds:cifar10")
+            or self.source.startswith("folder:"),
+            "data.source",
+            self.source,
+            "'auto', 'tfds:cifar10', 'folder:PATH' or 'synthetic'",
+        )
+        _check(self.validation_size >= 10, "data.validation_size", self.validation_size, ">= 10")
+        _check(
+            0.0 < self.train_fraction <= 1.0,
+            "data.train_fraction",
+            self.train_fraction,
+            "0 < fraction <= 1",
+        )
+        _check(
+            self.synthetic_examples >= 20,
+            "data.synthetic_examples",
+            self.synthetic_examples,
+            ">= 20",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """The paper's augmentation: flips, random square crops resized to 32x32, HSV jitter.
+
+    Defaults are the best teacher's HSV constants (Urban et al. 2017, section 2).
+    """
+
+    flip: bool = True  # left-right flip with p = 0.5
+    crop_min: int = 24  # crop side S ~ U{crop_min..crop_max}, resized back to 32x32
+    crop_max: int = 32
+    hue_shift: float = 0.06  # Dh: additive hue shift ~ U(-Dh, Dh), hue in [0, 1)
+    saturation_shift: float = 0.26  # Ds: additive saturation shift ~ U(-Ds, Ds)
+    value_shift: float = 0.20  # Dv: additive value shift ~ U(-Dv, Dv)
+    saturation_scale: float = 0.21  # As: saturation scaled by ~ U(1/(1+As), 1+As)
+    value_scale: float = 0.13  # Av: value scaled by ~ U(1/(1+Av), 1+Av)
+    seed: int = 0  # view k of image i is a pure function of (seed, i, k)
+
+    def validate(self) -> None:
+        _check(1 <= self.crop_min <= 32, "augment.crop_min", self.crop_min, "1..32")
+        _check(
+            self.crop_min <= self.crop_max <= 32,
+            "augment.crop_max",
+            self.crop_max,
+            f"{self.crop_min}..32 (crop_min..32)",
+        )
+        for name in ("hue_shift", "saturation_shift", "value_shift"):
+            value = getattr(self, name)
+            _check(0.0 <= value <= 1.0, f"augment.{name}", value, "0 <= value <= 1")
+        for name in ("saturation_scale", "value_scale"):
+            value = getattr(self, name)
+            _check(0.0 <= value <= 2.0, f"augment.{name}", value, "0 <= value <= 2")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+    """The paper's plateau schedule, counted in epochs.
+
+    Halve the learning rate after `plateau_patience` epochs without validation improvement,
+    no further cut within `cooldown` epochs of one; stop after `stop_patience` epochs without
+    improvement, when the rate has been cut by more than `max_reduction`, or at `epochs`.
+    """
+
+    epochs: int = 100  # hard cap on epochs
+    plateau_patience: int = 10
+    cooldown: int = 8
+    stop_patience: int = 30
+    reduction_factor: float = 0.5
+    max_reduction: float = 2000.0
+
+    def validate(self, prefix: str) -> None:
+        _check(self.epochs >= 1, f"{prefix}.epochs", self.epochs, ">= 1")
+        for name in ("plateau_patience", "cooldown", "stop_patience"):
+            value = getattr(self, name)
+            _check(value >= 0, f"{prefix}.{name}", value, ">= 0")
+        _check(
+            0.0 < self.reduction_factor < 1.0,
+            f"{prefix}.reduction_factor",
+            self.reduction_factor,
+            "0 < factor < 1",
+        )
+        _check(self.max_reduction > 1.0, f"{prefix}.max_reduction", self.max_reduction, "> 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherConfig:
+    """The teacher family (8 conv 3x3 in groups 2-2-4, max-pool per group, 2 FC) and training."""
+
+    members: int = 16  # ensemble size; its output is the mean of the members' logits
+    conv_widths: tuple[int, ...] = (76, 76, 126, 126, 148, 148, 148, 148)
+    fc_widths: tuple[int, ...] = (1200, 1200)
+    pool_dropout: tuple[float, ...] = (0.2, 0.3, 0.37)  # after each of the three pools
+    fc_dropout: float = 0.4  # after each FC layer
+    weight_decay: float = 2.0e-4  # L2 on every kernel
+    learning_rate: float = 0.03
+    momentum: float = 0.85  # Nesterov
+    batch_size: int = 128
+    width_jitter: float = 0.0  # member m scales its widths by U(1-j, 1+j): a diverse ensemble
+    schedule: ScheduleConfig = ScheduleConfig(epochs=300)
+
+    def validate(self) -> None:
+        _check(1 <= self.members <= 256, "teacher.members", self.members, "1..256")
+        _check(
+            len(self.conv_widths) == 8 and all(w >= 1 for w in self.conv_widths),
+            "teacher.conv_widths",
+            self.conv_widths,
+            "8 positive widths (groups 2-2-4)",
+        )
+        _check(
+            len(self.fc_widths) == 2 and all(w >= 1 for w in self.fc_widths),
+            "teacher.fc_widths",
+            self.fc_widths,
+            "2 positive widths",
+        )
+        _check(
+            len(self.pool_dropout) == 3 and all(0 <= p < 1 for p in self.pool_dropout),
+            "teacher.pool_dropout",
+            self.pool_dropout,
+            "3 rates in [0, 1)",
+        )
+        _check(0 <= self.fc_dropout < 1, "teacher.fc_dropout", self.fc_dropout, "[0, 1)")
+        _check(self.weight_decay >= 0, "teacher.weight_decay", self.weight_decay, ">= 0")
+        _check(self.learning_rate > 0, "teacher.learning_rate", self.learning_rate, "> 0")
+        _check(0 <= self.momentum < 1, "teacher.momentum", self.momentum, "[0, 1)")
+        _check(self.batch_size >= 1, "teacher.batch_size", self.batch_size, ">= 1")
+        _check(0 <= self.width_jitter < 1, "teacher.width_jitter", self.width_jitter, "[0, 1)")
+        self.schedule.validate("teacher.schedule")
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferConfig:
+    """The transfer set: the ensemble's logits on `views` augmented copies of the train split."""
+
+    views: int = 160  # K: augmented epochs' worth of transfer data (the paper used 160)
+    mode: str = "cached"  # cached: logits computed once and stored; online: teacher in train_step
+    batch_size: int = 500  # teacher inference batch size when building the cache
+
+    def validate(self) -> None:
+        _check(self.views >= 1, "transfer.views", self.views, ">= 1")
+        _check(self.mode in ("cached", "online"), "transfer.mode", self.mode,
+               "'cached' or 'online'")
+        _check(self.batch_size >= 1, "transfer.batch_size", self.batch_size, ">= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentConfig:
+    """How students are trained: loss, batch size and the plateau schedule."""
+
+    loss: str = "mimic"  # mimic (paper: L2 on logits) | kd (Hinton) | hard (labels only)
+    temperature: float = 4.0  # kd only
+    alpha: float = 0.9  # kd only: weight of the soft term, 1 - alpha on hard labels
+    batch_size: int = 128
+    mixed_precision: bool = False  # mixed_float16 policy (GPUs)
+    schedule: ScheduleConfig = ScheduleConfig(epochs=160)
+
+    def validate(self) -> None:
+        _check(self.loss in ("mimic", "kd", "hard"), "student.loss", self.loss,
+               "'mimic', 'kd' or 'hard'")
+        _check(self.temperature > 0, "student.temperature", self.temperature, "> 0")
+        _check(0 <= self.alpha <= 1, "student.alpha", self.alpha, "0..1")
+        _check(self.batch_size >= 1, "student.batch_size", self.batch_size, ">= 1")
+        self.schedule.validate("student.schedule")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """The hyperparameter searches: one per (family, depth, budget)."""
+
+    tuner: str = "bayesian"  # bayesian | hyperband | random
+    trials: int = 30  # trials per search
+    budgets: tuple[float, ...] = (1.0e6, 3.16e6, 10.0e6, 31.6e6)  # trainable parameters
+    mlp_depths: tuple[int, ...] = (1, 2, 3, 4, 5)  # hidden layers
+    cnn_depths: tuple[int, ...] = (1, 2, 3, 4)  # conv layers
+    top_k: int = 5  # trials per search evaluated on the test split
+    baseline: bool = False  # also train the best architecture of each cell on hard labels
+    export: bool = True  # export the best student of each search for TF Serving
+
+    def validate(self) -> None:
+        _check(self.tuner in ("bayesian", "hyperband", "random"), "search.tuner", self.tuner,
+               "'bayesian', 'hyperband' or 'random'")
+        _check(self.trials >= 1, "search.trials", self.trials, ">= 1")
+        _check(
+            len(self.budgets) >= 1 and all(1e4 <= b <= 1e9 for b in self.budgets),
+            "search.budgets",
+            self.budgets,
+            "one or more parameter counts in [1e4, 1e9]",
+        )
+        _check(all(1 <= d <= 5 for d in self.mlp_depths), "search.mlp_depths", self.mlp_depths,
+               "depths in 1..5")
+        _check(all(1 <= d <= 4 for d in self.cnn_depths), "search.cnn_depths", self.cnn_depths,
+               "depths in 1..4")
+        _check(self.top_k >= 1, "search.top_k", self.top_k, ">= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: everything under `runs/<name>/` is produced from this."""
+
+    name: str = "default"
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    transfer: TransferConfig = TransferConfig()
+    student: StudentConfig = StudentConfig()
+    search: SearchConfig = SearchConfig()
+
+    def validate(self) -> None:
+        _check(
+            bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name),
+            "name",
+            self.name,
+            "a non-empty name of letters, digits, '-', '_' or '.'",
+        )
+        for section in (self.data, self.augment, self.teacher, self.transfer, self.student,
+                        self.search):
+            section.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain YAML-ready data (tuples become lists)."""
+        return _to_plain(dataclasses.asdict(self))
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _to_plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(item) for item in value]
+    return value
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert YAML data to the annotated type, or raise ConfigError naming the key."""
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, key)
+    if origin is tuple:
+        (item_type, _) = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' has value {value!r}; allowed: a list of "
+                              f"{item_type.__name__}")
+        return tuple(_coerce(item, item_type, f"{key}[{i}]") for i, item in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported annotation {annotation} for {key}")
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' has value {value!r}; allowed: true or false")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"config key '{key}' has value {value!r}; allowed: an integer")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, str):
+                try:
+                    return float(value)  # YAML reads '1e6' (no dot) as a string
+                except ValueError:
+                    pass
+            raise ConfigError(f"config key '{key}' has value {value!r}; allowed: a number")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}' has value {value!r}; allowed: a string")
+        return value
+    raise TypeError(f"unsupported annotation {annotation} for {key}")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        where = f"section '{prefix}'" if prefix else "the config file"
+        raise ConfigError(f"{where} must be a mapping of keys to values, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        full_key = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            raise ConfigError(
+                f"unknown config key '{full_key}'; allowed keys here: {', '.join(sorted(fields))}"
+            )
+        kwargs[key] = _coerce(value, hints[key], full_key)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
+    """Build and validate an ExperimentConfig from nested plain data."""
+    config = _build(ExperimentConfig, data, "")
+    config.validate()
+    return config
+
+
+def _set_dotted(data: dict[str, Any], dotted_key: str, value: Any) -> None:
+    node = data
+    parts = dotted_key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot override '{dotted_key}': '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def resolve_config_path(path: str | os.PathLike[str]) -> Path:
+    """A config path as given, or a bare name like 'smoke' looked up in `configs/`."""
+    candidate = Path(path)
+    if candidate.exists():
+        return candidate
+    for guess in (CONFIG_DIR / candidate, CONFIG_DIR / f"{candidate}.yaml"):
+        if guess.exists():
+            return guess
+    available = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+    raise ConfigError(
+        f"config file '{path}' not found; pass a YAML path or one of: {available}"
+    )
+
+
+def load_config(
+    path: str | os.PathLike[str] = "default",
+    overrides: Mapping[str, Any] | None = None,
+) -> ExperimentConfig:
+    """Load a YAML config, apply dotted-key overrides (`{"search.trials": 2}`) and validate."""
+    config_path = resolve_config_path(path)
+    try:
+        data = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file '{config_path}' is not valid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{config_path}' must hold a mapping, got {data!r}")
+    for dotted_key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, dotted_key, value)
+    return config_from_dict(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write text to `path` through a temporary file and a rename: never half a file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_config(config: ExperimentConfig, path: str | os.PathLike[str]) -> None:
+    """Write the resolved config as YAML (atomically) beside the artifacts it produced."""
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,253 @@
+"""The teacher: the paper's deep CNN family, an ensemble averaging its members' logits, training.
+
+One member (Urban et al. 2017, section 2):
+
+    standardize -> [conv3x3 x2] -> mp -> drop -> [conv3x3 x2] -> mp -> drop
+                -> [conv3x3 x4] -> mp -> drop -> fc -> drop -> fc -> drop -> logits
+
+ReLU everywhere, L2 weight decay on every kernel, widths from `TeacherConfig`. The ensemble is
+one Keras model whose output is the mean of the members' logits (pre-softmax), the students'
+regression target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from mimic_tf import data
+from mimic_tf.config import ExperimentConfig, TeacherConfig, atomic_write_text, save_config
+from mimic_tf.preprocessing import PerImageStandardization
+from mimic_tf.schedule import plateau_callbacks
+
+CONV_GROUPS = (2, 2, 4)  # conv layers per group; a max-pool closes each group
+ENSEMBLE_FILE = "ensemble.keras"
+SUMMARY_FILE = "teacher.json"
+
+
+def member_widths(config: TeacherConfig, member_index: int, seed: int) -> tuple[list, list]:
+    """The conv and FC widths of member `member_index`, jittered by `config.width_jitter`."""
+    conv_widths, fc_widths = list(config.conv_widths), list(config.fc_widths)
+    if config.width_jitter > 0:
+        rng = np.random.default_rng([seed, member_index])
+        jitter = config.width_jitter
+        group_scales = rng.uniform(1 - jitter, 1 + jitter, size=len(CONV_GROUPS) + 1)
+        group_of_layer = [g for g, size in enumerate(CONV_GROUPS) for _ in range(size)]
+        conv_widths = [max(1, round(w * group_scales[g]))
+                       for w, g in zip(conv_widths, group_of_layer, strict=True)]
+        fc_widths = [max(1, round(w * group_scales[-1])) for w in fc_widths]
+    return conv_widths, fc_widths
+
+
+def build_teacher_member(
+    config: TeacherConfig, member_index: int = 0, seed: int = 0
+) -> keras.Model:
+    """One teacher CNN; takes uint8 images `[N, 32, 32, 3]`, returns logits `[N, 10]`."""
+    conv_widths, fc_widths = member_widths(config, member_index, seed)
+    regularizer = keras.regularizers.L2(config.weight_decay) if config.weight_decay else None
+    layer_seed = (seed * 1000 + member_index) * 100
+
+    def glorot() -> keras.initializers.Initializer:
+        nonlocal layer_seed
+        layer_seed += 1
+        return keras.initializers.GlorotUniform(seed=layer_seed)
+
+    images = keras.Input((32, 32, 3), dtype="uint8", name="images")
+    x = PerImageStandardization(name="standardize")(images)
+    layer = 0
+    for group, size in enumerate(CONV_GROUPS):
+        for _ in range(size):
+            x = keras.layers.Conv2D(
+                conv_widths[layer], 3, padding="same", activation="relu",
+                kernel_initializer=glorot(), kernel_regularizer=regularizer,
+                name=f"conv_{layer + 1}",
+            )(x)
+            layer += 1
+        x = keras.layers.MaxPooling2D(2, name=f"pool_{group + 1}")(x)
+        x = keras.layers.Dropout(config.pool_dropout[group], seed=layer_seed,
+                                 name=f"pool_dropout_{group + 1}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    for index, units in enumerate(fc_widths, start=1):
+        x = keras.layers.Dense(units, activation="relu", kernel_initializer=glorot(),
+                               kernel_regularizer=regularizer, name=f"fc_{index}")(x)
+        x = keras.layers.Dropout(config.fc_dropout, seed=layer_seed, name=f"fc_dropout_{index}")(x)
+    logits = keras.layers.Dense(10, kernel_initializer=glorot(), kernel_regularizer=regularizer,
+                                dtype="float32", name="logits")(x)
+    return keras.Model(images, logits, name=f"teacher_member_{member_index:02d}")
+
+
+def build_ensemble(members: list[keras.Model]) -> keras.Model:
+    """One model whose logits are the mean of the members' logits."""
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    images = keras.Input((32, 32, 3), dtype="uint8", name="images")
+    member_logits = [member(images, training=False) for member in members]
+    if len(member_logits) == 1:
+        logits = keras.layers.Identity(name="ensemble_logits")(member_logits[0])
+    else:
+        logits = keras.layers.Average(name="ensemble_logits")(member_logits)
+    ensemble = keras.Model(images, logits, name="teacher_ensemble")
+    ensemble.trainable = False
+    return ensemble
+
+
+def atomic_save_model(model: keras.Model, path: Path) -> None:
+    """Save a `.keras` file through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def load_model(path: Path) -> keras.Model:
+    """Load a `.keras` model saved by mimic-tf (custom layers are registered on import)."""
+    return keras.saving.load_model(path, compile=False)
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of logits `[N, 10]` against integer labels `[N]`."""
+    return float(np.mean(np.argmax(logits, axis=-1) == labels))
+
+
+def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Logits of `model` on uint8 images, in batches, without augmentation."""
+    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def train_member(
+    config: ExperimentConfig,
+    splits: data.Splits,
+    member_index: int,
+    directory: Path,
+    verbose: int = 1,
+) -> dict[str, Any]:
+    """Train member `member_index` on augmented images and save it; returns its record."""
+    teacher = config.teacher
+    keras.utils.set_random_seed(config.seed * 1000 + member_index)
+    model = build_teacher_member(teacher, member_index, config.seed)
+    model.compile(
+        optimizer=keras.optimizers.SGD(teacher.learning_rate, momentum=teacher.momentum,
+                                       nesterov=True),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    # Members see different augmented views: the augmentation seed is per member.
+    member_augment = dataclasses.replace(
+        config.augment, seed=config.augment.seed + 7919 * (member_index + 1)
+    )
+    train = data.training_dataset(
+        splits.train_images, splits.train_labels, batch_size=teacher.batch_size,
+        augment_config=member_augment, shuffle_seed=config.seed * 1000 + member_index,
+    )
+    validation = data.evaluation_dataset(
+        splits.validation_images, splits.validation_labels, batch_size=500
+    )
+    backup = directory / f".backup_member_{member_index:02d}"
+    callbacks = [
+        *plateau_callbacks(teacher.schedule, monitor="val_accuracy"),
+        keras.callbacks.BackupAndRestore(str(backup)),  # resume a killed member mid-training
+        keras.callbacks.TensorBoard(str(directory / "logs" / f"member_{member_index:02d}")),
+    ]
+    started = time.perf_counter()
+    history = model.fit(
+        train,
+        epochs=teacher.schedule.epochs,
+        steps_per_epoch=data.steps_per_epoch(len(splits.train_labels), teacher.batch_size),
+        validation_data=validation,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - started
+    atomic_save_model(model, directory / f"member_{member_index:02d}.keras")
+    shutil.rmtree(backup, ignore_errors=True)
+    return {
+        "member": member_index,
+        "params": int(model.count_params()),
+        "epochs": len(history.history["loss"]),
+        "train_seconds": round(seconds, 1),
+    }
+
+
+def ensure_teacher(
+    config: ExperimentConfig,
+    splits: data.Splits,
+    directory: str | Path,
+    verbose: int = 1,
+) -> keras.Model:
+    """The teacher ensemble of `config`, training and saving only the members still missing.
+
+    Writes `member_XX.keras`, `ensemble.keras`, `teacher.json` (each member's and the
+    ensemble's validation and test accuracy), `config.yaml` and TensorBoard logs under
+    `directory`. Members already trained are loaded, not retrained (resumable).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    summary_path = directory / SUMMARY_FILE
+    previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    records = {r["member"]: r for r in previous.get("members", [])}
+    ensemble_path = directory / ENSEMBLE_FILE
+    complete = all(
+        (directory / f"member_{index:02d}.keras").exists()
+        for index in range(config.teacher.members)
+    )
+    if complete and ensemble_path.exists() and previous.get("ensemble", {}).get(
+        "members"
+    ) == config.teacher.members:
+        if verbose:
+            print(f"teacher ensemble: found {ensemble_path}")
+        return load_model(ensemble_path)
+
+    members = []
+    for index in range(config.teacher.members):
+        path = directory / f"member_{index:02d}.keras"
+        if path.exists():
+            if verbose:
+                print(f"teacher member {index + 1}/{config.teacher.members}: found {path}")
+            members.append(load_model(path))
+            continue
+        if verbose:
+            print(f"teacher member {index + 1}/{config.teacher.members}: training")
+        records[index] = train_member(config, splits, index, directory, verbose)
+        members.append(load_model(path))
+
+    # Each member's logits once; the ensemble's are their mean, as the ensemble model computes.
+    summary: dict[str, Any] = {"members": [], "source": splits.source}
+    ensemble_logits: dict[str, np.ndarray] = {}
+    for index, member in enumerate(members):
+        record = dict(records.get(index, {"member": index, "params": member.count_params()}))
+        for split in ("validation", "test"):
+            images = getattr(splits, f"{split}_images")
+            labels = getattr(splits, f"{split}_labels")
+            logits = predict_logits(member, images)
+            record[f"{split}_accuracy"] = accuracy(logits, labels)
+            ensemble_logits[split] = ensemble_logits.get(split, 0.0) + logits / len(members)
+        summary["members"].append(record)
+    summary["ensemble"] = {
+        "members": len(members),
+        "params": int(sum(m.count_params() for m in members)),
+        **{f"{split}_accuracy": accuracy(ensemble_logits[split],
+                                          getattr(splits, f"{split}_labels"))
+           for split in ("validation", "test")},
+    }
+    ensemble = build_ensemble(members)
+    atomic_save_model(ensemble, ensemble_path)
+    save_config(config, directory / "config.yaml")
+    atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
+    if verbose:
+        print(
+            f"teacher ensemble of {len(members)}: validation accuracy "
+            f"{summary['ensemble']['validation_accuracy']:.4f}, "
+            f"test accuracy {summary['ensemble']['test_accuracy']:.4f}"
+        )
+    return ensemble

@@ -1,0 +1,270 @@
+"""The transfer set: the teacher ensemble's logits on K augmented views of the training images.
+
+The paper generated 160 epochs' worth of augmented images once, computed the ensemble's logits
+on them and stored them, so every student saw the same examples in the same order. Here view k
+of image i is a pure function of (augmentation seed, i, k) (`data.augment`), so only the logits
+are stored; images are regenerated from their seeds as the dataset is read.
+
+On disk (`runs/<experiment>/transfer/`):
+
+    logits.npy                 float32 [K, N, 10]: logits[k, i] = teacher(view k of image i)
+    evaluation_logits.npz      teacher logits on the unaugmented validation and test images
+    manifest.json              fingerprint of teacher weights, data, augmentation, K, order seed
+
+A manifest whose fingerprint differs from the current one means a rebuild, never a silent
+reuse. Files are written under temporary names and renamed, the manifest last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mimic_tf import data
+from mimic_tf.config import AugmentConfig, ExperimentConfig, atomic_write_text
+from mimic_tf.teachers import predict_logits
+
+FORMAT_VERSION = 1
+LOGITS_FILE = "logits.npy"
+EVALUATION_FILE = "evaluation_logits.npz"
+MANIFEST_FILE = "manifest.json"
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """sha256 over the shapes and bytes of every weight of `model`."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(f"{weight.path}:{value.shape}:{value.dtype}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def view_order(num_examples: int, view: int, seed: int) -> np.ndarray:
+    """The fixed order in which view `view` of the training images is presented."""
+    return np.random.default_rng([seed, view]).permutation(num_examples).astype(np.int32)
+
+
+@dataclasses.dataclass
+class TransferSet:
+    """K augmented views of the training images with the teacher's logits, in a fixed order.
+
+    `logits` is None in online mode, where a teacher inside `Distiller.train_step` computes
+    them from the same images.
+    """
+
+    splits: data.Splits
+    augment: AugmentConfig
+    order: np.ndarray  # int32 [K, N]: order[k] lists the example indices of view k
+    logits: np.ndarray | None  # float32 [K, N, 10], indexed by (view, example)
+    validation_logits: np.ndarray  # float32 [N_val, 10]
+    test_logits: np.ndarray  # float32 [N_test, 10]
+    fingerprint: str
+
+    @property
+    def views(self) -> int:
+        return int(self.order.shape[0])
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.order.shape[1])
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Batches in one view: one Keras epoch is one augmented view."""
+        return data.steps_per_epoch(self.num_examples, batch_size)
+
+    def train_dataset(self, batch_size: int, with_logits: bool = True) -> tf.data.Dataset:
+        """Infinite `(image, teacher_logits, label)` batches, view 0, 1, ..., K-1, 0, ...
+
+        Every student reads the same images in the same order. With `with_logits=False`
+        (online mode) batches are `(image, label)` and the teacher computes the logits.
+        """
+        if with_logits and self.logits is None:
+            raise ValueError("this transfer set is online (no cached logits): "
+                             "use with_logits=False and give the Distiller the teacher")
+        order = tf.constant(self.order)
+        images = tf.constant(self.splits.train_images)
+        labels = tf.constant(self.splits.train_labels.astype(np.int64))
+        logits = tf.constant(self.logits) if with_logits else None
+        views = self.views
+        augment_config = self.augment
+
+        def batches_of_view(epoch):
+            view = tf.cast(epoch % views, tf.int32)
+            indices = tf.data.Dataset.from_tensor_slices(tf.gather(order, view))
+            return indices.batch(batch_size).map(lambda idx: (view, idx))
+
+        def make_batch(view, example_indices):
+            view_indices = tf.fill(tf.shape(example_indices), view)
+            batch_images = data.augment(
+                tf.gather(images, example_indices), example_indices, view_indices,
+                augment_config,
+            )
+            batch_labels = tf.gather(labels, example_indices)
+            if logits is None:
+                return batch_images, batch_labels
+            batch_logits = tf.gather_nd(logits, tf.stack([view_indices, example_indices], -1))
+            return batch_images, batch_logits, batch_labels
+
+        return (
+            tf.data.Dataset.range(2**62)
+            .flat_map(batches_of_view)
+            .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+
+    def _evaluation_dataset(self, split: str, batch_size: int) -> tf.data.Dataset:
+        images = getattr(self.splits, f"{split}_images")
+        labels = getattr(self.splits, f"{split}_labels").astype(np.int64)
+        logits = getattr(self, f"{split}_logits")
+        return (
+            tf.data.Dataset.from_tensor_slices((images, logits, labels))
+            .batch(batch_size)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+
+    def validation_dataset(self, batch_size: int = 500) -> tf.data.Dataset:
+        """`(image, teacher_logits, label)` batches of the unaugmented validation split."""
+        return self._evaluation_dataset("validation", batch_size)
+
+    def test_dataset(self, batch_size: int = 500) -> tf.data.Dataset:
+        """`(image, teacher_logits, label)` batches of the unaugmented test split."""
+        return self._evaluation_dataset("test", batch_size)
+
+
+def transfer_fingerprint(
+    config: ExperimentConfig, splits: data.Splits, teacher: keras.Model
+) -> dict[str, Any]:
+    """Everything the cached logits depend on."""
+    return {
+        "format": FORMAT_VERSION,
+        "teacher_weights": weights_fingerprint(teacher),
+        "data": splits.fingerprint(),
+        "augment": dataclasses.asdict(config.augment),
+        "views": config.transfer.views,
+        "order_seed": config.seed,
+    }
+
+
+def _digest(fingerprint: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
+
+
+def _teacher_logits_of_view(
+    teacher: keras.Model, splits: data.Splits, augment: AugmentConfig, view: int, batch_size: int
+) -> np.ndarray:
+    """Teacher logits on view `view` of every training image, in example order."""
+    images = tf.constant(splits.train_images)
+
+    def augmented(example_indices):
+        return data.augment(
+            tf.gather(images, example_indices), example_indices,
+            tf.fill(tf.shape(example_indices), view), augment,
+        )
+
+    dataset = (
+        tf.data.Dataset.range(len(splits.train_labels))
+        .batch(batch_size)
+        .map(augmented, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return np.asarray(teacher.predict(dataset, verbose=0), dtype=np.float32)
+
+
+def _compute_logits(
+    config: ExperimentConfig, splits: data.Splits, teacher: keras.Model, path: Path,
+    verbose: int,
+) -> None:
+    """Write the [K, N, 10] logits to `path` through a temporary file, view by view."""
+    views, num_examples = config.transfer.views, len(splits.train_labels)
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}.npy")
+    try:
+        logits = np.lib.format.open_memmap(
+            temporary, mode="w+", dtype=np.float32, shape=(views, num_examples, 10)
+        )
+        started = time.perf_counter()
+        for view in range(views):
+            logits[view] = _teacher_logits_of_view(
+                teacher, splits, config.augment, view, config.transfer.batch_size
+            )
+            if verbose:
+                elapsed = time.perf_counter() - started
+                remaining = elapsed / (view + 1) * (views - view - 1)
+                print(f"\rtransfer set: view {view + 1}/{views} "
+                      f"({(view + 1) * num_examples / elapsed:,.0f} img/s, "
+                      f"ETA {remaining:.0f}s)", end="", flush=True)
+        if verbose:
+            print()
+        logits.flush()
+        del logits
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def build_transfer_set(
+    config: ExperimentConfig,
+    splits: data.Splits,
+    teacher: keras.Model,
+    directory: str | Path,
+    verbose: int = 1,
+) -> TransferSet:
+    """The transfer set of `config`: cached logits reused when the fingerprint matches.
+
+    In `transfer.mode: online` only the evaluation logits are stored; the training logits
+    are computed by the teacher inside `Distiller.train_step`.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fingerprint = transfer_fingerprint(config, splits, teacher)
+    digest = _digest(fingerprint)
+    online = config.transfer.mode == "online"
+    manifest_path = directory / MANIFEST_FILE
+    logits_path, evaluation_path = directory / LOGITS_FILE, directory / EVALUATION_FILE
+
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    cached = (
+        manifest.get("digest") == digest
+        and evaluation_path.exists()
+        and (online or manifest.get("has_logits") and logits_path.exists())
+    )
+    if not cached:
+        if manifest and verbose:
+            changed = sorted(k for k in fingerprint if manifest.get("fingerprint", {}).get(k)
+                             != fingerprint[k])
+            print(f"transfer set: cache is stale ({', '.join(changed)} changed); rebuilding")
+        manifest_path.unlink(missing_ok=True)  # a half-rebuilt cache never looks valid
+        if not online:
+            _compute_logits(config, splits, teacher, logits_path, verbose)
+        validation_logits = predict_logits(teacher, splits.validation_images)
+        test_logits = predict_logits(teacher, splits.test_images)
+        temporary = evaluation_path.with_name(f".{evaluation_path.stem}.tmp{os.getpid()}.npz")
+        np.savez(temporary, validation=validation_logits, test=test_logits)
+        os.replace(temporary, evaluation_path)
+        manifest = {"digest": digest, "fingerprint": fingerprint, "has_logits": not online,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    elif verbose:
+        print(f"transfer set: reusing {directory} ({config.transfer.views} views)")
+
+    evaluation = np.load(evaluation_path)
+    return TransferSet(
+        splits=splits,
+        augment=config.augment,
+        order=np.stack([view_order(len(splits.train_labels), view, config.seed)
+                        for view in range(config.transfer.views)]),
+        logits=None if online else np.load(logits_path),
+        validation_logits=evaluation["validation"],
+        test_logits=evaluation["test"],
+        fingerprint=digest,
+    )
+
