@@ -1,0 +1,74 @@
+"""Configs load into frozen dataclasses; bad keys, types and ranges are named in the error."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from mimic_tf.config import ConfigError, ExperimentConfig, load_config, save_config
+
+
+@pytest.mark.parametrize("name", ["default", "smoke", "paper"])
+def test_shipped_configs_load_and_validate(name):
+    config = load_config(name)
+    assert isinstance(config, ExperimentConfig)
+    assert config.name == name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seed = 1  # type: ignore[misc]
+
+
+def test_paper_config_is_the_papers_protocol():
+    config = load_config("paper")
+    assert config.teacher.members == 16
+    assert config.transfer.views == 160
+    assert config.search.budgets == (1.0e6, 3.16e6, 10.0e6, 31.6e6)
+    assert config.search.mlp_depths == (1, 2, 3, 4, 5)
+    assert config.search.cnn_depths == (1, 2, 3, 4)
+
+
+def write(tmp_path, data) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_unknown_key_is_named_with_the_allowed_keys(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown config key 'teacher\.memebrs'.*members"):
+        load_config(write(tmp_path, {"teacher": {"memebrs": 4}}))
+
+
+def test_wrong_type_names_key_and_value(tmp_path):
+    with pytest.raises(ConfigError, match=r"'search\.trials' has value 'many'.*integer"):
+        load_config(write(tmp_path, {"search": {"trials": "many"}}))
+
+
+def test_out_of_range_value_names_key_value_and_range(tmp_path):
+    with pytest.raises(ConfigError, match=r"'search\.mlp_depths' has value \(1, 7\).*1\.\.5"):
+        load_config(write(tmp_path, {"search": {"mlp_depths": [1, 7]}}))
+    with pytest.raises(ConfigError, match=r"'transfer\.mode' has value 'sometimes'"):
+        load_config(write(tmp_path, {"transfer": {"mode": "sometimes"}}))
+
+
+def test_bad_data_source_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.source.*folder:PATH"):
+        load_config(write(tmp_path, {"data": {"source": "imagenet"}}))
+
+
+def test_missing_file_lists_the_shipped_configs():
+    with pytest.raises(ConfigError, match=r"not found.*default.*smoke"):
+        load_config("no-such-config")
+
+
+def test_overrides_and_round_trip(tmp_path):
+    config = load_config("smoke", overrides={"search.trials": 7, "data.source": None})
+    assert config.search.trials == 7
+    assert config.data.source == "synthetic"  # None means "not overridden"
+    save_config(config, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == config
+
+
+def test_budgets_accept_scientific_notation(tmp_path):
+    config = load_config(write(tmp_path, {"search": {"budgets": ["1e6", 3.16e6]}}))
+    assert config.search.budgets == (1.0e6, 3.16e6)

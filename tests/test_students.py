@@ -1,0 +1,111 @@
+"""Students land on their parameter budget for every family, depth and budget."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from mimic_tf.students import (
+    FAMILIES,
+    BudgetError,
+    build_student,
+    count_parameters,
+    search_space,
+    solve_widths,
+)
+
+ARCHITECTURES = [(family, depth) for family, depths in FAMILIES.items() for depth in depths]
+BUDGETS = [1.0e5, 3.16e5, 1.0e6, 3.16e6, 1.0e7, 3.16e7]
+
+
+def corner_widths(family, depth, budget):
+    """Every combination of low, middle and high for each free width."""
+    space = search_space(family, depth, budget)
+    choices = [(low, (low * high) ** 0.5, high) for low, high in space.values()]
+    for combination in itertools.product(*choices):
+        widths = dict(zip(space, combination, strict=True))
+        if not (family == "mlp" and depth > 1):
+            widths = {name: round(value) for name, value in widths.items()}
+        yield widths
+
+
+@pytest.mark.parametrize("family,depth", ARCHITECTURES)
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_solver_meets_every_budget_with_free_widths_anywhere_in_range(family, depth, budget):
+    for widths in corner_widths(family, depth, budget):
+        solved = solve_widths(family, depth, budget, **widths)
+        params = count_parameters(family, depth, solved)
+        assert abs(params - budget) <= 0.005 * budget, (widths, solved, params)
+
+
+@pytest.mark.parametrize("family,depth", ARCHITECTURES)
+def test_built_model_matches_the_closed_form_count(family, depth):
+    budget = 3.0e5
+    model = build_student(family, depth, budget, seed=0)
+    solved = solve_widths(family, depth, budget)
+    assert model.count_params() == count_parameters(family, depth, solved)
+    assert abs(model.count_params() - budget) <= 0.005 * budget
+
+
+def test_pinned_parameter_counts():
+    # The paper's rule: FC solved for 2 conv, bottleneck for 1 hidden layer.
+    cnn = build_student("cnn", 2, 1.0e6, filters_1=64, filters_2=64)
+    assert [layer.name for layer in cnn.layers] == [
+        "images", "standardize", "conv_1", "pool_1", "conv_2", "pool_2", "flatten",
+        "hidden", "logits",
+    ]
+    # conv1 4,864 + conv2 (5*5*64 + 1) * f2 + fc (8*8*f2 + 1) * hidden + logits
+    hidden = cnn.get_layer("hidden").units
+    filters_2 = cnn.get_layer("conv_2").filters  # nudged a little to absorb rounding
+    assert abs(filters_2 - 64) <= 16
+    assert cnn.count_params() == (
+        4_864 + 1_601 * filters_2 + (64 * filters_2 + 1) * hidden + (hidden + 1) * 10
+    )
+    assert abs(cnn.count_params() - 1.0e6) <= 1_000
+    mlp = build_student("mlp", 1, 1.0e6, hidden=1000)
+    bottleneck = mlp.get_layer("bottleneck").units
+    assert mlp.count_params() == 3_073 * bottleneck + (bottleneck + 1) * 1000 + 10_010
+    assert mlp.get_layer("bottleneck").activation.__name__ == "linear"
+
+
+def test_one_large_budget_builds_exactly():
+    model = build_student("mlp", 2, 3.16e7, seed=0)
+    assert abs(model.count_params() - 3.16e7) <= 0.005 * 3.16e7
+
+
+def test_no_room_for_the_dependent_layer_is_a_clear_error():
+    with pytest.raises(BudgetError, match="lower the free widths or raise the budget"):
+        build_student("cnn", 3, 1.0e5, filters_1=300, filters_2=300, filters_3=300)
+
+
+def test_unknown_family_depth_or_width_is_rejected():
+    with pytest.raises(ValueError, match="unknown student family"):
+        build_student("transformer", 1, 1e6)
+    with pytest.raises(ValueError, match="depth 1..4"):
+        build_student("cnn", 5, 1e6)
+    with pytest.raises(ValueError, match="free widths are"):
+        build_student("cnn", 2, 1e6, filters_3=10)
+
+
+def test_student_takes_uint8_images_and_returns_float32_logits():
+    model = build_student("cnn", 1, 1.0e5, seed=0)
+    assert model.input.dtype == "uint8"
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    logits = model.predict(images, verbose=0)
+    assert logits.shape == (4, 10) and logits.dtype == np.float32
+
+
+def test_init_scale_multiplies_glorot_weights():
+    small = build_student("mlp", 2, 1.0e5, init_scale=0.5, seed=3)
+    large = build_student("mlp", 2, 1.0e5, init_scale=2.0, seed=3)
+    ratio = np.std(large.get_layer("hidden_1").kernel) / np.std(small.get_layer("hidden_1").kernel)
+    assert ratio == pytest.approx(4.0, rel=0.05)
+
+
+def test_students_have_no_batch_norm_or_dropout():
+    for family, depth in ARCHITECTURES:
+        model = build_student(family, depth, 1.0e5)
+        kinds = {type(layer).__name__ for layer in model.layers}
+        assert not kinds & {"BatchNormalization", "Dropout"}, (family, depth, kinds)
