@@ -1,0 +1,88 @@
+"""Teacher family, ensemble averaging, resumable training and the teacher CLI."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from mimic_tf import teacher as teacher_cli
+from mimic_tf import teachers
+from mimic_tf.config import load_config
+from mimic_tf.data import load_splits
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    config = load_config("smoke")
+    return config, load_splits(config.data)
+
+
+def test_member_is_the_papers_family():
+    config = load_config("paper").teacher
+    member = teachers.build_teacher_member(config)
+    convs = [layer for layer in member.layers if isinstance(layer, keras.layers.Conv2D)]
+    pools = [layer for layer in member.layers if isinstance(layer, keras.layers.MaxPooling2D)]
+    dense = [layer for layer in member.layers if isinstance(layer, keras.layers.Dense)]
+    dropouts = [layer for layer in member.layers if isinstance(layer, keras.layers.Dropout)]
+    assert [c.filters for c in convs] == list(config.conv_widths)
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    assert len(pools) == 3 and len(dropouts) == 5  # after each pool and each FC layer
+    assert [d.units for d in dense] == [*config.fc_widths, 10]
+    assert all(layer.kernel_regularizer is not None for layer in convs + dense)
+    # The paper's best single model 76c2-mp-126c2-mp-148c4-mp-1200fc2 has 5.3M parameters.
+    assert member.count_params() == pytest.approx(5.3e6, rel=0.02)
+
+
+def test_width_jitter_makes_members_differ():
+    config = load_config("paper").teacher
+    first = teachers.member_widths(config, 0, seed=0)
+    second = teachers.member_widths(config, 1, seed=0)
+    assert first != second
+    assert first == teachers.member_widths(config, 0, seed=0)
+
+
+def test_ensemble_output_is_the_mean_of_member_logits():
+    config = load_config("smoke").teacher
+    members = [teachers.build_teacher_member(config, index, seed=0) for index in range(3)]
+    ensemble = teachers.build_ensemble(members)
+    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    expected = np.mean([m.predict(images, verbose=0) for m in members], axis=0)
+    np.testing.assert_allclose(ensemble.predict(images, verbose=0), expected, rtol=1e-5,
+                               atol=1e-6)
+    assert not ensemble.trainable
+
+
+def test_ensure_teacher_trains_saves_and_resumes(smoke, tmp_path, monkeypatch):
+    config, splits = smoke
+    ensemble = teachers.ensure_teacher(config, splits, tmp_path, verbose=0)
+    summary = json.loads((tmp_path / "teacher.json").read_text())
+    assert len(summary["members"]) == config.teacher.members
+    for record in summary["members"] + [summary["ensemble"]]:
+        assert 0.0 <= record["validation_accuracy"] <= 1.0
+        assert 0.0 <= record["test_accuracy"] <= 1.0
+    assert (tmp_path / "ensemble.keras").exists() and (tmp_path / "config.yaml").exists()
+    assert list((tmp_path / "logs").iterdir())  # TensorBoard logs per member
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary files left behind
+
+    # Resumable: a member already trained is never retrained.
+    def fail(*args, **kwargs):
+        raise AssertionError("a trained member was trained again")
+
+    monkeypatch.setattr(teachers, "train_member", fail)
+    (tmp_path / "ensemble.keras").unlink()
+    again = teachers.ensure_teacher(config, splits, tmp_path, verbose=0)
+    np.testing.assert_allclose(
+        again.predict(splits.test_images[:8], verbose=0),
+        ensemble.predict(splits.test_images[:8], verbose=0), rtol=1e-5, atol=1e-6,
+    )
+
+
+def test_teacher_cli_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        teacher_cli.main(["--no-such-flag"])
+    assert exit_info.value.code == 2
+    assert teacher_cli.main(["--config", "smoke", "--members", "0"]) == 2
+    assert "teacher.members" in capsys.readouterr().err

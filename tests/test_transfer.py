@@ -1,0 +1,105 @@
+"""The transfer set: fingerprinted logit cache, fixed order, cached and online modes agree."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from mimic_tf import transfer
+from mimic_tf.config import load_config
+from mimic_tf.data import augment, load_splits
+from mimic_tf.distiller import Distiller
+from mimic_tf.students import build_student
+from mimic_tf.teachers import build_ensemble, build_teacher_member
+
+
+@pytest.fixture(scope="module")
+def setup():
+    config = load_config("smoke")
+    splits = load_splits(config.data)
+    members = [build_teacher_member(config.teacher, index, seed=0) for index in range(2)]
+    return config, splits, build_ensemble(members)
+
+
+def first_batch(dataset):
+    return next(iter(dataset.take(1)))
+
+
+def test_cache_is_built_once_and_reused(setup, tmp_path, monkeypatch):
+    config, splits, teacher = setup
+    built = transfer.build_transfer_set(config, splits, teacher, tmp_path, verbose=0)
+    assert built.logits.shape == (config.transfer.views, len(splits.train_labels), 10)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["fingerprint"]["views"] == config.transfer.views
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a valid cache was recomputed")
+
+    monkeypatch.setattr(transfer, "_compute_logits", fail)
+    reused = transfer.build_transfer_set(config, splits, teacher, tmp_path, verbose=0)
+    np.testing.assert_array_equal(reused.logits, built.logits)
+
+
+def test_logits_are_the_teachers_on_the_regenerated_views(setup, tmp_path):
+    config, splits, teacher = setup
+    transfer_set = transfer.build_transfer_set(config, splits, teacher, tmp_path, verbose=0)
+    images, logits, labels = first_batch(transfer_set.train_dataset(batch_size=16))
+    indices = transfer_set.order[0][:16]
+    np.testing.assert_array_equal(labels.numpy(), splits.train_labels[indices])
+    np.testing.assert_allclose(logits.numpy(), transfer_set.logits[0, indices], rtol=1e-6)
+    expected_images = augment(splits.train_images[indices], indices,
+                              np.zeros_like(indices), config.augment)
+    np.testing.assert_array_equal(images.numpy(), expected_images.numpy())
+    np.testing.assert_allclose(teacher.predict(images, verbose=0), logits.numpy(), rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_every_student_sees_the_same_order(setup, tmp_path):
+    config, splits, teacher = setup
+    transfer_set = transfer.build_transfer_set(config, splits, teacher, tmp_path, verbose=0)
+    steps = transfer_set.steps_per_epoch(64)
+    first = [b[2].numpy() for b in transfer_set.train_dataset(64).take(steps + 1)]
+    second = [b[2].numpy() for b in transfer_set.train_dataset(64).take(steps + 1)]
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    # One Keras epoch is one view; the next view starts on a fresh batch boundary.
+    view_1 = transfer_set.order[1][:64]
+    np.testing.assert_array_equal(first[steps], splits.train_labels[view_1])
+
+
+def test_stale_cache_is_rebuilt(setup, tmp_path):
+    config, splits, teacher = setup
+    before = transfer.build_transfer_set(config, splits, teacher, tmp_path, verbose=0)
+    changed = dataclasses.replace(config, augment=dataclasses.replace(config.augment, seed=99))
+    after = transfer.build_transfer_set(changed, splits, teacher, tmp_path, verbose=0)
+    assert after.fingerprint != before.fingerprint
+    assert not np.allclose(after.logits, before.logits)
+    # New teacher weights: rebuilt as well.
+    other = build_ensemble([build_teacher_member(config.teacher, 5, seed=1)])
+    rebuilt = transfer.build_transfer_set(changed, splits, other, tmp_path, verbose=0)
+    assert rebuilt.fingerprint != after.fingerprint
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["digest"] == rebuilt.fingerprint
+
+
+def test_cached_and_online_modes_give_the_same_loss(setup, tmp_path):
+    config, splits, teacher = setup
+    cached = transfer.build_transfer_set(config, splits, teacher, tmp_path / "cached", verbose=0)
+    online_config = dataclasses.replace(
+        config, transfer=dataclasses.replace(config.transfer, mode="online"))
+    online = transfer.build_transfer_set(online_config, splits, teacher, tmp_path / "online",
+                                         verbose=0)
+    assert online.logits is None
+    student = build_student("mlp", 1, 3.0e4, seed=0)
+    cached_batch = cached.train_dataset(32).take(1)
+    online_batch = online.train_dataset(32, with_logits=False).take(1)
+    with_cache = Distiller(student)
+    with_cache.compile(optimizer=keras.optimizers.SGD(0.01))
+    with_teacher = Distiller(student, teacher)
+    with_teacher.compile(optimizer=keras.optimizers.SGD(0.01))
+    cached_loss = with_cache.evaluate(cached_batch, verbose=0, return_dict=True)["loss"]
+    online_loss = with_teacher.evaluate(online_batch, verbose=0, return_dict=True)["loss"]
+    assert online_loss == pytest.approx(cached_loss, rel=1e-4)
