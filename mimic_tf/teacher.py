@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    ensure_teacher(config, splits, layout.teacher, verbose=0 if args.quiet else 1)
+    # A progress bar on a terminal, one line per epoch in a log file.
+    verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
+    ensure_teacher(config, splits, layout.teacher, verbose=verbose)
     summary = json.loads((layout.teacher / SUMMARY_FILE).read_text())
     summary["wall_seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(summary, indent=2))
