@@ -7,6 +7,7 @@ are stored; images are regenerated from their seeds as the dataset is read.
 
 On disk (`runs/<experiment>/transfer/`):
 
+    config.yaml                the resolved config that built the cache
     logits.npy                 float32 [K, N, 10]: logits[k, i] = teacher(view k of image i)
     evaluation_logits.npz      teacher logits on the unaugmented validation and test images
     manifest.json              fingerprint of teacher weights, data, augmentation, K, order seed
@@ -30,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from mimic_tf import data
-from mimic_tf.config import AugmentConfig, ExperimentConfig, atomic_write_text
+from mimic_tf.config import AugmentConfig, ExperimentConfig, atomic_write_text, save_config
 from mimic_tf.teachers import predict_logits
 
 FORMAT_VERSION = 1
@@ -252,6 +253,7 @@ def build_transfer_set(
         os.replace(temporary, evaluation_path)
         manifest = {"digest": digest, "fingerprint": fingerprint, "has_logits": not online,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        save_config(config, directory / "config.yaml")
         atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     elif verbose:
         print(f"transfer set: reusing {directory} ({config.transfer.views} views)")
