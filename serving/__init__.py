@@ -1,0 +1,19 @@
+"""Serving exported students: SavedModel export, a TF Serving-compatible server, a client.
+
+Modules (import the one you need; nothing is imported or started here):
+
+    serving.export          export_student(): Keras student -> <base>/<name>/<version>/
+    serving.signatures      the exported signatures (names, dtypes, shapes), tf.Example encoding
+    serving.model_config    models.config (ModelServerConfig) and batching parameters files
+    serving.model_manager   ModelManager: versions loaded per policy, polling, labels, status
+    serving.servable        Servable: one loaded version, request checks, warmup
+    serving.batching        BatchScheduler: server-side batching of concurrent requests
+    serving.grpc_services   PredictionService / ModelService servicers (official base classes)
+    serving.rest            TF Serving's REST API
+    serving.server          EmbeddedServer, the real tensorflow_model_server's command, the CLI
+    serving.client          ServingClient over the official stubs
+    serving.compare         accuracy / latency / throughput of served models, the CLI
+    serving.tensors         TensorProto <-> numpy
+    serving.errors          ServingError (a gRPC status code and a message)
+    serving.files           write-then-rename helpers
+"""

@@ -1,0 +1,169 @@
+"""Export round trip: Keras student -> SavedModel in TF Serving's layout -> same outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_serving.apis import prediction_log_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from mimic_tf.preprocessing import PerImageStandardization
+from serving import export
+from serving.servable import read_signature_defs
+from serving.signatures import encode_image_example
+
+IMAGES = np.random.default_rng(7).integers(0, 256, size=(16, 32, 32, 3), dtype=np.uint8)
+
+
+def tiny_cnn(seed: int = 0) -> keras.Model:
+    """uint8 images -> PerImageStandardization -> conv -> BN -> pool -> Dense(10), seeded."""
+    init = keras.initializers.GlorotUniform(seed=seed)
+    inputs = keras.Input((32, 32, 3), dtype="uint8")
+    x = PerImageStandardization(input_scale=0.5)(inputs)
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu", kernel_initializer=init)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(10, kernel_initializer=init)(x)
+    return keras.Model(inputs, outputs, name="tiny_cnn")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    base = tmp_path_factory.mktemp("models")
+    model = tiny_cnn()
+    version_dir = export.export_student(model, base, "cnn")
+    return model, base, version_dir
+
+
+def test_export_layout_and_version(exported):
+    _, base, version_dir = exported
+    assert version_dir == base / "cnn" / "1"
+    assert (version_dir / "saved_model.pb").is_file()
+    assert [p.name for p in (base / "cnn").iterdir()] == ["1"], "no temporary folder left"
+
+
+def test_saved_model_outputs_equal_keras(exported):
+    model, _, version_dir = exported
+    signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    outputs = signature(images=tf.constant(IMAGES))
+    expected = model(IMAGES, training=False).numpy()
+    np.testing.assert_allclose(outputs["logits"].numpy(), expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(outputs["probabilities"].numpy(),
+                               tf.nn.softmax(expected).numpy(), atol=1e-5, rtol=0)
+    assert outputs["classes"].dtype == tf.int64
+    np.testing.assert_array_equal(outputs["classes"].numpy(), np.argmax(expected, axis=1))
+
+
+def test_signatures_and_classify(exported):
+    model, _, version_dir = exported
+    signatures = read_signature_defs(version_dir)
+    predict, classify = signatures["serving_default"], signatures["classify"]
+    assert predict.method_name == "tensorflow/serving/predict"
+    assert classify.method_name == "tensorflow/serving/classify"
+    images = predict.inputs["images"]
+    assert images.dtype == tf.uint8.as_datatype_enum
+    assert [d.size for d in images.tensor_shape.dim] == [-1, 32, 32, 3]
+    assert {k: v.dtype for k, v in predict.outputs.items()} == {
+        "logits": tf.float32.as_datatype_enum, "probabilities": tf.float32.as_datatype_enum,
+        "classes": tf.int64.as_datatype_enum}
+    assert set(classify.inputs) == {"inputs"} and set(classify.outputs) == {"classes", "scores"}
+    loaded = tf.saved_model.load(str(version_dir))
+    examples = [encode_image_example(image) for image in IMAGES[:3]]
+    result = loaded.signatures["classify"](inputs=tf.constant(examples))
+    np.testing.assert_allclose(result["scores"].numpy(),
+                               tf.nn.softmax(model(IMAGES[:3], training=False)).numpy(),
+                               atol=1e-5)
+    assert result["classes"].numpy()[0, 0] == b"airplane"
+
+
+def test_saved_model_cli_lists_signatures(exported):
+    _, _, version_dir = exported
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    shown = subprocess.run([str(cli), "show", "--dir", str(version_dir), "--all"],
+                           capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "signature_def['serving_default']" in shown
+    assert "signature_def['classify']" in shown
+    assert "Method name is: tensorflow/serving/classify" in shown
+
+
+def test_warmup_file_parses(exported):
+    _, _, version_dir = exported
+    records = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+               for r in tf.data.TFRecordDataset(str(version_dir / export.WARMUP_FILE))]
+    kinds = [r.WhichOneof("log_type") for r in records]
+    assert kinds == ["predict_log"] * 3 + ["classify_log"]
+    request = records[1].predict_log.request
+    assert request.model_spec.signature_name == "serving_default"
+    assert [d.size for d in request.inputs["images"].tensor_shape.dim] == [8, 32, 32, 3]
+    assert len(records[3].classify_log.request.input.example_list.examples) == 2
+
+
+def test_metadata_json(exported):
+    model, _, version_dir = exported
+    metadata = json.loads((version_dir / export.METADATA_FILE).read_text())
+    assert metadata["params"] == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert metadata["total_params"] == model.count_params()
+    assert metadata["keras_version"] == keras.__version__
+
+
+def test_models_config_parses(exported):
+    _, base, _ = exported
+    config = text_format.Parse((base / "models.config").read_text(),
+                               model_server_config_pb2.ModelServerConfig())
+    (entry,) = config.model_config_list.config
+    assert (entry.name, entry.base_path, entry.model_platform) == (
+        "cnn", str(base / "cnn"), "tensorflow")
+    docker = text_format.Parse((base / "models.docker.config").read_text(),
+                               model_server_config_pb2.ModelServerConfig())
+    assert docker.model_config_list.config[0].base_path == "/models/cnn"
+
+
+def test_next_version_explicit_version_and_kept_labels(tmp_path):
+    model = tiny_cnn(seed=1)
+    assert export.export_student(model, tmp_path, "m").name == "1"
+    config_path = tmp_path / "models.config"
+    config = text_format.Parse(config_path.read_text(), model_server_config_pb2.ModelServerConfig())
+    config.model_config_list.config[0].version_labels["stable"] = 1
+    config_path.write_text(text_format.MessageToString(config))
+    assert export.export_student(model, tmp_path, "m").name == "2"
+    assert export.export_student(model, tmp_path, "m", version=7).name == "7"
+    with pytest.raises(export.ExportError, match="already exists"):
+        export.export_student(model, tmp_path, "m", version=2)
+    with pytest.raises(export.ExportError, match="not usable"):
+        export.export_student(model, tmp_path, "bad name")
+    config = text_format.Parse(config_path.read_text(), model_server_config_pb2.ModelServerConfig())
+    assert dict(config.model_config_list.config[0].version_labels) == {"stable": 1}
+    assert not config.model_config_list.config[0].HasField("model_version_policy")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1", "2", "7"]
+
+
+def test_cli_exports_a_keras_file(tmp_path, capsys):
+    model_path = tmp_path / "student.keras"
+    tiny_cnn(seed=2).save(model_path)
+    assert export.main(["--model", str(model_path), "--base", str(tmp_path / "models"),
+                        "--name", "best", "--version", "3", "--write-batching-parameters"]) == 0
+    out = capsys.readouterr().out
+    assert "exported 'best' version 3" in out
+    assert (tmp_path / "models" / "best" / "3" / "saved_model.pb").is_file()
+    assert "max_batch_size { value: 256 }" in (
+        tmp_path / "models" / "batching_parameters.txt").read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "the following arguments are required: --model, --base, --name"),
+    (["--model", "missing.keras", "--base", "b", "--name", "n"], "does not exist"),
+    (["--model", __file__, "--base", "b", "--name", "n", "--version", "x"], "invalid int"),
+])
+def test_cli_usage_error_exits_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as raised:
+        export.main(argv)
+    assert raised.value.code == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,189 @@
+"""Unit tests of the serving pieces that need no model: config files, batching, tensors, CLIs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving import tensors
+from serving.batching import BatchScheduler
+from serving.errors import ServingError
+from serving.model_config import (
+    BatchingParameters,
+    ModelConfigError,
+    VersionPolicy,
+    format_batching_parameters,
+    model_entries,
+    parse_batching_parameters,
+    parse_model_server_config,
+)
+from serving.server import ServerOptions, tfserving_command
+
+
+@pytest.mark.parametrize("policy, expected", [
+    (VersionPolicy(), [7]),
+    (VersionPolicy(num_versions=2), [3, 7]),
+    (VersionPolicy(kind="all"), [1, 3, 7]),
+    (VersionPolicy(kind="specific", versions=(1, 5)), [1]),
+])
+def test_version_policy(policy, expected):
+    assert policy.select([3, 1, 7]) == expected
+
+
+def test_model_entries_from_text():
+    config = parse_model_server_config("""
+        model_config_list {
+          config { name: "a" base_path: "/m/a" model_platform: "tensorflow"
+                   model_version_policy { specific { versions: 1 versions: 2 } }
+                   version_labels { key: "stable" value: 1 } }
+          config { name: "b" base_path: "/m/b" model_version_policy { latest { num_versions: 2 } } }
+        }""")
+    a, b = model_entries(config)
+    assert a.version_policy == VersionPolicy(kind="specific", versions=(1, 2))
+    assert dict(a.version_labels) == {"stable": 1} and a.base_path == Path("/m/a")
+    assert b.version_policy == VersionPolicy(num_versions=2)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('model_config_list { config { name: "a" base_path: "/a" } '
+     'config { name: "a" base_path: "/b" } }', "appears twice"),
+    ('model_config_list { config { name: "a" } }', "no base_path"),
+    ('model_config_list { config { name: "a" base_path: "/a" model_platform: "onnx" } }',
+     "model_platform 'onnx'"),
+    ("model_config_list { nonsense: 1 }", "not a valid ModelServerConfig"),
+])
+def test_bad_model_configs(text, message):
+    with pytest.raises(ModelConfigError, match=message):
+        model_entries(parse_model_server_config(text))
+
+
+def test_batching_parameters_round_trip_and_errors():
+    parameters = BatchingParameters(max_batch_size=64, batch_timeout_micros=500,
+                                    num_batch_threads=3, max_enqueued_batches=7,
+                                    allowed_batch_sizes=(8, 64))
+    assert parse_batching_parameters(format_batching_parameters(parameters)) == parameters
+    parsed = parse_batching_parameters('# comment\nmax_batch_size { value: 4 }\n'
+                                       'thread_pool_name { value: "pool" }\n')
+    assert parsed.max_batch_size == 4 and parsed.batch_timeout_micros == 0
+    with pytest.raises(ModelConfigError, match="unknown or malformed batching parameter"):
+        parse_batching_parameters("max_batch_sise { value: 4 }")
+    with pytest.raises(ModelConfigError, match="must equal max_batch_size"):
+        parse_batching_parameters("max_batch_size { value: 8 } allowed_batch_sizes: 4")
+    with pytest.raises(ModelConfigError, match="at least 1"):
+        parse_batching_parameters("num_batch_threads { value: 0 }")
+
+
+def _doubling(calls):
+    def run_batch(inputs):
+        calls.append(len(inputs["x"]))
+        return {"y": inputs["x"] * 2, "n": np.full(len(inputs["x"]), len(inputs["x"]))}
+    return run_batch
+
+
+def test_batch_scheduler_merges_concurrent_tasks():
+    calls = []
+    scheduler = BatchScheduler(_doubling(calls), BatchingParameters(
+        max_batch_size=8, batch_timeout_micros=5_000_000, num_batch_threads=1))
+    futures = [scheduler.submit({"x": np.array([index, index])}) for index in range(4)]
+    results = [future.result(5) for future in futures]
+    scheduler.close()
+    assert calls == [8]
+    for index, result in enumerate(results):
+        np.testing.assert_array_equal(result["y"], [2 * index, 2 * index])
+
+
+def test_batch_scheduler_timeout_oversize_and_padding():
+    calls = []
+    scheduler = BatchScheduler(_doubling(calls), BatchingParameters(
+        max_batch_size=8, batch_timeout_micros=1000, num_batch_threads=2,
+        allowed_batch_sizes=(4, 8)))
+    started = time.monotonic()
+    result = scheduler.run({"x": np.arange(3)}, timeout_s=5)
+    assert time.monotonic() - started < 1.0
+    np.testing.assert_array_equal(result["y"], [0, 2, 4])
+    assert calls == [4] and result["n"][0] == 4  # padded from 3 to 4
+    np.testing.assert_array_equal(scheduler.run({"x": np.arange(20)}, timeout_s=5)["y"],
+                                  np.arange(20) * 2)  # larger than max_batch_size: alone
+    scheduler.close()
+
+
+def test_batch_scheduler_errors_reach_every_task_and_queue_limit():
+    started, release = threading.Event(), threading.Event()
+
+    def failing(inputs):
+        started.set()
+        release.wait(5)
+        raise ValueError("boom")
+
+    scheduler = BatchScheduler(failing, BatchingParameters(
+        max_batch_size=1, batch_timeout_micros=0, num_batch_threads=1, max_enqueued_batches=2))
+    first = scheduler.submit({"x": np.zeros(1)})
+    assert started.wait(5)  # the first task is now running; two more fill the queue
+    queued = [scheduler.submit({"x": np.zeros(1)}) for _ in range(2)]
+    with pytest.raises(ServingError) as raised:
+        scheduler.submit({"x": np.zeros(1)})
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    release.set()
+    for future in [first, *queued]:
+        with pytest.raises(ValueError, match="boom"):
+            future.result(5)
+    scheduler.close()
+    with pytest.raises(ServingError, match="being unloaded"):
+        scheduler.submit({"x": np.zeros(1)})
+
+
+@pytest.mark.parametrize("array", [
+    np.arange(24, dtype=np.uint8).reshape(2, 3, 4),
+    np.linspace(-1, 1, 6, dtype=np.float32).reshape(3, 2),
+    np.array([1, -2], dtype=np.int64),
+    np.array([b"a", b"bc"], dtype=object),
+    np.zeros((0, 32, 32, 3), np.uint8),
+])
+def test_tensor_round_trip(array):
+    decoded = tensors.to_ndarray(tensors.to_tensor_proto(array))
+    assert decoded.shape == array.shape
+    np.testing.assert_array_equal(decoded, array)
+
+
+def test_malformed_tensor_is_a_value_error():
+    proto = tensors.to_tensor_proto(np.zeros((2, 2), np.float32))
+    proto.tensor_content = b"\x00" * 3
+    with pytest.raises(ValueError, match="needs 16"):
+        tensors.to_ndarray(proto)
+
+
+def test_tfserving_command_has_equivalent_flags(tmp_path):
+    options = ServerOptions(tmp_path / "models.config", port=9000, rest_port=None,
+                            file_system_poll_wait_seconds=5,
+                            batching=BatchingParameters(max_batch_size=32),
+                            batching_parameters_file=tmp_path / "batching_parameters.txt")
+    command = tfserving_command(options)
+    assert command[0] == "tensorflow_model_server"
+    assert "--port=9000" in command and "--rest_api_port=0" in command
+    assert f"--model_config_file={tmp_path / 'models.config'}" in command
+    assert "--file_system_poll_wait_seconds=5" in command
+    assert "--enable_batching=true" in command
+    assert f"--batching_parameters_file={tmp_path / 'batching_parameters.txt'}" in command
+
+
+def test_server_and_compare_cli_bad_flags_exit_2(capsys):
+    from serving import compare, server
+
+    for main, argv in ((server.main, ["--model-config", "x", "--backend", "docker"]),
+                       (server.main, ["--model-config", "/nonexistent/models.config",
+                                      "--backend", "embedded"]),
+                       (compare.main, ["--target", "localhost:1"])):
+        with pytest.raises(SystemExit) as raised:
+            main(argv)
+        assert raised.value.code == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_empty_config_parses():
+    assert model_entries(model_server_config_pb2.ModelServerConfig()) == []
