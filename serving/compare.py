@@ -79,6 +79,8 @@ class ModelComparison:
         return row
 
 
+DEFAULT_MODEL_CONFIG = Path("runs/default/models/models.config")  # `tuner.run` exports here
+
 def percentiles_ms(seconds: Sequence[float]) -> tuple[float, float, float]:
     """p50, p95 and p99 of durations in seconds, in milliseconds."""
     p50, p95, p99 = np.percentile(np.asarray(seconds) * 1e3, [50, 95, 99])
@@ -312,9 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compare served models' accuracy, latency and throughput over gRPC.",
     )
     parser.add_argument("--target", default="localhost:8500", help="gRPC host:port")
-    parser.add_argument("--model-config", required=True, type=Path,
+    parser.add_argument("--model-config", type=Path, default=DEFAULT_MODEL_CONFIG,
                         help="the models.config the server serves (locates each SavedModel "
-                             "for the in-process comparison)")
+                             f"for the in-process comparison; default: {DEFAULT_MODEL_CONFIG})")
     parser.add_argument("--models", default="all", help="comma-separated names, or 'all'")
     parser.add_argument("--data", default="auto",
                         help="test data source for mimic_tf.data.load_splits: auto, synthetic, "
@@ -334,7 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.model_config.is_file():
-        parser.error(f"--model-config {args.model_config} does not exist")
+        parser.error(f"--model-config {args.model_config} does not exist: pass the "
+                     "models.config your server serves (`python -m tuner.run` writes "
+                     "runs/<experiment>/models/models.config)")
     if args.latency_requests < 1 or (args.limit is not None and args.limit < 1):
         parser.error("--latency-requests and --limit must be positive")
     from mimic_tf.data import load_splits  # imported here: serving runs without mimic_tf
