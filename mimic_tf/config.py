@@ -196,6 +196,7 @@ class StudentConfig:
     temperature: float = 4.0  # kd only
     alpha: float = 0.9  # kd only: weight of the soft term, 1 - alpha on hard labels
     batch_size: int = 128
+    clipnorm: float = 0.0  # global gradient-norm clip for SGD; 0 = none (the paper)
     mixed_precision: bool = False  # mixed_float16 policy (GPUs)
     schedule: ScheduleConfig = ScheduleConfig(epochs=160)
 
@@ -205,6 +206,7 @@ class StudentConfig:
         _check(self.temperature > 0, "student.temperature", self.temperature, "> 0")
         _check(0 <= self.alpha <= 1, "student.alpha", self.alpha, "0..1")
         _check(self.batch_size >= 1, "student.batch_size", self.batch_size, ">= 1")
+        _check(self.clipnorm >= 0, "student.clipnorm", self.clipnorm, ">= 0 (0 = no clipping)")
         self.schedule.validate("student.schedule")
 
 

@@ -1,0 +1,364 @@
+"""The tuner end to end on synthetic data: one smoke run (both families, baselines) reused.
+
+The module fixture runs `run_experiment` once on configs/smoke.yaml (2 trials of 1 epoch per
+search, a 30k budget, MLP depths 1-2 and CNN depth 1, hard-label baselines); the tests read
+what it wrote. Resume and `--overwrite` run again on copies of its folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from mimic_tf.config import load_config
+from tuner.experiment import run_experiment
+
+BUDGET = 3.0e4
+TRIALS = 2
+MIMIC_CELLS = ("mlp-d1-b30k", "mlp-d2-b30k", "cnn-d1-b30k")
+BASELINE_CELLS = tuple(f"{name}-hard" for name in MIMIC_CELLS)
+REPO = Path(__file__).resolve().parent.parent
+DISTRIBUTED_TRIALS = 4
+
+
+def smoke_config(**overrides):
+    return load_config("smoke", overrides={
+        "search.budgets": [BUDGET],
+        "search.mlp_depths": [1, 2],
+        "search.cnn_depths": [1],
+        "search.trials": TRIALS,
+        "search.baseline": True,
+        **overrides,
+    })
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    out = tmp_path_factory.mktemp("runs")
+    summary = run_experiment(smoke_config(), ("mlp", "cnn"), out, verbose=0)
+    return summary
+
+
+def trial_files(root: Path) -> dict[str, float]:
+    """trial.json path -> modification time, for every trial of every search."""
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns
+            for p in sorted(root.glob("searches/*/trial_*/trial.json"))}
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_run_writes_every_search_and_result_file(smoke_run):
+    root = smoke_run.root
+    assert sorted(smoke_run.cells) == sorted(MIMIC_CELLS + BASELINE_CELLS)
+    for name in MIMIC_CELLS + BASELINE_CELLS:
+        assert (root / "searches" / name / "oracle.json").exists()
+        assert len(list((root / "searches" / name).glob("trial_*/trial.json"))) == TRIALS
+    for name in ("results.csv", "results.md", "figure.png", "config.yaml"):
+        assert (root / name).stat().st_size > 0
+    assert (root / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(root.rglob("*.tmp")), "temporary files left behind"
+
+
+def test_results_csv_has_one_ranked_row_per_trial(smoke_run):
+    rows = read_csv(smoke_run.root / "results.csv")
+    assert len(rows) == len(MIMIC_CELLS + BASELINE_CELLS) * TRIALS
+    for column in ("family", "depth", "budget", "params", "trial_id", "learning_rate",
+                   "momentum", "input_scale", "init_scale", "val_accuracy", "test_accuracy",
+                   "rank", "loss", "widths"):
+        assert column in rows[0], column
+    for row in rows:
+        assert abs(int(row["params"]) - BUDGET) <= 0.005 * BUDGET
+        assert row["rank"] in {"1", "2"}
+        assert 0.0 <= float(row["test_accuracy"]) <= 1.0  # top_k = 2 = every trial here
+        assert 0.0013 <= float(row["learning_rate"]) <= 0.016
+    losses = {row["cell"]: row["loss"] for row in rows}
+    assert {losses[name] for name in MIMIC_CELLS} == {"mimic"}
+    assert {losses[name] for name in BASELINE_CELLS} == {"hard"}
+
+
+def test_results_md_is_table_2_with_baselines_and_teacher(smoke_run):
+    text = (smoke_run.root / "results.md").read_text()
+    assert "| student | 30k |" in text
+    for architecture in ("MLP 1 hidden", "MLP 2 hidden", "CNN 1 conv"):
+        assert f"| {architecture} |" in text
+    assert "Teacher: ensemble of 2 CNNs" in text
+    assert "## Hard-label baselines" in text
+    assert "python -m tuner.report" in text
+
+
+def test_summary_matches_csv(smoke_run):
+    summaries = {s.cell.name: s for s in smoke_run.report.summaries}
+    rows = read_csv(smoke_run.root / "results.csv")
+    for name in MIMIC_CELLS:
+        best = next(r for r in rows if r["cell"] == name and r["rank"] == "1")
+        assert summaries[name].best_test == pytest.approx(float(best["test_accuracy"]))
+        assert len(summaries[name].top_tests) == TRIALS
+
+
+def test_baseline_pins_the_best_architecture(smoke_run):
+    root = smoke_run.root
+    for name in MIMIC_CELLS:
+        cell = json.loads((root / "searches" / f"{name}-hard" / "cell.json").read_text())
+        assert cell["loss"] == "hard" and cell["fixed_widths"]
+        rows = [r for r in read_csv(root / "results.csv") if r["cell"] == f"{name}-hard"]
+        assert len({r["widths"] for r in rows}) == 1  # one architecture, pinned
+
+
+def test_best_students_are_exported_for_tf_serving(smoke_run):
+    """Each search's best student that did not diverge is exported (smoke MLPs often diverge:
+    the 1-epoch smoke teacher's logits are near zero, the lr range is the paper's)."""
+    models = smoke_run.root / "models"
+    config_text = (models / "models.config").read_text()
+    exported = []
+    for name in MIMIC_CELLS:
+        evaluation = json.loads((smoke_run.root / "searches" / name / "evaluation.json")
+                                .read_text())
+        trials = evaluation["trials"]
+        healthy = [record["val_accuracy"] for record in trials.values() if not record["diverged"]]
+        chosen = evaluation["exported"]["trial_id"]
+        if not healthy:
+            assert "diverged" in evaluation["exported"]["error"]
+            continue
+        assert not trials[chosen]["diverged"] and trials[chosen]["val_accuracy"] == max(healthy)
+        assert (models / name / "1" / "saved_model.pb").exists()
+        assert f"'{name}'" in config_text or f'"{name}"' in config_text
+        exported.append(name)
+    assert "cnn-d1-b30k" in exported
+    for name in BASELINE_CELLS:
+        assert not (models / name).exists()
+
+
+def test_tensorboard_logs_scalars_and_hparams(smoke_run):
+    trial_dir = smoke_run.root / "logs" / "mlp-d2-b30k" / "0"
+    train = event_accumulator.EventAccumulator(str(trial_dir / "train"))
+    train.Reload()
+    tags = set(train.Tags()["scalars"]) | set(train.Tags()["tensors"])
+    for tag in ("epoch_loss", "epoch_accuracy", "epoch_agreement", "epoch_learning_rate"):
+        assert tag in tags, (tag, tags)
+    validation = event_accumulator.EventAccumulator(str(trial_dir / "validation"))
+    validation.Reload()
+    tags = set(validation.Tags()["scalars"]) | set(validation.Tags()["tensors"])
+    for tag in ("epoch_loss", "epoch_accuracy", "epoch_agreement"):
+        assert tag in tags, (tag, tags)
+
+    session = event_accumulator.EventAccumulator(str(trial_dir))
+    session.Reload()
+    content = session.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/session_start_info"]).session_start_info
+    hparams = dict(start.hparams)
+    for name in ("learning_rate", "momentum", "input_scale", "init_scale", "ratio_1",
+                 "ratio_2", "params", "family", "depth", "budget"):
+        assert name in hparams, name
+    assert abs(hparams["params"].number_value - BUDGET) <= 0.005 * BUDGET
+    assert hparams["family"].string_value == "mlp"
+    assert "_hparams_/session_end_info" in content
+    teacher_logs = smoke_run.root / "teacher" / "logs"
+    assert teacher_logs.is_dir()  # the teacher's curves sit beside the students'
+
+
+def test_rerun_adds_no_trial(smoke_run, tmp_path):
+    root = tmp_path / "smoke"
+    shutil.copytree(smoke_run.root, root)
+    before = trial_files(root)
+    summary = run_experiment(smoke_config(), ("mlp", "cnn"), tmp_path, verbose=0)
+    assert trial_files(root) == before
+    assert summary.report.results_csv.read_text() == (
+        smoke_run.root / "results.csv").read_text()
+    assert sorted(p.name for p in (root / "models" / "cnn-d1-b30k").iterdir()) == ["1"]
+
+
+def test_overwrite_reruns_only_its_searches(smoke_run, tmp_path):
+    root = tmp_path / "smoke"
+    shutil.copytree(smoke_run.root, root)
+    before = trial_files(root)
+    config = smoke_config(**{"search.baseline": False, "search.mlp_depths": [1]})
+    run_experiment(config, ("mlp",), tmp_path, overwrite=True, verbose=0)
+    after = trial_files(root)
+    rerun = [path for path in after if path.startswith("searches/mlp-d1-b30k/")]
+    assert len(rerun) == TRIALS
+    assert all(after[path] > before[path] for path in rerun)
+    kept = [path for path in before if not path.startswith("searches/mlp-d1-b30k")]
+    kept = [path for path in kept if path in after]
+    assert kept and all(after[path] == before[path] for path in kept)
+    assert not (root / "searches" / "mlp-d1-b30k-hard").exists()  # its baseline went too
+
+
+def test_changed_settings_are_refused_not_mixed(smoke_run, tmp_path):
+    from tuner.search import SearchMismatchError
+
+    root = tmp_path / "smoke"
+    shutil.copytree(smoke_run.root, root)
+    config = smoke_config(**{"student.batch_size": 32, "search.baseline": False})
+    with pytest.raises(SearchMismatchError, match="student changed.*--overwrite"):
+        run_experiment(config, ("mlp",), tmp_path, verbose=0)
+
+
+def test_report_cli_rebuilds_the_files(smoke_run, tmp_path, capsys):
+    from tuner import report
+
+    root = tmp_path / "smoke"
+    shutil.copytree(smoke_run.root, root)
+    for name in ("results.csv", "results.md", "figure.png"):
+        (root / name).unlink()
+    assert report.main([str(root)]) == 0
+    assert (root / "results.csv").read_text() == (smoke_run.root / "results.csv").read_text()
+    assert (root / "figure.png").exists()
+    assert "MLP 2 hidden" in capsys.readouterr().out
+    assert report.main([str(tmp_path / "nothing")]) == 2
+
+
+def test_diverging_trial_scores_chance_and_does_not_crash():
+    from tuner.hypermodel import CHANCE_ACCURACY, DivergenceGuard
+
+    guard = DivergenceGuard()
+    guard.set_model(keras.Sequential())
+    logs = {"loss": float("nan"), "val_loss": float("nan"), "val_accuracy": 0.9}
+    guard.on_train_batch_end(0, {"loss": float("nan")})
+    guard.on_epoch_end(0, logs)
+    assert guard.model.stop_training
+    assert logs["val_accuracy"] == CHANCE_ACCURACY
+    assert np.isinf(logs["loss"]) and np.isinf(logs["val_loss"])
+
+
+def free_port_pair() -> int:
+    """A port p with p and p + 1 both free on 127.0.0.1 (search i is served on p + i)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port + 1 >= 65536:
+            continue
+        try:
+            with socket.socket() as second:
+                second.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
+
+
+def test_chief_and_two_workers_share_one_search(smoke_run, tmp_path):
+    """KerasTuner's chief/worker mode on loopback: one chief serves, two workers train."""
+    for stage in ("teacher", "transfer"):  # prepared already: the test times the search
+        shutil.copytree(smoke_run.root / stage, tmp_path / "smoke" / stage)
+    port = free_port_pair()
+    args = [sys.executable, "-m", "tuner.run", "--family", "mlp", "--config", "smoke",
+            "--depths", "1", "--trials", str(DISTRIBUTED_TRIALS), "--out", str(tmp_path)]
+    processes = {}
+    for tuner_id in ("chief", "tuner1", "tuner2"):
+        env = {**os.environ, "KERASTUNER_TUNER_ID": tuner_id,
+               "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(port),
+               "TF_CPP_MIN_LOG_LEVEL": "3"}
+        processes[tuner_id] = subprocess.Popen(
+            args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    outputs = {}
+    try:
+        for tuner_id, process in processes.items():
+            outputs[tuner_id], _ = process.communicate(timeout=300)
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+    for tuner_id, process in processes.items():
+        assert process.returncode == 0, f"{tuner_id}:\n{outputs[tuner_id][-3000:]}"
+
+    project = tmp_path / "smoke" / "searches" / "mlp-d1-b30k"
+    oracle = json.loads((project / "oracle.json").read_text())
+    assert len(oracle["end_order"]) == DISTRIBUTED_TRIALS
+    assert len(list(project.glob("trial_*/trial.json"))) == DISTRIBUTED_TRIALS
+    assert {"tuner1", "tuner2"} <= {p.stem for p in project.glob("tuner*.json")}
+    ran = {tuner_id: outputs[tuner_id].count(" start: ") for tuner_id in ("tuner1", "tuner2")}
+    assert sum(ran.values()) == DISTRIBUTED_TRIALS and all(ran.values()), ran  # both trained
+    assert outputs["chief"].count(" start: ") == 0  # the chief only serves the oracle
+    assert (tmp_path / "smoke" / "results.csv").exists()
+    summary = json.loads(outputs["chief"][outputs["chief"].rindex('{\n  "experiment"'):])
+    assert summary["results"][0]["trials"] == DISTRIBUTED_TRIALS
+
+
+def test_kill_9_mid_trial_loses_no_finished_trial(smoke_run, tmp_path):
+    """A search killed with SIGKILL during a trial resumes: kept trials, no broken files."""
+    for stage in ("teacher", "transfer"):
+        shutil.copytree(smoke_run.root / stage, tmp_path / "smoke" / stage)
+    overrides = {"search.mlp_depths": [1], "search.trials": 3, "student.schedule.epochs": 40}
+    args = [sys.executable, "-m", "tuner.run", "--family", "mlp", "--config", "smoke",
+            "--depths", "1", "--trials", "3", "--epochs", "40", "--out", str(tmp_path)]
+    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    project = tmp_path / "smoke" / "searches" / "mlp-d1-b30k"
+    try:
+        deadline = time.monotonic() + 180
+        while not (project / "trial_1" / "trial.json").exists():  # trial 0 done, 1 running
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    finished = (project / "trial_0" / "trial.json").read_text()
+    assert json.loads(finished)["status"] == "COMPLETED"
+
+    config = load_config("smoke", overrides=overrides)
+    summary = run_experiment(config, ("mlp",), tmp_path, verbose=0)
+    assert (project / "trial_0" / "trial.json").read_text() == finished
+    statuses = [json.loads(p.read_text())["status"] for p in project.glob("trial_*/trial.json")]
+    assert statuses == ["COMPLETED"] * 3
+    assert summary.report.summaries[0].trials == 3
+
+
+def test_hyperband_search_runs_with_its_epoch_schedule(smoke_run, tmp_path):
+    for stage in ("teacher", "transfer"):
+        shutil.copytree(smoke_run.root / stage, tmp_path / "smoke" / stage)
+    config = load_config("smoke", overrides={
+        "search.tuner": "hyperband", "search.mlp_depths": [1], "search.trials": 2,
+        "student.schedule.epochs": 2, "search.export": False})
+    summary = run_experiment(config, ("mlp",), tmp_path, verbose=0)
+    rows = read_csv(summary.report.results_csv)
+    assert len(rows) == 2 and {r["tuner/epochs"] for r in rows} == {"2"}
+
+
+def test_bayesian_oracle_turns_to_its_gaussian_process(tmp_path):
+    """After the random start, trials come from the GP (and state files stay valid JSON)."""
+    import keras_tuner
+
+    from tuner.tuners import AtomicBayesianOracle, initial_random_points
+
+    assert initial_random_points(30) == 10 and initial_random_points(3) == 2
+    space = keras_tuner.HyperParameters()
+    space.Float("learning_rate", 0.0013, 0.016, sampling="log")
+    oracle = AtomicBayesianOracle(objective=keras_tuner.Objective("val_accuracy", "max"),
+                                  max_trials=4, num_initial_points=2, seed=1,
+                                  hyperparameters=space)
+    oracle._set_project_dir(str(tmp_path), "search")
+    for index in range(4):
+        trial = oracle.create_trial("tuner0")
+        if index == 2:
+            assert len([t for t in oracle.trials.values() if t.status == "COMPLETED"]) == 2
+        oracle.update_trial(trial.trial_id, {"val_accuracy": 0.1 * index})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    assert oracle.create_trial("tuner0").status == "STOPPED"
+    state = json.loads((tmp_path / "search" / "oracle.json").read_text())
+    assert len(state["end_order"]) == 4
+    assert not list(tmp_path.rglob("*.tmp"))

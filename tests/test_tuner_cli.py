@@ -1,0 +1,77 @@
+"""`python -m tuner.run` flags: parsing, config overrides, and exit status 2 on bad input."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tuner import run
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tuner.run", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_budgets_accept_numbers_and_suffixes():
+    assert run.parse_budgets("1e6,3.16e6") == [1e6, 3.16e6]
+    assert run.parse_budgets("30k,1M") == [3e4, 1e6]
+    with pytest.raises(argparse.ArgumentTypeError, match="not a number"):
+        run.parse_budgets("lots")
+
+
+def test_flags_become_config_overrides():
+    args = run.build_parser().parse_args(
+        ["--family", "cnn", "--depths", "1,3", "--budgets", "30k", "--trials", "3",
+         "--epochs", "2", "--tuner", "hyperband", "--data", "synthetic", "--baseline"])
+    assert run.overrides_from(args) == {
+        "search.cnn_depths": [1, 3],
+        "search.budgets": [3e4],
+        "search.tuner": "hyperband",
+        "search.trials": 3,
+        "student.schedule.epochs": 2,
+        "data.source": "synthetic",
+        "search.baseline": True,
+    }
+    defaults = run.overrides_from(run.build_parser().parse_args(["--family", "mlp"]))
+    assert set(defaults.values()) == {None}  # no flag: the config decides
+
+
+def test_bad_config_value_exits_2_in_process(capsys):
+    assert run.main(["--family", "mlp", "--config", "smoke", "--depths", "7"]) == 2
+    error = capsys.readouterr().err
+    assert "search.mlp_depths" in error and "1..5" in error
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--config", "smoke"], "--family"),
+        (["--family", "rnn"], "invalid choice: 'rnn'"),
+        (["--family", "mlp", "--tuner", "grid"], "choose from"),
+        (["--family", "mlp", "--trials", "0"], "not a positive integer"),
+        (["--family", "mlp", "--budgets", "big"], "not a number"),
+        (["--family", "cnn", "--config", "smoke", "--depths", "5"], "search.cnn_depths"),
+        (["--family", "mlp", "--config", "no-such-config"], "not found"),
+        (["--family", "mlp", "--config", "smoke", "--data", "ftp:x"], "data.source"),
+        (["--family", "mlp", "--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_bad_flags_exit_2_with_a_message(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+
+
+def test_help_explains_every_flag():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for flag in ("--family", "--config", "--depths", "--budgets", "--tuner", "--trials",
+                 "--epochs", "--data", "--out", "--overwrite", "--baseline"):
+        assert flag in result.stdout

@@ -1,0 +1,16 @@
+"""tuner: the paper's experiment on top of mimic_tf.
+
+One Bayesian search per (student family, depth, parameter budget) with KerasTuner, students
+trained by the `Distiller` on the shared transfer set, the top trials evaluated on the test
+set, the best students exported for TF Serving, and the results drawn as the paper's Table 2
+and Figure 1 (docs/tuner.md).
+
+    python -m tuner.run --family mlp [--config smoke]       # tuner/run.py
+    python -m tuner.report runs/<experiment>                # tuner/report.py
+
+Modules: cells (what a search is), hypermodel (build and fit one trial), tuners (KerasTuner
+classes with atomic state), progress (terminal lines and ETA), search (one search: resume,
+test evaluation, export, baselines), distributed (chief/worker ports), experiment (the whole
+run: `run_experiment`), results (rows, CSV, Table 2), report (figure and the report CLI),
+run (the search CLI).
+"""

@@ -1,0 +1,118 @@
+"""Cells of the paper's Table 2: one (family, depth, budget) search, and its hard-label twin.
+
+A `Cell` names one KerasTuner project under `<experiment>/searches/`:
+
+    mlp-d2-b1M          students of 2 hidden layers and 1M parameters, mimicking the teacher
+    mlp-d2-b1M-hard     the same budget on 0/1 labels (the hard-label baseline of that cell)
+
+Every file a search writes beside its KerasTuner state lives in the project folder, so a
+folder alone says which cell it holds (`cell.json`), and `tuner.report` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mimic_tf.config import ExperimentConfig, atomic_write_text
+from mimic_tf.students import FAMILIES, budget_label
+
+CELL_FILE = "cell.json"
+HARD_SUFFIX = "-hard"
+_NAME = re.compile(r"^(?P<family>mlp|cnn)-d(?P<depth>\d)-b(?P<budget>[0-9.]+[kM])(?P<hard>-hard)?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One search: a student family, depth and parameter budget, trained with `loss`.
+
+    `fixed_widths` pins the free widths (the hard-label baseline reuses the best mimic
+    architecture of its cell); None lets the search choose them.
+    """
+
+    family: str
+    depth: int
+    budget: float
+    loss: str = "mimic"
+    fixed_widths: Mapping[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown family {self.family!r}; choose one of {sorted(FAMILIES)}")
+        if self.depth not in FAMILIES[self.family]:
+            raise ValueError(f"{self.family} depth must be one of {FAMILIES[self.family]}, "
+                             f"got {self.depth}")
+
+    @property
+    def is_baseline(self) -> bool:
+        """True for a hard-label baseline search."""
+        return self.loss == "hard"
+
+    @property
+    def name(self) -> str:
+        """Folder and TensorBoard run name: `mlp-d2-b1M`, `cnn-d1-b30k-hard`."""
+        suffix = HARD_SUFFIX if self.is_baseline else ""
+        return f"{self.family}-d{self.depth}-b{budget_label(self.budget)}{suffix}"
+
+    @property
+    def architecture(self) -> str:
+        """The row label of Table 2: 'MLP 2 hidden', 'CNN 3 conv'."""
+        if self.family == "mlp":
+            return f"MLP {self.depth} hidden"
+        return f"CNN {self.depth} conv"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "depth": self.depth,
+            "budget": self.budget,
+            "loss": self.loss,
+            "fixed_widths": dict(self.fixed_widths) if self.fixed_widths else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Cell:
+        return cls(
+            family=data["family"],
+            depth=int(data["depth"]),
+            budget=float(data["budget"]),
+            loss=data.get("loss", "mimic"),
+            fixed_widths=data.get("fixed_widths") or None,
+        )
+
+
+def parse_cell_name(name: str) -> tuple[str, int, str, bool] | None:
+    """(family, depth, budget label, is_baseline) of a search folder name, None if not one."""
+    match = _NAME.match(name)
+    if match is None:
+        return None
+    return (match["family"], int(match["depth"]), match["budget"], bool(match["hard"]))
+
+
+def planned_cells(config: ExperimentConfig, families: Iterable[str]) -> list[Cell]:
+    """The mimic searches of `config` for `families`, in run order (family, budget, depth)."""
+    cells = []
+    for family in families:
+        depths = config.search.mlp_depths if family == "mlp" else config.search.cnn_depths
+        for budget in config.search.budgets:
+            for depth in depths:
+                cells.append(Cell(family, depth, budget, loss=config.student.loss))
+    return cells
+
+
+def write_cell_file(cell: Cell, project: Path) -> None:
+    """Record which cell a search folder holds (read back by `read_cell_file`)."""
+    atomic_write_text(project / CELL_FILE, json.dumps(cell.to_dict(), indent=2) + "\n")
+
+
+def read_cell_file(project: Path) -> Cell | None:
+    """The cell a search folder holds, or None when the folder is not one of ours."""
+    path = project / CELL_FILE
+    if not path.exists():
+        return None
+    return Cell.from_dict(json.loads(path.read_text()))

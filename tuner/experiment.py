@@ -1,0 +1,179 @@
+"""`run_experiment`: the paper's experiment end to end, the one call behind `tuner.run`.
+
+    teacher (trained and cached if missing)  ->  transfer logits (computed once, shared)
+      ->  one search per (family, depth, budget)  ->  hard-label baselines (optional)
+      ->  top-k test evaluation  ->  export of each search's best student  ->  report
+
+Every stage reads what the previous one wrote under `<out>/<experiment>/`, so rerunning the
+same call continues where it stopped; `overwrite=True` deletes the searches of the cells it
+runs (with their logs and exported models) and starts them afresh. The teacher and transfer
+set are caches checked by fingerprint and are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import keras_tuner
+import tensorflow as tf
+
+from mimic_tf.config import ExperimentConfig, atomic_write_text, save_config
+from mimic_tf.data import load_splits
+from mimic_tf.layout import ExperimentLayout
+from mimic_tf.teachers import ensure_teacher
+from mimic_tf.transfer import build_transfer_set
+from tuner import distributed
+from tuner.cells import Cell, planned_cells
+from tuner.hypermodel import TrainingData
+from tuner.progress import Progress, format_duration
+from tuner.report import COMMANDS_FILE, Report, write_report
+from tuner.search import (
+    SearchContext,
+    baseline_cell,
+    build_tuner,
+    evaluate_top_trials,
+    project_dir,
+    run_search,
+)
+
+
+@dataclasses.dataclass
+class ExperimentSummary:
+    """What a run did: its folder, its searches, wall time and the report (None on workers)."""
+
+    root: Path
+    cells: list[str]
+    seconds: float
+    report: Report | None
+
+
+def distribution_strategy() -> tf.distribute.Strategy | None:
+    """MirroredStrategy over all GPUs when more than one is visible, else None."""
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return None
+
+
+def record_command(root: Path, command: str) -> None:
+    """Add a command line to `<root>/commands.txt` (once), for the report's provenance."""
+    path = root / COMMANDS_FILE
+    known = path.read_text().splitlines() if path.exists() else []
+    if command not in known:
+        atomic_write_text(path, "\n".join([*known, command]) + "\n")
+
+
+def remove_searches(layout: ExperimentLayout, cells: Sequence[Cell]) -> None:
+    """Delete the searches of `cells` and of their baselines: folders, logs, exported models."""
+    for cell in cells:
+        baseline = dataclasses.replace(cell, loss="hard", fixed_widths=None)
+        for name in {cell.name, baseline.name}:
+            for folder in (layout.searches / name, layout.logs / name, layout.models / name):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    families: Sequence[str] = ("mlp",),
+    out: str | Path = "runs",
+    *,
+    overwrite: bool = False,
+    verbose: int = 1,
+    progress_class: type[Progress] = Progress,
+    command: str | None = None,
+) -> ExperimentSummary:
+    """Run (or continue) the searches of `families` under `config`; returns a summary.
+
+    `progress_class` reports trials (a `Progress` subclass can also measure them);
+    `command`, the command line that asked for the run, is listed in `results.md`.
+
+    In a distributed search (KerasTuner's environment variables set) workers run trials
+    only; the chief prepares the teacher and transfer set, serves the oracles, evaluates,
+    exports and writes the report.
+    """
+    distributed.check_environment()
+    started = time.perf_counter()
+    layout = ExperimentLayout.for_config(config, out)
+    cells = planned_cells(config, families)
+    worker = distributed.is_worker()
+    search_count = len(cells) * (2 if config.search.baseline else 1)
+    if overwrite and not worker:
+        remove_searches(layout, cells)
+
+    # 1. Teacher and transfer set, prepared by the chief (or the only process).
+    splits = load_splits(config.data)
+    if worker:
+        complete = [distributed.search_complete(project_dir(layout, cell), config.search.trials)
+                    for cell in cells]
+        distributed.wait_for_chief(distributed.base_port(), search_count, complete)
+    else:
+        layout.root.mkdir(parents=True, exist_ok=True)
+        save_config(config, layout.config_file)
+        if command:
+            record_command(layout.root, command)
+    # Keras progress bars on a terminal, one line per teacher epoch in a log file.
+    teacher_verbose = 0 if worker or not verbose else (1 if sys.stdout.isatty() else 2)
+    teacher = ensure_teacher(config, splits, layout.teacher, verbose=teacher_verbose)
+    transfer_set = build_transfer_set(config, splits, teacher, layout.transfer,
+                                      verbose=verbose if not worker else 0)
+    online = config.transfer.mode == "online"
+    context = SearchContext(
+        config=config,
+        layout=layout,
+        data=TrainingData.from_transfer_set(transfer_set, config.student.batch_size),
+        transfer_fingerprint=transfer_set.fingerprint,
+        teacher=teacher if online else None,
+        progress=progress_class(search_count * config.search.trials,
+                                config.student.schedule.epochs, verbose=verbose),
+        strategy=distribution_strategy(),
+    )
+    if not online:
+        del teacher
+        keras.backend.clear_session()
+
+    # 2. The searches, then the hard-label baselines of their best architectures.
+    tuners = {}
+    for index, cell in enumerate(cells):
+        tuners[cell.name] = _search(cell, context, index, search_count)
+    baselines = []
+    if config.search.baseline:
+        for offset, cell in enumerate(cells):
+            twin = baseline_cell(cell, layout)
+            if twin is None:
+                continue
+            baselines.append(twin)
+            tuners[twin.name] = _search(twin, context, len(cells) + offset, search_count)
+    if worker:
+        return ExperimentSummary(layout.root, [c.name for c in cells + baselines],
+                                 time.perf_counter() - started, None)
+
+    # 3. Test evaluation of the top k of every search, export of the best students, report.
+    for cell in cells + baselines:
+        export = config.search.export and not cell.is_baseline
+        evaluate_top_trials(cell, tuners[cell.name], context, export=export)
+    report = write_report(layout.root)
+    seconds = time.perf_counter() - started
+    if verbose:
+        print(f"done in {format_duration(seconds)}: {report.results_md}")
+    return ExperimentSummary(layout.root, [c.name for c in cells + baselines], seconds, report)
+
+
+def _search(
+    cell: Cell, context: SearchContext, index: int, count: int
+) -> keras_tuner.Tuner | None:
+    """One search, through its own oracle port in a distributed run."""
+    project = project_dir(context.layout, cell)
+    trials = context.config.search.trials
+    if distributed.is_worker() and not distributed.worker_should_join(
+        index, count, project, trials
+    ):
+        return None  # complete, or the chief has moved past it
+    with distributed.search_port(index):
+        if distributed.is_chief() and distributed.search_complete(project, trials):
+            return build_tuner(cell, context)  # nothing to serve: no worker would ask
+        return run_search(cell, context, index + 1, count)

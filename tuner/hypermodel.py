@@ -1,0 +1,259 @@
+"""`StudentHyperModel`: the paper's student search space, and one trial's training.
+
+`build(hp)` draws the optimisation hyperparameters and the free widths of one cell, builds a
+student of exactly the cell's budget (`mimic_tf.students.build_student` solves the dependent
+width, so no trial is ever oversized) and wraps it in a `Distiller` compiled with SGD and
+Nesterov momentum (Urban et al. 2017, section 3):
+
+    learning_rate   log-uniform [0.0013, 0.016]
+    momentum        log-uniform [0.68, 0.97]
+    input_scale     uniform     [0.8, 1.25]     multiplies the standardised pixels
+    init_scale      uniform     [0.4, 2.0]      multiplies the Glorot init
+    widths          the paper's ranges for the budget (`mimic_tf.students.search_space`)
+
+`fit(hp, model, data, ...)` trains on the shared transfer set under the paper's plateau
+schedule, logs TensorBoard scalars and an HParams session for the trial, and survives diverging
+trials: a NaN loss stops the trial and its validation accuracy is reported as chance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner
+import numpy as np
+import tensorflow as tf
+from tensorboard.plugins.hparams import api as hparams_api
+
+from mimic_tf.config import StudentConfig
+from mimic_tf.distiller import Distiller
+from mimic_tf.schedule import plateau_callbacks
+from mimic_tf.students import NUM_CLASSES, BudgetError, build_student, search_space, solve_widths
+from mimic_tf.transfer import TransferSet
+from tuner.cells import Cell
+
+OBJECTIVE = "val_accuracy"
+EVALUATION_BATCH_SIZE = 500
+CHANCE_ACCURACY = 1.0 / NUM_CLASSES
+
+# The paper's optimisation space (Urban et al. 2017, section 3).
+LEARNING_RATE = (0.0013, 0.016)  # log
+MOMENTUM = (0.68, 0.97)  # log
+INPUT_SCALE = (0.8, 1.25)
+INIT_SCALE = (0.4, 2.0)
+OPTIMISATION_HPARAMS = ("learning_rate", "momentum", "input_scale", "init_scale")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """The datasets every trial of a run reads: built once, so all students see the same stream.
+
+    `train` is infinite; one Keras epoch is `steps_per_epoch` batches (one augmented view).
+    """
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    steps_per_epoch: int
+
+    @classmethod
+    def from_transfer_set(cls, transfer_set: TransferSet, batch_size: int) -> TrainingData:
+        """Cached logits in the batches, or `(images, labels)` for an online transfer set."""
+        online = transfer_set.logits is None
+        return cls(
+            train=transfer_set.train_dataset(batch_size, with_logits=not online),
+            validation=transfer_set.validation_dataset(EVALUATION_BATCH_SIZE),
+            test=transfer_set.test_dataset(EVALUATION_BATCH_SIZE),
+            steps_per_epoch=transfer_set.steps_per_epoch(batch_size),
+        )
+
+
+def free_widths(hp: keras_tuner.HyperParameters | Mapping[str, Any], cell: Cell) -> dict:
+    """The cell's free widths as drawn in `hp` (a HyperParameters or its `.values`)."""
+    values = hp.values if isinstance(hp, keras_tuner.HyperParameters) else hp
+    return {name: values[name] for name in search_space(cell.family, cell.depth, cell.budget)}
+
+
+def realised_widths(cell: Cell, hyperparameters: Mapping[str, Any]) -> dict[str, int]:
+    """Every layer width of the student a trial's hyperparameter values describe."""
+    return solve_widths(cell.family, cell.depth, cell.budget, **free_widths(hyperparameters, cell))
+
+
+class StudentHyperModel(keras_tuner.HyperModel):
+    """Builds and trains the students of one cell (family, depth, budget, loss).
+
+    Args:
+        cell: which search this is; `cell.fixed_widths` pins the widths (baselines).
+        student_config: batch size, loss options and the plateau schedule.
+        teacher: the frozen ensemble, only for online transfer sets (else None).
+        seed: base seed of the students' initialisation.
+        log_dir: TensorBoard folder of this search; each trial logs to `log_dir/<trial_id>`.
+        progress: optional factory `(trial_id, cell, hp, params) -> keras.callbacks.Callback`
+            of a callback reporting the trial to the terminal (`Progress.trial_callback`).
+    """
+
+    def __init__(
+        self,
+        cell: Cell,
+        student_config: StudentConfig,
+        *,
+        teacher: keras.Model | None = None,
+        seed: int = 0,
+        log_dir: str | Path | None = None,
+        progress: Any = None,
+    ) -> None:
+        super().__init__(name=cell.name)
+        self.cell = cell
+        self.student_config = student_config
+        self.teacher = teacher
+        self.seed = seed
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.progress = progress
+
+    def build(self, hp: keras_tuner.HyperParameters) -> Distiller:
+        """A compiled Distiller around a student of exactly the cell's budget."""
+        # 1. The optimisation hyperparameters of the paper's search.
+        learning_rate = hp.Float("learning_rate", *LEARNING_RATE, sampling="log")
+        momentum = hp.Float("momentum", *MOMENTUM, sampling="log")
+        input_scale = hp.Float("input_scale", *INPUT_SCALE)
+        init_scale = hp.Float("init_scale", *INIT_SCALE)
+
+        # 2. The free widths, in the paper's ranges for this budget (or pinned).
+        widths = {}
+        for name, (low, high) in search_space(self.cell.family, self.cell.depth,
+                                              self.cell.budget).items():
+            if self.cell.fixed_widths is not None:
+                widths[name] = hp.Fixed(name, self.cell.fixed_widths[name])
+            elif isinstance(low, float):
+                widths[name] = hp.Float(name, low, high)
+            else:
+                widths[name] = hp.Int(name, low, high, sampling="log")
+
+        # 3. The student: its dependent width is solved so it meets the budget.
+        try:
+            student = build_student(
+                self.cell.family, self.cell.depth, self.cell.budget,
+                input_scale=input_scale, init_scale=init_scale, seed=self.seed, **widths,
+            )
+        except BudgetError as error:  # recorded as a failed trial, never retried
+            raise keras_tuner.errors.FailedTrialError(str(error)) from error
+
+        # 4. The Distiller, trained by SGD with Nesterov momentum. `student.clipnorm` > 0
+        #    clips the global gradient norm (not the paper's recipe; it rescues trials that
+        #    the paper's upper learning rates and init scales make diverge at once).
+        config = self.student_config
+        distiller = Distiller(
+            student, self.teacher, loss=self.cell.loss,
+            temperature=config.temperature, alpha=config.alpha,
+        )
+        distiller.compile(optimizer=keras.optimizers.SGD(
+            learning_rate, momentum=momentum, nesterov=True,
+            global_clipnorm=config.clipnorm or None,
+        ))
+        return distiller
+
+    def fit(
+        self,
+        hp: keras_tuner.HyperParameters,
+        model: Distiller,
+        data: TrainingData,
+        *,
+        trial_id: str = "untracked",
+        callbacks: list[keras.callbacks.Callback] | None = None,
+        epochs: int | None = None,
+        initial_epoch: int = 0,
+        verbose: int = 0,
+        **kwargs: Any,
+    ) -> keras.callbacks.History:
+        """Train `model` on `data`; returns the History the oracle scores.
+
+        `epochs` and `initial_epoch` come from Hyperband; otherwise the schedule's cap is used.
+        Epochs whose loss is NaN report chance validation accuracy.
+        """
+        config = self.student_config
+        realised = model.student.count_params()
+
+        trial_callbacks: list[keras.callbacks.Callback] = [
+            DivergenceGuard(),  # first: every later callback sees the sanitised logs
+            *plateau_callbacks(config.schedule, monitor=OBJECTIVE, restore_best=False),
+        ]
+        writer = None
+        if self.log_dir is not None:
+            trial_dir = self.log_dir / str(trial_id)
+            writer = tf.summary.create_file_writer(str(trial_dir))
+            trial_callbacks += [
+                keras.callbacks.TensorBoard(str(trial_dir), write_graph=False, profile_batch=0),
+                hparams_api.KerasCallback(
+                    writer, self.trial_hparams(hp, realised),
+                    trial_id=f"{self.cell.name}/{trial_id}",
+                ),
+            ]
+        if self.progress is not None:
+            trial_callbacks.append(self.progress(trial_id, self.cell, hp, realised))
+        trial_callbacks += list(callbacks or [])
+        try:
+            return model.fit(
+                data.train,
+                epochs=epochs or config.schedule.epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=data.steps_per_epoch,
+                validation_data=data.validation,
+                shuffle=False,  # the transfer set fixes the order: every student sees the same
+                callbacks=trial_callbacks,
+                verbose=verbose,
+                **kwargs,
+            )
+        finally:
+            if writer is not None:
+                writer.close()
+
+    def trial_hparams(self, hp: keras_tuner.HyperParameters, realised: int) -> dict[str, Any]:
+        """What the HParams dashboard lists for a trial: the cell, every hp, realised params."""
+        values: dict[str, Any] = {
+            "cell": self.cell.name,
+            "family": self.cell.family,
+            "depth": self.cell.depth,
+            "budget": float(self.cell.budget),
+            "loss": self.cell.loss,
+            "params": int(realised),
+        }
+        for name, value in hp.values.items():
+            if isinstance(value, (bool, int, float, str)):
+                values[name] = value
+        return values
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops a trial whose loss turned NaN or infinite and scores it at chance.
+
+    Keras' `TerminateOnNaN` stops training too, but the validation pass of that epoch still
+    runs on the broken weights; here the epoch's `val_accuracy` is replaced by chance
+    (1/10) before the schedule, the checkpoint and the oracle read it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.diverged = False
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is None:
+            return
+        values = [logs.get(key) for key in ("loss", "val_loss")]
+        if self.diverged or any(v is not None and not np.isfinite(v) for v in values):
+            self.diverged = True
+            self.model.stop_training = True
+            logs[OBJECTIVE] = CHANCE_ACCURACY
+            for key in list(logs):
+                if key.endswith("loss") and not np.isfinite(logs[key]):
+                    logs[key] = float("inf")  # JSON- and oracle-safe, still the worst loss

@@ -1,0 +1,152 @@
+"""`python -m tuner.report DIR`: rebuild `results.csv`, `results.md` and `figure.png` of DIR.
+
+DIR is an experiment folder (`runs/<experiment>`). Whatever searches exist under
+`DIR/searches/`, MLP and CNN runs alike, are merged into one table and one figure; searches
+still running or stopped half-way contribute the trials they finished.
+
+`figure.png` follows the paper's Figure 1: test accuracy against parameters (log x), per
+architecture a solid line through the mean test accuracy of each search's top k trials and
+dashed lines through the best and the k-th best of them, the teacher ensemble as a
+horizontal line, hard-label baselines as short horizontal marks at their budgets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+from matplotlib.figure import Figure
+
+RESULTS_CSV = "results.csv"
+RESULTS_MD = "results.md"
+FIGURE = "figure.png"
+COMMANDS_FILE = "commands.txt"  # the `tuner.run` command lines that made the searches
+
+
+@dataclasses.dataclass
+class Report:
+    """The files a report wrote and the numbers in them."""
+
+    results_csv: Path
+    results_md: Path
+    figure: Path
+    rows: list  # tuner.results.TrialRow
+    summaries: list  # tuner.results.CellSummary
+
+
+def write_report(root: str | Path, top_k: int | None = None) -> Report:
+    """Write the three result files of the experiment folder `root`; returns what was written.
+
+    `top_k` only labels the table; the evaluated trials are whatever the searches recorded.
+    """
+    from tuner.results import (
+        collect_rows,
+        markdown_table,
+        summarise,
+        teacher_summary,
+        write_csv,
+    )
+
+    root = Path(root)
+    rows = collect_rows(root)
+    summaries = summarise(rows)
+    if top_k is None:
+        top_k = max((len(s.top_tests) for s in summaries), default=None)
+    write_csv(rows, root / RESULTS_CSV)
+    from mimic_tf.config import atomic_write_text
+
+    atomic_write_text(root / RESULTS_MD, markdown_table(root, summaries, top_k))
+    teacher = teacher_summary(root) or {}
+    draw_figure(summaries, root / FIGURE, teacher.get("test_accuracy"),
+                title=f"{root.name}: students' test accuracy by parameter budget; top-{top_k} "
+                f"mean (solid), best and worst of the top {top_k} (dashed)")
+    return Report(root / RESULTS_CSV, root / RESULTS_MD, root / FIGURE, rows, summaries)
+
+
+def draw_figure(
+    summaries: Sequence,  # tuner.results.CellSummary
+    path: Path,
+    teacher_accuracy: float | None = None,
+    title: str = "",
+) -> None:
+    """Draw the figure to `path` (written to a temporary file, then renamed).
+
+    Uses matplotlib's object API (no pyplot): no global backend or figure state is touched.
+    """
+    figure = Figure(figsize=(7.5, 5.0), dpi=120)
+    axes = figure.add_subplot()
+    lines: dict[str, list] = {}
+    for summary in summaries:
+        if not summary.cell.is_baseline and summary.top_tests:
+            lines.setdefault(summary.cell.architecture, []).append(summary)
+    colours = matplotlib.colormaps["tab10"]
+    colour_of = {}
+    for index, (architecture, points) in enumerate(lines.items()):
+        points = sorted(points, key=lambda s: s.cell.budget)
+        colour = colours(index % 10)
+        colour_of[(points[0].cell.family, points[0].cell.depth)] = colour
+        budgets = [s.cell.budget for s in points]
+        axes.plot(budgets, [100 * s.mean_test for s in points], "-o", color=colour,
+                  label=architecture, markersize=4)
+        for bound in (max, min):
+            axes.plot(budgets, [100 * bound(s.top_tests) for s in points], "--.",
+                      color=colour, linewidth=0.8, markersize=4)
+    baselines = [s for s in summaries if s.cell.is_baseline and s.best_test is not None]
+    for baseline in baselines:
+        colour = colour_of.get((baseline.cell.family, baseline.cell.depth), "black")
+        axes.plot([baseline.cell.budget], [100 * baseline.best_test], marker="_",
+                  markersize=18, markeredgewidth=2.5, color=colour, linestyle="none")
+    if baselines:
+        axes.plot([], [], marker="_", markersize=12, markeredgewidth=2.5, color="grey",
+                  linestyle="none", label="hard labels (best)")
+    if teacher_accuracy is not None:
+        axes.axhline(100 * teacher_accuracy, color="black", linewidth=1.2,
+                     label=f"teacher ensemble ({100 * teacher_accuracy:.1f}%)")
+    axes.set_xscale("log")
+    axes.set_xlabel("number of parameters")
+    axes.set_ylabel("test accuracy (%)")
+    axes.set_title(title or "Students mimicking the teacher: top-k mean (solid), "
+                   "best and k-th best (dashed)", fontsize=9)
+    axes.grid(True, which="both", alpha=0.3)
+    if lines or baselines or teacher_accuracy is not None:
+        axes.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    try:
+        figure.savefig(temporary, format="png")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tuner.report",
+        description="Rebuild results.csv, results.md and figure.png of an experiment folder "
+        "from the searches it holds (MLP and CNN runs merged).",
+    )
+    parser.add_argument("directory", help="experiment folder, e.g. runs/default")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    root = Path(args.directory)
+    if not (root / "searches").is_dir():
+        print(f"error: {root} holds no searches/ folder; pass an experiment folder such as "
+              "runs/default (the one `python -m tuner.run` wrote)", file=sys.stderr)
+        return 2
+    report = write_report(root)
+    print(report.results_md.read_text())
+    print(f"wrote {report.results_csv}, {report.results_md} and {report.figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

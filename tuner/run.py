@@ -1,0 +1,155 @@
+"""`python -m tuner.run --family mlp|cnn`: the paper's student searches, table and figure.
+
+    python -m tuner.run --family mlp                       # configs/default.yaml end to end
+    python -m tuner.run --family cnn --config smoke --trials 2 --epochs 1 --out /tmp/runs
+
+Flags override the config; a bad flag or value exits with status 2 and says what is allowed.
+Rerunning the same command continues where it stopped; `--overwrite` starts the searches
+afresh. See docs/tuner.md (distributed search, TensorBoard, artifacts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from mimic_tf.config import ConfigError, load_config
+
+FAMILIES = ("mlp", "cnn")
+TUNERS = ("bayesian", "hyperband", "random")
+_SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9}
+
+
+def parse_budgets(text: str) -> list[float]:
+    """'1e6,3.16e6' or '30k,1M' -> [1e6, 3.16e6]."""
+    budgets = []
+    for item in text.split(","):
+        item = item.strip()
+        scale = _SUFFIXES.get(item[-1:].lower(), 1.0) if item else 1.0
+        number = item[:-1] if scale != 1.0 else item
+        try:
+            budgets.append(float(number) * scale)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"budget {item!r} is not a number; write e.g. 1e6,3.16e6 or 30k,1M"
+            ) from None
+    return budgets
+
+
+def parse_depths(text: str) -> list[int]:
+    """'1,2,3' -> [1, 2, 3]."""
+    try:
+        return [int(item) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"depths {text!r} are not integers; write e.g. 1,2,3 (MLP 1-5, CNN 1-4)"
+        ) from None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tuner.run",
+        description="Search student depth and width under parameter budgets (one Bayesian "
+        "search per family, depth and budget), evaluate the best students on the test set, "
+        "export them for TF Serving, and write results.csv, results.md (the paper's Table 2) "
+        "and figure.png (its Figure 1) under OUT/<experiment>/.",
+    )
+    parser.add_argument("--family", required=True, choices=FAMILIES,
+                        help="student family: mlp (1-5 hidden layers) or cnn (1-4 conv layers)")
+    parser.add_argument("--config", default="default",
+                        help="YAML config path or a name in configs/ (default: default)")
+    parser.add_argument("--depths", type=parse_depths, default=None,
+                        help="comma-separated depths to search, e.g. 1,2,3 (overrides "
+                        "search.mlp_depths or search.cnn_depths)")
+    parser.add_argument("--budgets", type=parse_budgets, default=None,
+                        help="comma-separated parameter budgets, e.g. 1e6,3.16e6 or 30k,1M "
+                        "(overrides search.budgets)")
+    parser.add_argument("--tuner", choices=TUNERS, default=None,
+                        help="search algorithm (overrides search.tuner; the paper used "
+                        "bayesian)")
+    parser.add_argument("--trials", type=positive_int, default=None,
+                        help="trials per search (overrides search.trials)")
+    parser.add_argument("--epochs", type=positive_int, default=None,
+                        help="epoch cap of one trial (overrides student.schedule.epochs)")
+    parser.add_argument("--data", default=None,
+                        help="data source: auto | tfds:cifar10 | folder:PATH | synthetic "
+                        "(overrides data.source)")
+    parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=None,
+                        help="also train each cell's best architecture on hard 0/1 labels, "
+                        "with the same search effort (sets search.baseline)")
+    parser.add_argument("--out", default="runs", help="output root (default: runs/)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete this run's searches, their logs and exported models "
+                        "and start afresh (the cached teacher and transfer set are kept)")
+    parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    return parser
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    """The dotted config keys the flags set (None: keep the config's value)."""
+    depths_key = "search.mlp_depths" if args.family == "mlp" else "search.cnn_depths"
+    return {
+        depths_key: args.depths,
+        "search.budgets": args.budgets,
+        "search.tuner": args.tuner,
+        "search.trials": args.trials,
+        "student.schedule.epochs": args.epochs,
+        "data.source": args.data,
+        "search.baseline": args.baseline,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, overrides=overrides_from(args))
+    except ConfigError as error:
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+
+    # Heavy imports (TensorFlow) only once the flags are known to be good.
+    from mimic_tf.data import DataError
+    from tuner.distributed import DistributedSetupError
+    from tuner.experiment import run_experiment
+    from tuner.search import SearchMismatchError
+
+    try:
+        command = " ".join(["python -m tuner.run", *(argv if argv is not None else sys.argv[1:])])
+        summary = run_experiment(config, (args.family,), args.out, overwrite=args.overwrite,
+                                 verbose=0 if args.quiet else 1, command=command)
+    except (SearchMismatchError, DistributedSetupError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    except DataError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
+    result = {"experiment": str(summary.root), "searches": summary.cells,
+              "wall_seconds": round(summary.seconds, 1)}
+    if summary.report is not None:
+        result["results"] = [
+            {"cell": s.cell.name, "trials": s.trials, "best_test_accuracy": s.best_test,
+             "top_k_mean_test_accuracy": s.mean_test}
+            for s in summary.report.summaries
+        ]
+        result["files"] = [str(summary.report.results_csv), str(summary.report.results_md),
+                           str(summary.report.figure)]
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

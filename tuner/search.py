@@ -1,0 +1,327 @@
+"""One search per cell: the tuner, resume, the top-k test evaluation, the baseline and the export.
+
+    context = SearchContext(config, layout, data, progress=Progress(...))
+    tuner = run_search(Cell("mlp", 2, 1e6), context)        # resumes a stopped search
+    evaluate_top_trials(cell, tuner, context, export=True)  # test accuracy of the top k,
+                                                            # best to models/<cell>/<version>/
+
+A search's folder `searches/<cell>/` holds KerasTuner's project (oracle, trials, best-epoch
+checkpoints) and three files of ours, each written atomically:
+
+    cell.json         which cell the folder holds (family, depth, budget, loss, fixed widths)
+    search.json       what its trials depend on (student settings, tuner, transfer set, seed);
+                      a rerun with other settings is refused instead of mixing trials
+    evaluation.json   test metrics of the top-k trials, realised widths, the exported version
+
+Rerunning continues a search: finished trials are kept, a trial killed mid-way is rerun.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import shutil
+import warnings
+import zlib
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner
+import tensorflow as tf
+
+from mimic_tf.config import ExperimentConfig, atomic_write_text
+from mimic_tf.layout import ExperimentLayout
+from mimic_tf.students import count_parameters, search_space
+from serving.export import ExportError, export_student
+from tuner import distributed
+from tuner.cells import Cell, read_cell_file, write_cell_file
+from tuner.hypermodel import OBJECTIVE, StudentHyperModel, TrainingData, realised_widths
+from tuner.progress import Progress
+from tuner.tuners import make_tuner
+
+SEARCH_FILE = "search.json"
+EVALUATION_FILE = "evaluation.json"
+CHECKPOINT_FILE = "checkpoint.weights.h5"  # KerasTuner's best-epoch weights of a trial
+
+
+class SearchMismatchError(RuntimeError):
+    """An existing search was run with settings other than the current ones."""
+
+
+@dataclasses.dataclass
+class SearchContext:
+    """What every search of a run shares: config, folders, datasets, terminal progress."""
+
+    config: ExperimentConfig
+    layout: ExperimentLayout
+    data: TrainingData
+    transfer_fingerprint: str
+    teacher: keras.Model | None = None  # online transfer sets only
+    progress: Progress | None = None
+    strategy: tf.distribute.Strategy | None = None
+
+
+def project_dir(layout: ExperimentLayout, cell: Cell) -> Path:
+    """`searches/<cell>/`: the cell's KerasTuner project."""
+    return layout.searches / cell.name
+
+
+def search_seed(seed: int, cell: Cell) -> int:
+    """The oracle's seed: the config's, varied per cell so searches explore independently."""
+    return seed * 100_003 + zlib.crc32(cell.name.encode()) % 100_003
+
+
+def search_settings(config: ExperimentConfig, transfer_fingerprint: str) -> dict[str, Any]:
+    """Everything a search's trials depend on, besides the cell itself and the trial count."""
+    return {
+        "student": config.to_dict()["student"],
+        "tuner": config.search.tuner,
+        "seed": config.seed,
+        "transfer": transfer_fingerprint,
+    }
+
+
+def _check_settings(project: Path, settings: dict[str, Any]) -> None:
+    path = project / SEARCH_FILE
+    if not path.exists():
+        return
+    previous = json.loads(path.read_text())
+    if previous == settings:
+        return
+    changed = sorted(key for key in settings if previous.get(key) != settings[key])
+    raise SearchMismatchError(
+        f"search '{project.name}' in {project.parent} was run with other settings "
+        f"({', '.join(changed)} changed); rerun with --overwrite to start it afresh, or pass "
+        "another --out"
+    )
+
+
+def build_tuner(cell: Cell, context: SearchContext) -> keras_tuner.Tuner:
+    """The cell's tuner, reloading its project when one exists (a stale baseline restarts)."""
+    config, layout = context.config, context.layout
+    project = project_dir(layout, cell)
+    settings = search_settings(config, context.transfer_fingerprint)
+    previous_cell = read_cell_file(project)
+    restart = previous_cell is not None and previous_cell.to_dict() != cell.to_dict()
+    if restart and not distributed.is_worker():
+        # A baseline pinned to an architecture that is no longer its cell's best.
+        print(f"{cell.name}: the best architecture changed; restarting this baseline search")
+        shutil.rmtree(layout.logs / cell.name, ignore_errors=True)
+    else:
+        _check_settings(project, settings)
+    hypermodel = StudentHyperModel(
+        cell,
+        config.student,
+        teacher=context.teacher,
+        seed=config.seed,
+        log_dir=layout.logs / cell.name,
+        progress=context.progress.trial_callback if context.progress else None,
+    )
+    tuner = make_tuner(
+        config.search.tuner,
+        hypermodel,
+        directory=layout.searches,
+        project_name=cell.name,
+        max_trials=config.search.trials,
+        max_epochs=config.student.schedule.epochs,
+        seed=search_seed(config.seed, cell),
+        overwrite=restart and not distributed.is_worker(),
+        distribution_strategy=context.strategy,
+    )
+    if not distributed.is_worker():
+        write_cell_file(cell, project)
+        atomic_write_text(project / SEARCH_FILE, json.dumps(settings, indent=2) + "\n")
+    return tuner
+
+
+def finished_trials(tuner: keras_tuner.Tuner) -> list[keras_tuner.engine.trial.Trial]:
+    """The trials that ended (completed or failed), as the oracle recorded them."""
+    oracle = tuner.oracle
+    return [oracle.trials[trial_id] for trial_id in getattr(oracle, "end_order", [])
+            if trial_id in oracle.trials]
+
+
+def run_search(
+    cell: Cell, context: SearchContext, index: int = 1, count: int = 1
+) -> keras_tuner.Tuner:
+    """Run (or continue) the cell's search until it has `config.search.trials` trials."""
+    tuner = build_tuner(cell, context)
+    finished = 0 if distributed.is_worker() else len(finished_trials(tuner))
+    if context.progress is not None:
+        context.progress.begin_search(cell, index, count, context.config.search.trials,
+                                      finished)
+        if distributed.is_chief():
+            context.progress.print(f"[{cell.name} {index}/{count}] serving the oracle on "
+                                   f"port {distributed.oracle_port()}")
+    with warnings.catch_warnings():
+        # The GP's kernel fit warns on every few-trial search; it is expected, not a fault.
+        warnings.filterwarnings("ignore", message=".*close to the specified (lower|upper) bound")
+        tuner.search(context.data, verbose=0)
+    if context.progress is not None and not distributed.is_worker():
+        context.progress.end_search(best_score(tuner))
+    return tuner
+
+
+def best_score(tuner: keras_tuner.Tuner) -> float | None:
+    """The best validation accuracy of a search so far."""
+    best = ranked_trials(tuner)
+    return best[0].score if best else None
+
+
+def diverged(trial: keras_tuner.engine.trial.Trial) -> bool:
+    """True when a trial's loss turned non-finite (`DivergenceGuard` scored it at chance)."""
+    if not trial.metrics.exists("val_loss"):
+        return False
+    return not math.isfinite(trial.metrics.get_last_value("val_loss"))
+
+
+def rank_key(trial: keras_tuner.engine.trial.Trial) -> tuple:
+    """Sort key: best validation accuracy first, then trials that did not diverge, then id."""
+    return (-trial.score, diverged(trial), trial.trial_id)
+
+
+def ranked_trials(tuner: keras_tuner.Tuner) -> list[keras_tuner.engine.trial.Trial]:
+    """Completed trials, best validation accuracy first (see `rank_key`)."""
+    completed = [t for t in tuner.oracle.trials.values()
+                 if t.status == "COMPLETED" and t.score is not None]
+    return sorted(completed, key=rank_key)
+
+
+def load_trial_model(tuner: keras_tuner.Tuner, trial: keras_tuner.engine.trial.Trial):
+    """The Distiller of a trial with its best epoch's weights (SaveBestEpoch's checkpoint).
+
+    Unlike `tuner.load_model` this does not clear the Keras session and collect garbage
+    for every model (most of the time of a small trial); callers clear once per search.
+    """
+    with warnings.catch_warnings():
+        # The checkpoint holds the optimizer's slots too; evaluation does not need them.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        scope = tuner.distribution_strategy.scope() if tuner.distribution_strategy else None
+        with scope or contextlib.nullcontext():
+            model = tuner.hypermodel.build(trial.hyperparameters)
+            model.load_weights(Path(tuner.get_trial_dir(trial.trial_id)) / CHECKPOINT_FILE)
+    return model
+
+
+def read_evaluation(project: Path) -> dict[str, Any]:
+    path = project / EVALUATION_FILE
+    return json.loads(path.read_text()) if path.exists() else {"trials": {}}
+
+
+def _write_evaluation(project: Path, evaluation: dict[str, Any]) -> None:
+    atomic_write_text(project / EVALUATION_FILE, json.dumps(evaluation, indent=2) + "\n")
+
+
+def evaluate_top_trials(
+    cell: Cell, tuner: keras_tuner.Tuner, context: SearchContext, export: bool = False
+) -> dict[str, Any]:
+    """Test metrics of the `config.search.top_k` best trials (by validation accuracy).
+
+    Each trial's best-epoch checkpoint is evaluated once; later runs reuse the numbers. With
+    `export`, the best of them that did not diverge is exported to `models/<cell>/<version>/`
+    unless that trial is the one exported already.
+    """
+    project = project_dir(context.layout, cell)
+    evaluation = read_evaluation(project)
+    evaluation["cell"] = cell.to_dict()
+    top = ranked_trials(tuner)[: context.config.search.top_k]
+    # The student to export: the best trial whose training did not diverge.
+    to_export = next((t for t in top if not diverged(t)), None) if export else None
+    if export and to_export is None and top and not _exported(evaluation, top[0].trial_id):
+        evaluation["exported"] = {"trial_id": top[0].trial_id,
+                                  "error": "every evaluated trial diverged (non-finite loss)"}
+        _report(context, f"[{cell.name}] not exported: every evaluated trial diverged")
+    keras.backend.clear_session()
+    for rank, trial in enumerate(top, start=1):
+        record = evaluation["trials"].get(trial.trial_id)
+        needs_export = trial is to_export and not _exported(evaluation, trial.trial_id)
+        if record is not None and record.get("val_accuracy") == trial.score \
+                and not needs_export:
+            continue
+        model = load_trial_model(tuner, trial)
+        metrics = model.evaluate(context.data.test, verbose=0, return_dict=True)
+        evaluation["trials"][trial.trial_id] = {
+            "val_accuracy": trial.score,
+            "test_accuracy": float(metrics["accuracy"]),
+            "test_loss": float(metrics["loss"]),
+            "test_agreement": float(metrics.get("agreement", float("nan"))),
+            "params": int(model.student.count_params()),
+            "widths": realised_widths(cell, trial.hyperparameters.values),
+            "diverged": diverged(trial),
+        }
+        _report(context, f"[{cell.name}] rank {rank}: trial {trial.trial_id} test accuracy "
+                         f"{metrics['accuracy']:.4f} (val {trial.score:.4f})")
+        if needs_export:
+            try:
+                path = export_student(model.student, context.layout.models, cell.name)
+            except ExportError as error:  # e.g. a student whose logits overflow
+                evaluation["exported"] = {"trial_id": trial.trial_id, "error": str(error)}
+                _report(context, f"[{cell.name}] not exported: {error}")
+            else:
+                evaluation["exported"] = {"trial_id": trial.trial_id, "path": str(path)}
+                _report(context, f"[{cell.name}] exported trial {trial.trial_id} to {path}")
+        _write_evaluation(project, evaluation)
+        del model
+    _write_evaluation(project, evaluation)
+    keras.backend.clear_session()
+    return evaluation
+
+
+def _exported(evaluation: dict[str, Any], trial_id: str) -> bool:
+    """Whether this trial was exported already (or failed to export: not retried)."""
+    exported = evaluation.get("exported") or {}
+    if exported.get("trial_id") != trial_id:
+        return False
+    return "error" in exported or Path(exported.get("path", "")).exists()
+
+
+def _report(context: SearchContext, line: str) -> None:
+    if context.progress is not None:
+        context.progress.print(line)
+
+
+def baseline_cell(cell: Cell, layout: ExperimentLayout) -> Cell | None:
+    """The hard-label twin of a mimic cell: its best architecture, pinned; None before any."""
+    best = best_trial_on_disk(project_dir(layout, cell))
+    if best is None:
+        return None
+    names = search_space(cell.family, cell.depth, cell.budget)
+    widths = {name: best.hyperparameters.values[name] for name in names}
+    return Cell(cell.family, cell.depth, cell.budget, loss="hard", fixed_widths=widths)
+
+
+def best_trial_on_disk(project: Path) -> keras_tuner.engine.trial.Trial | None:
+    """The completed trial of a search folder with the best validation accuracy."""
+    trials = [t for t in load_trials(project) if t.status == "COMPLETED" and t.score is not None]
+    return min(trials, key=rank_key) if trials else None
+
+
+def load_trials(project: Path) -> list[keras_tuner.engine.trial.Trial]:
+    """Every trial KerasTuner recorded in a search folder."""
+    return [keras_tuner.engine.trial.Trial.load(str(path))
+            for path in sorted(project.glob("trial_*/trial.json"))]
+
+
+def realised_params(cell: Cell, hyperparameters: dict[str, Any]) -> int:
+    """Parameters of the student a trial describes, in closed form (no model is built)."""
+    return count_parameters(cell.family, cell.depth, realised_widths(cell, hyperparameters))
+
+
+__all__ = [
+    "OBJECTIVE",
+    "SearchContext",
+    "SearchMismatchError",
+    "baseline_cell",
+    "best_trial_on_disk",
+    "build_tuner",
+    "diverged",
+    "evaluate_top_trials",
+    "load_trials",
+    "rank_key",
+    "ranked_trials",
+    "realised_params",
+    "run_search",
+]

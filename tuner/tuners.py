@@ -1,0 +1,165 @@
+"""KerasTuner tuners whose state files are written atomically, and `make_tuner` to pick one.
+
+KerasTuner writes `oracle.json`, `trial_*/trial.json` and `<tuner_id>.json` in place; a
+`kill -9` during such a write leaves half a JSON file that the next run fails to reload. The
+classes here write every state file to a temporary file and rename it over the target, so a
+killed search reloads cleanly: finished trials are kept, the trial that was running is rerun.
+
+    tuner = make_tuner("bayesian", hypermodel, directory=searches, project_name=cell.name,
+                       max_trials=8, seed=0)
+
+All three tuners maximise validation accuracy (`val_accuracy`, the paper's objective).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import keras_tuner
+from keras_tuner.src.tuners.bayesian import BayesianOptimizationOracle
+from keras_tuner.src.tuners.hyperband import HyperbandOracle
+from keras_tuner.src.tuners.randomsearch import RandomSearchOracle
+
+from mimic_tf.config import atomic_write_text
+from tuner import distributed
+from tuner.hypermodel import OBJECTIVE
+
+TUNERS = ("bayesian", "hyperband", "random")
+
+
+def write_json_atomically(path: str | os.PathLike[str], state: Any) -> str:
+    """Write `state` as JSON through a temporary file and a rename; returns the JSON text."""
+    text = json.dumps(state)
+    atomic_write_text(path, text)
+    return text
+
+
+class AtomicOracleMixin:
+    """Oracle state (`oracle.json`) and trial records (`trial.json`) written atomically."""
+
+    def save(self) -> None:
+        write_json_atomically(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial: keras_tuner.engine.trial.Trial) -> None:
+        path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")
+        write_json_atomically(path, trial.get_state())
+
+
+class AtomicBayesianOracle(AtomicOracleMixin, BayesianOptimizationOracle):
+    """Gaussian-process Bayesian optimisation (the paper used Spearmint's GP)."""
+
+
+class AtomicHyperbandOracle(AtomicOracleMixin, HyperbandOracle):
+    """Hyperband; `max_trials` caps its trial count."""
+
+
+class AtomicRandomOracle(AtomicOracleMixin, RandomSearchOracle):
+    """Random search."""
+
+
+class StudentTunerMixin:
+    """Passes the trial id to `HyperModel.fit`, clears a rerun trial's old logs, saves atomically.
+
+    `BaseTuner.save` writes the oracle and then `<tuner_id>.json`; workers in a distributed
+    search keep no oracle of their own. A distributed chief serves its oracle with
+    `distributed.serve_oracle` (prompt exit, port freed) instead of KerasTuner's loop.
+    """
+
+    def search(self, *fit_args, **fit_kwargs) -> None:
+        if distributed.is_chief():
+            self.oracle.verbose = 0  # one line per finished trial instead of KerasTuner's tables
+            self.save()
+            label = getattr(self.hypermodel, "name", None) or self.project_name
+            distributed.serve_oracle(self.oracle, report=lambda line: print(
+                f"[{label}] {line}", flush=True))
+            return
+        super().search(*fit_args, **fit_kwargs)
+
+    def run_trial(self, trial, *args, **kwargs):
+        log_dir = getattr(self.hypermodel, "log_dir", None)
+        if log_dir is not None:
+            # A trial that was killed and is rerun starts its TensorBoard run afresh.
+            shutil.rmtree(Path(log_dir) / str(trial.trial_id), ignore_errors=True)
+        kwargs["trial_id"] = trial.trial_id
+        return super().run_trial(trial, *args, **kwargs)
+
+    def save(self) -> None:
+        if not self._is_worker():
+            self.oracle.save()
+        write_json_atomically(self._get_tuner_fname(), self.get_state())
+
+
+class BayesianTuner(StudentTunerMixin, keras_tuner.BayesianOptimization):
+    """`keras_tuner.BayesianOptimization` with atomic state files."""
+
+    def __init__(self, oracle, hypermodel, **kwargs):
+        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+
+class HyperbandTuner(StudentTunerMixin, keras_tuner.Hyperband):
+    """`keras_tuner.Hyperband` (epochs per bracket, warm starts) with atomic state files."""
+
+    def __init__(self, oracle, hypermodel, **kwargs):
+        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+
+class RandomTuner(StudentTunerMixin, keras_tuner.RandomSearch):
+    """`keras_tuner.RandomSearch` with atomic state files."""
+
+    def __init__(self, oracle, hypermodel, **kwargs):
+        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+
+def initial_random_points(max_trials: int) -> int:
+    """Random trials before the Gaussian process takes over: a third of the search, >= 2."""
+    return max(2, max_trials // 3)
+
+
+def make_tuner(
+    kind: str,
+    hypermodel: keras_tuner.HyperModel,
+    *,
+    directory: str | os.PathLike[str],
+    project_name: str,
+    max_trials: int,
+    max_epochs: int,
+    seed: int = 0,
+    overwrite: bool = False,
+    distribution_strategy: Any = None,
+) -> keras_tuner.Tuner:
+    """A tuner of `kind` ('bayesian', 'hyperband' or 'random') maximising val_accuracy.
+
+    `max_trials` bounds every kind (for Hyperband it caps the brackets' trials);
+    `max_epochs` is Hyperband's largest epoch budget for one trial.
+    """
+    objective = keras_tuner.Objective(OBJECTIVE, direction="max")
+    seed = seed + 1  # KerasTuner replaces a seed of 0 by a random one
+    if kind == "bayesian":
+        oracle = AtomicBayesianOracle(
+            objective=objective, max_trials=max_trials, seed=seed,
+            num_initial_points=initial_random_points(max_trials),
+        )
+        tuner_class = BayesianTuner
+    elif kind == "hyperband":
+        oracle = AtomicHyperbandOracle(
+            objective=objective, max_epochs=max(max_epochs, 2), factor=3, seed=seed,
+        )
+        oracle.max_trials = max_trials
+        tuner_class = HyperbandTuner
+    elif kind == "random":
+        oracle = AtomicRandomOracle(objective=objective, max_trials=max_trials, seed=seed)
+        tuner_class = RandomTuner
+    else:
+        raise ValueError(f"unknown tuner {kind!r}; choose one of {TUNERS}")
+    return tuner_class(
+        oracle,
+        hypermodel,
+        directory=str(directory),
+        project_name=project_name,
+        overwrite=overwrite,
+        distribution_strategy=distribution_strategy,
+    )
