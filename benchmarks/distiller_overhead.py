@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
+from epoch_timer import EpochTimer  # beside this script
 
 from mimic_tf.distiller import Distiller
 from mimic_tf.students import build_student
@@ -37,20 +37,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per trainer")
     parser.add_argument("--mixed-precision", action="store_true")
     return parser.parse_args()
-
-
-class RoundTimer(keras.callbacks.Callback):
-    """Wall time of each epoch (one epoch = one round of `steps` steps)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self.started)
 
 
 def main() -> None:
@@ -81,7 +67,7 @@ def main() -> None:
         "plain": (plain, batches(images, labels)),
         "distiller": (distiller, batches(images, teacher_logits, labels)),
     }
-    timers = {name: RoundTimer() for name in runs}
+    timers = {name: EpochTimer() for name in runs}
     for model, dataset in runs.values():  # warm-up: trace and build
         model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0)
     for _ in range(args.rounds):  # alternate so drifts in machine load hit both alike

@@ -23,6 +23,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from epoch_timer import EpochTimer  # beside this script
 
 from mimic_tf.config import load_config
 from mimic_tf.data import load_splits
@@ -39,20 +40,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--views", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="timed training epochs")
     return parser.parse_args()
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Wall time of each epoch."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self.started)
 
 
 def main() -> None:

@@ -36,7 +36,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -47,7 +46,7 @@ import tensorflow as tf
 
 from mimic_tf.preprocessing import PerImageStandardization
 from serving import tensors
-from serving.client import ServingClient, predict_request
+from serving.client import ServingClient, predict_request, run_closed_loop
 from serving.export import export_student, write_models_config
 from serving.model_config import BatchingParameters, format_batching_parameters
 
@@ -124,32 +123,9 @@ def served_throughput(client: ServingClient, images: np.ndarray, request_batch: 
     """(images, seconds) of `concurrency` callers sending `request_batch` images each."""
     batch = np.resize(images, (request_batch, *images.shape[1:])).astype(np.uint8)
     request = predict_request("student", batch)
-    completed = [0] * concurrency
-    errors: list[grpc.RpcError] = []
-    barrier = threading.Barrier(concurrency + 1)
-    deadline = [0.0]
-
-    def caller(index: int) -> None:
-        barrier.wait()
-        try:
-            while time.perf_counter() < deadline[0]:
-                response = client.prediction.Predict(request, timeout=30)
-                tensors.to_ndarray(response.outputs["logits"])
-                completed[index] += 1
-        except grpc.RpcError as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    started = time.perf_counter()
-    deadline[0] = started + seconds
-    barrier.wait()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise RuntimeError(f"{len(errors)} requests failed, first: {errors[0]}")
-    return sum(completed) * request_batch, time.perf_counter() - started
+    requests, elapsed = run_closed_loop(client, request, concurrency=concurrency,
+                                        seconds=seconds, decode_output="logits")
+    return requests * request_batch, elapsed
 
 
 class ServerProcess:

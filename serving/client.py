@@ -12,6 +12,7 @@ every call has a deadline.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping, Sequence
 
@@ -227,3 +228,46 @@ class ServingClient:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def run_closed_loop(
+    client: ServingClient,
+    request: predict_pb2.PredictRequest,
+    *,
+    concurrency: int,
+    seconds: float,
+    decode_output: str | None = None,
+) -> tuple[int, float]:
+    """(requests completed, seconds) of `concurrency` callers each sending `request` back to
+    back for `seconds`; with `decode_output`, each caller also decodes that output tensor.
+
+    Raises RuntimeError naming the first failure if any request failed.
+    """
+    completed = [0] * concurrency
+    errors: list[grpc.RpcError] = []
+    start_barrier = threading.Barrier(concurrency + 1)
+    deadline = [0.0]
+
+    def caller(index: int) -> None:
+        start_barrier.wait()
+        try:
+            while time.perf_counter() < deadline[0]:
+                response = client.prediction.Predict(request, timeout=client.timeout_s)
+                if decode_output is not None:
+                    tensors.to_ndarray(response.outputs[decode_output])
+                completed[index] += 1
+        except grpc.RpcError as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=caller, args=(index,)) for index in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    started = time.perf_counter()
+    deadline[0] = started + seconds
+    start_barrier.wait()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"{len(errors)} of the closed-loop requests failed, first: {errors[0]}")
+    return sum(completed), elapsed

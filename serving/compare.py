@@ -23,7 +23,6 @@ import platform
 import shlex
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +31,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 
-from serving.client import ServingClient, predict_request
+from serving.client import ServingClient, predict_request, run_closed_loop
 from serving.export import METADATA_FILE
 from serving.files import atomic_write_bytes, atomic_write_text
 from serving.model_config import ModelConfigError, model_entries, read_model_server_config
@@ -124,33 +123,13 @@ def measure_throughput(client: ServingClient, name: str, version: int, images: n
     request = predict_request(name, batch, version=version, output_filter=[LOGITS_OUTPUT])
     for _ in range(2):  # warm the path for this batch size
         client.prediction.Predict(request, timeout=client.timeout_s)
-    completed = [0] * concurrency
-    errors: list[BaseException] = []
-    start_barrier = threading.Barrier(concurrency + 1)
-    deadline = [0.0]
-
-    def caller(index: int) -> None:
-        start_barrier.wait()
-        try:
-            while time.perf_counter() < deadline[0]:
-                client.prediction.Predict(request, timeout=client.timeout_s)
-                completed[index] += 1
-        except grpc.RpcError as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=caller, args=(index,)) for index in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    started = time.perf_counter()
-    deadline[0] = started + seconds
-    start_barrier.wait()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise RuntimeError(f"throughput run (batch {batch_size}, concurrency {concurrency}) of "
-                           f"'{name}' failed: {errors[0]}")
-    return sum(completed) * batch_size / elapsed
+    try:
+        requests, elapsed = run_closed_loop(client, request, concurrency=concurrency,
+                                            seconds=seconds)
+    except RuntimeError as error:
+        raise RuntimeError(f"throughput run (batch {batch_size}, concurrency {concurrency}) "
+                           f"of '{name}' failed: {error}") from error
+    return requests * batch_size / elapsed
 
 
 def compare_model(

@@ -178,7 +178,8 @@ def test_server_and_compare_cli_bad_flags_exit_2(capsys):
     for main, argv in ((server.main, ["--model-config", "x", "--backend", "docker"]),
                        (server.main, ["--model-config", "/nonexistent/models.config",
                                       "--backend", "embedded"]),
-                       (compare.main, ["--target", "localhost:1"])):
+                       (compare.main, ["--target", "localhost:1",
+                                       "--model-config", "/nonexistent/models.config"])):
         with pytest.raises(SystemExit) as raised:
             main(argv)
         assert raised.value.code == 2
