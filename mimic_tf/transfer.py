@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -200,11 +201,14 @@ def _compute_logits(
             if verbose:
                 elapsed = time.perf_counter() - started
                 remaining = elapsed / (view + 1) * (views - view - 1)
-                print(f"\rtransfer set: view {view + 1}/{views} "
-                      f"({(view + 1) * num_examples / elapsed:,.0f} img/s, "
-                      f"ETA {remaining:.0f}s)", end="", flush=True)
-        if verbose:
-            print()
+                line = (f"transfer set: view {view + 1}/{views} "
+                        f"({(view + 1) * num_examples / elapsed:,.0f} img/s, "
+                        f"ETA {remaining:.0f}s)")
+                # Rewrite one line on a terminal; one line per view in a log file.
+                if sys.stdout.isatty():
+                    print(f"\r{line}", end="" if view + 1 < views else "\n", flush=True)
+                else:
+                    print(line, flush=True)
         logits.flush()
         del logits
         os.replace(temporary, path)
