@@ -162,10 +162,9 @@ def _digest(fingerprint: dict[str, Any]) -> str:
 
 
 def _teacher_logits_of_view(
-    teacher: keras.Model, splits: data.Splits, augment: AugmentConfig, view: int, batch_size: int
+    teacher: keras.Model, images: tf.Tensor, augment: AugmentConfig, view: int, batch_size: int
 ) -> np.ndarray:
-    """Teacher logits on view `view` of every training image, in example order."""
-    images = tf.constant(splits.train_images)
+    """Teacher logits on view `view` of every training image (`images`), in example order."""
 
     def augmented(example_indices):
         return data.augment(
@@ -174,7 +173,7 @@ def _teacher_logits_of_view(
         )
 
     dataset = (
-        tf.data.Dataset.range(len(splits.train_labels))
+        tf.data.Dataset.range(images.shape[0])
         .batch(batch_size)
         .map(augmented, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
@@ -193,10 +192,11 @@ def _compute_logits(
         logits = np.lib.format.open_memmap(
             temporary, mode="w+", dtype=np.float32, shape=(views, num_examples, 10)
         )
+        images = tf.constant(splits.train_images)  # one copy for every view
         started = time.perf_counter()
         for view in range(views):
             logits[view] = _teacher_logits_of_view(
-                teacher, splits, config.augment, view, config.transfer.batch_size
+                teacher, images, config.augment, view, config.transfer.batch_size
             )
             if verbose:
                 elapsed = time.perf_counter() - started
