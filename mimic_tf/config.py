@@ -10,6 +10,7 @@ allowed. `save_config` writes the resolved config beside the artifacts it produc
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 import types
@@ -221,6 +222,8 @@ class SearchConfig:
     cnn_depths: tuple[int, ...] = (1, 2, 3, 4)  # conv layers
     top_k: int = 5  # trials per search evaluated on the test split
     baseline: bool = False  # also train the best architecture of each cell on hard labels
+    baseline_families: tuple[str, ...] = ("mlp", "cnn")  # which cells get a baseline ...
+    baseline_budgets: tuple[float, ...] = ()  # ... and at which budgets (empty: every budget)
     export: bool = True  # export the best student of each search for TF Serving
 
     def validate(self) -> None:
@@ -238,6 +241,28 @@ class SearchConfig:
         _check(all(1 <= d <= 4 for d in self.cnn_depths), "search.cnn_depths", self.cnn_depths,
                "depths in 1..4")
         _check(self.top_k >= 1, "search.top_k", self.top_k, ">= 1")
+        _check(
+            all(family in ("mlp", "cnn") for family in self.baseline_families),
+            "search.baseline_families",
+            self.baseline_families,
+            "a list of 'mlp' and/or 'cnn'",
+        )
+        _check(
+            all(any(math.isclose(b, budget, rel_tol=1e-9) for budget in self.budgets)
+                for b in self.baseline_budgets),
+            "search.baseline_budgets",
+            self.baseline_budgets,
+            f"budgets listed in search.budgets {list(self.budgets)} (empty: every budget)",
+        )
+
+    def has_baseline(self, family: str, budget: float) -> bool:
+        """Whether the cell (family, budget) gets a hard-label baseline search."""
+        return (
+            self.baseline
+            and family in self.baseline_families
+            and (not self.baseline_budgets
+                 or any(math.isclose(budget, b, rel_tol=1e-9) for b in self.baseline_budgets))
+        )
 
 
 @dataclasses.dataclass(frozen=True)

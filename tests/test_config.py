@@ -10,7 +10,7 @@ import yaml
 from mimic_tf.config import ConfigError, ExperimentConfig, load_config, save_config
 
 
-@pytest.mark.parametrize("name", ["default", "smoke", "paper"])
+@pytest.mark.parametrize("name", ["default", "smoke", "paper", "cpu-replication"])
 def test_shipped_configs_load_and_validate(name):
     config = load_config(name)
     assert isinstance(config, ExperimentConfig)
@@ -72,3 +72,37 @@ def test_overrides_and_round_trip(tmp_path):
 def test_budgets_accept_scientific_notation(tmp_path):
     config = load_config(write(tmp_path, {"search": {"budgets": ["1e6", 3.16e6]}}))
     assert config.search.budgets == (1.0e6, 3.16e6)
+
+
+def test_cpu_replication_meets_the_replication_protocol():
+    config = load_config("cpu-replication")
+    assert config.teacher.members >= 4
+    assert config.search.mlp_depths == (1, 2, 3, 4, 5)
+    assert config.search.cnn_depths == (1, 2, 3, 4)
+    assert max(config.search.budgets) / min(config.search.budgets) >= 10
+    assert 1.0e6 in config.search.budgets
+    assert config.search.trials >= 6 and config.search.top_k == 5
+    assert config.search.tuner == "bayesian" and config.student.loss == "mimic"
+    largest = max(config.search.budgets)
+    assert all(config.search.has_baseline("cnn", b) == (b == largest)
+               for b in config.search.budgets)
+    assert not any(config.search.has_baseline("mlp", b) for b in config.search.budgets)
+
+
+def test_baselines_can_be_limited_to_families_and_budgets(tmp_path):
+    search = {"budgets": [1e5, 1e6], "baseline": True}
+    every = load_config(write(tmp_path, {"search": search})).search
+    assert all(every.has_baseline(f, b) for f in ("mlp", "cnn") for b in (1e5, 1e6))
+    limited = load_config(write(tmp_path, {"search": {
+        **search, "baseline_families": ["cnn"], "baseline_budgets": [1e6]}})).search
+    assert [(f, b) for f in ("mlp", "cnn") for b in (1e5, 1e6) if limited.has_baseline(f, b)] \
+        == [("cnn", 1e6)]
+    off = load_config(write(tmp_path, {"search": {**search, "baseline": False}})).search
+    assert not off.has_baseline("cnn", 1e6)
+
+
+def test_baseline_budget_outside_the_search_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match=r"search\.baseline_budgets.*budgets listed in"):
+        load_config(write(tmp_path, {"search": {"budgets": [1e5], "baseline_budgets": [1e6]}}))
+    with pytest.raises(ConfigError, match=r"search\.baseline_families.*'mlp' and/or 'cnn'"):
+        load_config(write(tmp_path, {"search": {"baseline_families": ["rnn"]}}))

@@ -30,7 +30,7 @@ from tuner.experiment import run_experiment
 BUDGET = 3.0e4
 TRIALS = 2
 MIMIC_CELLS = ("mlp-d1-b30k", "mlp-d2-b30k", "cnn-d1-b30k")
-BASELINE_CELLS = tuple(f"{name}-hard" for name in MIMIC_CELLS)
+BASELINE_CELLS = ("cnn-d1-b30k-hard",)  # search.baseline_families: [cnn]
 REPO = Path(__file__).resolve().parent.parent
 DISTRIBUTED_TRIALS = 4
 
@@ -42,6 +42,7 @@ def smoke_config(**overrides):
         "search.cnn_depths": [1],
         "search.trials": TRIALS,
         "search.baseline": True,
+        "search.baseline_families": ["cnn"],
         **overrides,
     })
 
@@ -115,7 +116,9 @@ def test_summary_matches_csv(smoke_run):
 
 def test_baseline_pins_the_best_architecture(smoke_run):
     root = smoke_run.root
-    for name in MIMIC_CELLS:
+    for name in ("mlp-d1-b30k", "mlp-d2-b30k"):  # outside search.baseline_families
+        assert not (root / "searches" / f"{name}-hard").exists()
+    for name in (b.removesuffix("-hard") for b in BASELINE_CELLS):
         cell = json.loads((root / "searches" / f"{name}-hard" / "cell.json").read_text())
         assert cell["loss"] == "hard" and cell["fixed_widths"]
         rows = [r for r in read_csv(root / "results.csv") if r["cell"] == f"{name}-hard"]

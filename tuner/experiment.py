@@ -101,7 +101,8 @@ def run_experiment(
     layout = ExperimentLayout.for_config(config, out)
     cells = planned_cells(config, families)
     worker = distributed.is_worker()
-    search_count = len(cells) * (2 if config.search.baseline else 1)
+    baseline_cells = [c for c in cells if config.search.has_baseline(c.family, c.budget)]
+    search_count = len(cells) + len(baseline_cells)
     if overwrite and not worker:
         remove_searches(layout, cells)
 
@@ -141,13 +142,12 @@ def run_experiment(
     for index, cell in enumerate(cells):
         tuners[cell.name] = _search(cell, context, index, search_count)
     baselines = []
-    if config.search.baseline:
-        for offset, cell in enumerate(cells):
-            twin = baseline_cell(cell, layout)
-            if twin is None:
-                continue
-            baselines.append(twin)
-            tuners[twin.name] = _search(twin, context, len(cells) + offset, search_count)
+    for offset, cell in enumerate(baseline_cells):
+        twin = baseline_cell(cell, layout)
+        if twin is None:
+            continue
+        baselines.append(twin)
+        tuners[twin.name] = _search(twin, context, len(cells) + offset, search_count)
     if worker:
         return ExperimentSummary(layout.root, [c.name for c in cells + baselines],
                                  time.perf_counter() - started, None)
