@@ -17,11 +17,12 @@ existing SavedModel version folder); the server runs as a separate process
 then with batching for throughput) so client and server do not share a GIL, and is stopped with
 SIGTERM. Latencies are reported as p50/p95/p99 over `--latency-requests` sequential requests
 after warmup; throughputs are images/s over `--seconds` seconds.
-Reference run: 2-core x86_64 CPU (Intel Xeon), no GPU, shared with other jobs (load average 4-5
-during the run; the JSON records it), Python 3.11, TF 2.21, Keras 3.15, grpcio 1.85, command
-`python benchmarks/serving_overhead.py`, 1 run: p50 1.30 ms in process against 2.18 ms served
-(`p50_overhead_ms` 0.88); 5,927 against 4,533 images/s (`throughput_ratio` 0.76). Across 4
-runs on the same loaded machine: overhead 0.88-1.10 ms, ratio 0.76-0.97.
+The server runs with `--tensorflow-intra-op-parallelism 1` (`--server-intra-op-threads`).
+Reference runs: 2-core x86_64 CPU (Intel Xeon), no GPU, the machine's other job paused, Python
+3.11, TF 2.21, Keras 3.15, grpcio 1.85, command `python benchmarks/serving_overhead.py`, 3 runs:
+p50 overhead 0.694, 0.665, 0.763 ms (1.09-1.12 ms in process against 1.76-1.89 ms served);
+throughput ratio 0.772, 0.747, 0.762. With `--server-intra-op-threads 0` (TensorFlow's
+default): overhead 1.14 ms, ratio 0.74.
 Prints one JSON object last.
 """
 
@@ -62,6 +63,9 @@ ROUNDS = 10  # in-process and served measurements alternate in this many rounds
 # other runs. max_batch_size = half the total batch (8 requests of 16 images).
 BATCH_TIMEOUT_MICROS = 1000  # wait up to 1 ms for a batch to fill
 NUM_BATCH_THREADS = 2  # batches run at once
+# The server's --tensorflow-intra-op-parallelism. With 1, each batch thread runs its batch on
+# one core and TensorFlow's idle worker threads stop competing with the gRPC threads for CPU.
+SERVER_INTRA_OP_THREADS = 1
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -131,10 +135,12 @@ def served_throughput(client: ServingClient, images: np.ndarray, request_batch: 
 class ServerProcess:
     """`python -m serving.server` in a child process on a free loopback port."""
 
-    def __init__(self, config: Path, log_path: Path, batching_file: Path | None = None) -> None:
+    def __init__(self, config: Path, log_path: Path, batching_file: Path | None = None,
+                 intra_op_threads: int = 0) -> None:
         command = [sys.executable, "-m", "serving.server", "--backend", "embedded",
                    "--model-config", str(config), "--port", "0", "--rest-port", "0",
-                   "--file-system-poll-wait-seconds", "0"]
+                   "--file-system-poll-wait-seconds", "0",
+                   "--tensorflow-intra-op-parallelism", str(intra_op_threads)]
         if batching_file is not None:
             command += ["--batching-parameters-file", str(batching_file)]
         self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
@@ -168,6 +174,8 @@ def main() -> None:
     parser.add_argument("--batch-threads", type=int, default=NUM_BATCH_THREADS)
     parser.add_argument("--max-batch-size", type=int,
                         help="server max_batch_size (default: half the total batch)")
+    parser.add_argument("--server-intra-op-threads", type=int, default=SERVER_INTRA_OP_THREADS,
+                        help="the server's --tensorflow-intra-op-parallelism (0: every core)")
     args = parser.parse_args()
     load_before = os.getloadavg()
     images = np.random.default_rng(SEED).integers(0, 256, (512, 32, 32, 3), dtype=np.uint8)
@@ -189,7 +197,8 @@ def main() -> None:
         # Latency: the plain server (no batching, TF Serving's default), rounds alternating.
         local_durations: list[float] = []
         remote_durations: list[float] = []
-        server = ServerProcess(base / "models.config", work / "server.log")
+        server = ServerProcess(base / "models.config", work / "server.log",
+                               intra_op_threads=args.server_intra_op_threads)
         try:
             with ServingClient(server.target) as client:
                 client.wait_until_available("student")
@@ -215,7 +224,7 @@ def main() -> None:
         batching_file = work / "batching_parameters.txt"
         batching_file.write_text(format_batching_parameters(batching))
         server = ServerProcess(base / "models.config", work / "server-batching.log",
-                               batching_file)
+                               batching_file, intra_op_threads=args.server_intra_op_threads)
         local_images = local_seconds = remote_images = remote_seconds = 0.0
         try:
             with ServingClient(server.target) as client:
@@ -248,6 +257,7 @@ def main() -> None:
         "concurrency": args.concurrency,
         "request_batch": args.request_batch,
         "total_batch": total_batch,
+        "server_intra_op_threads": args.server_intra_op_threads,
         "batching": {"max_batch_size": max_batch_size,
                      "batch_timeout_micros": args.batch_timeout_micros,
                      "num_batch_threads": args.batch_threads},

@@ -61,6 +61,55 @@ class ServerOptions:
     grpc_max_threads: int = 32  # concurrent RPC handlers
     enable_model_warmup: bool = True  # replay assets.extra/tf_serving_warmup_requests
     grace_period_s: float = 30.0  # how long SIGTERM waits for requests in flight
+    # Threads TensorFlow runs one op on (intra) and independent ops on (inter); 0 lets
+    # TensorFlow choose (every core), as TF Serving's --tensorflow_*_parallelism flags.
+    # With few cores shared with the gRPC threads, intra-op 1 cuts batch-1 latency.
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
+
+
+class ThreadSettingError(ValueError):
+    """TensorFlow thread counts that are invalid or can no longer be applied."""
+
+
+def configure_tensorflow_threads(intra_op: int = 0, inter_op: int = 0) -> None:
+    """Set TensorFlow's intra- and inter-op thread counts (0: leave TensorFlow's choice).
+
+    Raises:
+        ThreadSettingError: a count is negative, or TensorFlow already runs in this process with
+            other counts (they are fixed once it starts: start the server in its own process).
+    """
+    import tensorflow as tf
+
+    for name, value, getter, setter in (
+        ("intra", intra_op, tf.config.threading.get_intra_op_parallelism_threads,
+         tf.config.threading.set_intra_op_parallelism_threads),
+        ("inter", inter_op, tf.config.threading.get_inter_op_parallelism_threads,
+         tf.config.threading.set_inter_op_parallelism_threads),
+    ):
+        flag = f"--tensorflow-{name}-op-parallelism"
+        if value < 0:
+            raise ThreadSettingError(f"{flag} is {value}; give a thread count, or 0 for "
+                                     "TensorFlow's choice")
+        if value == 0 or getter() == value:
+            continue
+        try:
+            setter(value)
+        except RuntimeError:
+            raise ThreadSettingError(
+                f"{flag} {value}: TensorFlow already runs in this process with its own thread "
+                "counts, which cannot change once it starts; run the server in its own process "
+                "(python -m serving.server) or leave the flag at 0"
+            ) from None
+
+
+def tensorflow_threads() -> str:
+    """TensorFlow's thread settings in this process, as the ready line prints them."""
+    import tensorflow as tf
+
+    intra = tf.config.threading.get_intra_op_parallelism_threads() or "auto"
+    inter = tf.config.threading.get_inter_op_parallelism_threads() or "auto"
+    return f"intra_op_threads={intra} inter_op_threads={inter}"
 
 
 class EmbeddedServer:
@@ -94,6 +143,8 @@ class EmbeddedServer:
 
     def start(self) -> EmbeddedServer:
         """Load and warm up the models, then listen. Returns self."""
+        configure_tensorflow_threads(self.options.tensorflow_intra_op_parallelism,
+                                     self.options.tensorflow_inter_op_parallelism)
         self.manager.start()
         limit = self.options.max_message_bytes
         server = grpc.server(
@@ -180,6 +231,10 @@ def tfserving_command(options: ServerOptions, binary: str = TFSERVING_BINARY) ->
         f"grpc.max_send_message_length={options.max_message_bytes}",
         f"--enable_model_warmup={'true' if options.enable_model_warmup else 'false'}",
     ]
+    for name in ("intra", "inter"):
+        threads = getattr(options, f"tensorflow_{name}_op_parallelism")
+        if threads:
+            command.append(f"--tensorflow_{name}_op_parallelism={threads}")
     if options.batching is not None:
         command.append("--enable_batching=true")
         if options.batching_parameters_file is not None:
@@ -219,7 +274,8 @@ def serve(options: ServerOptions, backend: str = "auto") -> int:
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda *_: stop_requested.set())
     print(f"mimic-tf embedded server ready: models={','.join(server.manager.model_names)} "
-          f"grpc={server.target} rest={server.rest_port}", flush=True)
+          f"grpc={server.target} rest={server.rest_port} "
+          f"{tensorflow_threads()}", flush=True)
     while not stop_requested.wait(0.5):
         pass
     print("stopping: draining requests in flight", flush=True)
@@ -254,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grpc-max-threads", type=int, default=32)
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip assets.extra/tf_serving_warmup_requests")
+    parser.add_argument("--tensorflow-intra-op-parallelism", type=int, default=0,
+                        metavar="THREADS",
+                        help="threads one TensorFlow op may use (0: every core). 1 gives the "
+                        "lowest batch-1 latency on a machine with few cores")
+    parser.add_argument("--tensorflow-inter-op-parallelism", type=int, default=0,
+                        metavar="THREADS",
+                        help="threads running independent TensorFlow ops (0: every core)")
     return parser
 
 
@@ -280,9 +343,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_message_bytes=args.max_message_bytes,
             grpc_max_threads=args.grpc_max_threads,
             enable_model_warmup=not args.no_warmup,
+            tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
+            tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
         )
         return serve(options, args.backend)
-    except (ModelConfigError, FileNotFoundError, OSError) as error:
+    except (ModelConfigError, FileNotFoundError, OSError, ThreadSettingError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
 
 

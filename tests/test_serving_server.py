@@ -457,10 +457,36 @@ def test_auto_backend_runs_the_real_binary_when_on_path(tmp_path):
                    "TF_CPP_MIN_LOG_LEVEL": "3"}
     finished = subprocess.run(
         [sys.executable, "-m", "serving.server", "--model-config", str(config), "--port", "9100",
-         "--rest-port", "0", "--enable-batching"],
+         "--rest-port", "0", "--enable-batching", "--tensorflow-intra-op-parallelism", "1"],
         capture_output=True, text=True, env=environment, timeout=120)
     assert finished.returncode == 0, finished.stderr
     assert "fake tfserving --port=9100 --rest_api_port=0" in finished.stdout
     assert f"--model_config_file={config}" in finished.stdout
-    assert "--enable_batching=true --batching_parameters_file=" in finished.stdout
+    assert "--tensorflow_intra_op_parallelism=1 --enable_batching=true " \
+        "--batching_parameters_file=" in finished.stdout
     assert (tmp_path / "batching_parameters.txt").is_file()
+
+
+def test_embedded_server_cli_applies_thread_flags_and_stops_on_sigterm(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    config = tmp_path / "models.config"
+    config.write_text("model_config_list { }\n")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "serving.server", "--backend", "embedded", "--model-config",
+         str(config), "--port", "0", "--rest-port", "0",
+         "--tensorflow-intra-op-parallelism", "1", "--tensorflow-inter-op-parallelism", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        ready = next(line for line in server.stdout if "ready:" in line)
+        assert "grpc=127.0.0.1:" in ready
+        assert "intra_op_threads=1 inter_op_threads=2" in ready
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+    finally:
+        server.kill()
+        server.stdout.close()

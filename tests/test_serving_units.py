@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import tensorflow as tf
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import tensors
@@ -23,7 +25,12 @@ from serving.model_config import (
     parse_batching_parameters,
     parse_model_server_config,
 )
-from serving.server import ServerOptions, tfserving_command
+from serving.server import (
+    ServerOptions,
+    ThreadSettingError,
+    configure_tensorflow_threads,
+    tfserving_command,
+)
 
 
 @pytest.mark.parametrize("policy, expected", [
@@ -170,6 +177,23 @@ def test_tfserving_command_has_equivalent_flags(tmp_path):
     assert "--file_system_poll_wait_seconds=5" in command
     assert "--enable_batching=true" in command
     assert f"--batching_parameters_file={tmp_path / 'batching_parameters.txt'}" in command
+    assert not any("op_parallelism" in flag for flag in command)  # 0: the binary's default
+    threaded = dataclasses.replace(options, tensorflow_intra_op_parallelism=1,
+                                   tensorflow_inter_op_parallelism=2)
+    command = tfserving_command(threaded)
+    assert "--tensorflow_intra_op_parallelism=1" in command
+    assert "--tensorflow_inter_op_parallelism=2" in command
+
+
+def test_thread_counts_cannot_change_once_tensorflow_runs():
+    tf.constant(1.0) + 1.0  # TensorFlow is running in this process
+    configure_tensorflow_threads(0, 0)  # 0 keeps TensorFlow's choice: nothing to change
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    with pytest.raises(ThreadSettingError,
+                       match=r"intra-op-parallelism \d+: TensorFlow already runs.*own process"):
+        configure_tensorflow_threads(current + 7 if current else 7)
+    with pytest.raises(ThreadSettingError, match=r"inter-op-parallelism is -1"):
+        configure_tensorflow_threads(0, -1)
 
 
 def test_server_and_compare_cli_bad_flags_exit_2(capsys):
