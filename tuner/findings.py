@@ -1,0 +1,263 @@
+"""`python -m tuner.findings DIR`: the paper's five findings, checked on one experiment's results.
+
+Reads only the published result files, so it runs as well on `results/<experiment>/` as on
+`runs/<experiment>/`:
+
+    results.csv                 one row per trial (`tuner.report`); rank 1 = best by validation
+    teacher.json                or teacher/teacher.json: the ensemble's test accuracy
+
+and writes `findings.md` and `findings.json` beside them. A student's accuracy is the test
+accuracy of its search's best trial by validation accuracy, as in the paper's Table 2; the
+mean of the top-k trials (its Figure 1) is given beside it where a finding compares cells.
+
+    1. every convolutional student beats every MLP of the same budget; the convolutional gap
+       (1-conv student minus the best MLP, the paper's definition) per budget
+    2. CNN accuracy rises with each added conv layer, at every budget
+    3. the best MLPs have 2 or 3 hidden layers
+    4. distillation beats hard 0/1 labels for every CNN with a baseline, most for 1 conv layer
+    5. the best student's distance to the teacher ensemble
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mimic_tf.config import atomic_write_text
+from mimic_tf.students import budget_label
+
+FINDINGS_MD = "findings.md"
+FINDINGS_JSON = "findings.json"
+PAPER_GAPS = {1.0e6: 17.7, 3.16e6: 15.3, 10.0e6: 13.9, 31.6e6: 13.4}  # NOTES.md, derived
+PAPER_TEACHER_DISTANCE = 1.2  # best student 1.2 points below the 93.8% teacher
+
+
+class FindingsError(ValueError):
+    """Result files that are missing or hold too little to check a finding."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Student:
+    """One search's result: best-by-validation test accuracy and the top-k mean, in percent."""
+
+    family: str
+    depth: int
+    budget: float
+    loss: str
+    best: float
+    top_mean: float
+    top_k: int
+
+    @property
+    def name(self) -> str:
+        kind = f"MLP {self.depth} hidden" if self.family == "mlp" else f"CNN {self.depth} conv"
+        return f"{kind} at {budget_label(self.budget)}" + (" (hard labels)"
+                                                          if self.loss == "hard" else "")
+
+
+def read_students(results_csv: Path) -> list[Student]:
+    """One `Student` per search in `results.csv` that has a tested best trial."""
+    if not results_csv.is_file():
+        raise FindingsError(f"{results_csv} not found; run `python -m tuner.report DIR` first")
+    by_cell: dict[str, list[dict[str, str]]] = {}
+    with results_csv.open() as stream:
+        for row in csv.DictReader(stream):
+            if row["rank"] and row["test_accuracy"]:
+                by_cell.setdefault(row["cell"], []).append(row)
+    students = []
+    for rows in by_cell.values():
+        rows.sort(key=lambda r: int(r["rank"]))
+        if rows[0]["rank"] != "1":
+            continue  # the best trial was never tested: the search is unfinished
+        tests = [100 * float(r["test_accuracy"]) for r in rows]
+        first = rows[0]
+        students.append(Student(first["family"], int(first["depth"]), float(first["budget"]),
+                                first["loss"], tests[0], sum(tests) / len(tests), len(tests)))
+    if not students:
+        raise FindingsError(f"{results_csv} has no search with a tested best trial")
+    return sorted(students, key=lambda s: (s.loss != "mimic", s.family != "mlp", s.budget,
+                                           s.depth))
+
+
+def read_teacher_accuracy(directory: Path) -> float | None:
+    """The ensemble's test accuracy in percent, from teacher.json or teacher/teacher.json."""
+    for path in (directory / "teacher.json", directory / "teacher" / "teacher.json"):
+        if path.is_file():
+            return 100 * float(json.loads(path.read_text())["ensemble"]["test_accuracy"])
+    return None
+
+
+def _points(value: float) -> str:
+    return f"{value:+.1f}"
+
+
+def check_findings(students: Sequence[Student], teacher: float | None) -> list[dict[str, Any]]:
+    """The five findings: for each, whether it holds here, the numbers, and one line of text."""
+    mimic = [s for s in students if s.loss == "mimic"]
+    hard = {(s.family, s.depth, s.budget): s for s in students if s.loss == "hard"}
+    budgets = sorted({s.budget for s in mimic})
+    cells = {(s.family, s.depth, s.budget): s for s in mimic}
+
+    def family_at(family: str, budget: float) -> list[Student]:
+        return sorted((s for s in mimic if s.family == family and s.budget == budget),
+                      key=lambda s: s.depth)
+
+    findings = []
+
+    # 1. Every CNN beats every MLP of its budget; the convolutional gap.
+    gaps, margins = {}, {}
+    for budget in budgets:
+        mlps, cnns = family_at("mlp", budget), family_at("cnn", budget)
+        if not mlps or not cnns:
+            continue
+        best_mlp = max(s.best for s in mlps)
+        margins[budget] = min(s.best for s in cnns) - best_mlp
+        one_conv = cells.get(("cnn", 1, budget))
+        if one_conv is not None:
+            gaps[budget] = one_conv.best - best_mlp
+    holds = bool(margins) and all(margin > 0 for margin in margins.values())
+    text = "; ".join(
+        f"{budget_label(b)}: gap {gaps[b]:.1f} points"
+        + (f" (paper {PAPER_GAPS[b]})" if b in PAPER_GAPS else "")
+        + f", weakest CNN minus best MLP {_points(margins[b])}"
+        for b in budgets if b in gaps
+    )
+    findings.append({
+        "finding": 1, "claim": "every convolutional student beats every MLP of the same budget",
+        "holds": holds, "text": text,
+        "convolutional_gap": {budget_label(b): round(g, 2) for b, g in gaps.items()},
+        "weakest_cnn_minus_best_mlp": {budget_label(b): round(m, 2) for b, m in margins.items()},
+    })
+
+    # 2. CNN accuracy rises with each conv layer added.
+    steps, failures = {}, []
+    for budget in budgets:
+        cnns = family_at("cnn", budget)
+        steps[budget] = [(a.depth, b.depth, b.best - a.best, b.top_mean - a.top_mean)
+                         for a, b in zip(cnns, cnns[1:], strict=False) if b.depth == a.depth + 1]
+        failures += [(budget, d0, d1, delta) for d0, d1, delta, _ in steps[budget] if delta <= 0]
+    holds = any(steps.values()) and not failures
+    text = "; ".join(
+        f"{budget_label(b)}: " + ", ".join(f"{d0}->{d1} {_points(delta)} (top-k mean "
+                                            f"{_points(mean)})" for d0, d1, delta, mean in s)
+        for b, s in steps.items() if s
+    )
+    findings.append({
+        "finding": 2, "claim": "CNN student accuracy rises with the number of conv layers",
+        "holds": holds, "text": text,
+        "steps": {budget_label(b): [{"from": d0, "to": d1, "best": round(delta, 2),
+                                     "top_mean": round(mean, 2)} for d0, d1, delta, mean in s]
+                  for b, s in steps.items()},
+    })
+
+    # 3. The best MLPs have 2-3 hidden layers.
+    best_depths = {}
+    for budget in budgets:
+        mlps = family_at("mlp", budget)
+        if mlps:
+            best_depths[budget] = max(mlps, key=lambda s: s.best)
+    holds = bool(best_depths) and all(s.depth in (2, 3) for s in best_depths.values())
+    parts = []
+    for budget, best_mlp in best_depths.items():
+        others = [s.best for s in family_at("mlp", budget) if s is not best_mlp]
+        lead = f", {best_mlp.best - max(others):.1f} points ahead of the next depth" \
+            if others else ""
+        parts.append(f"{budget_label(budget)}: {best_mlp.depth} hidden ({best_mlp.best:.1f}%"
+                     f"{lead})")
+    text = "; ".join(parts)
+    findings.append({
+        "finding": 3, "claim": "the best MLPs have 2-3 hidden layers, not 1, 4 or 5",
+        "holds": holds, "text": text,
+        "best_mlp_depth": {budget_label(b): s.depth for b, s in best_depths.items()},
+    })
+
+    # 4. Distillation beats hard labels, most for the shallowest CNN.
+    gains = {key: cells[key].best - baseline.best
+             for key, baseline in hard.items() if key in cells}
+    cnn_gains = {key: gain for key, gain in gains.items() if key[0] == "cnn"}
+    holds = bool(gains) and all(gain > 0 for gain in gains.values())
+    shallowest_most = None
+    for budget in sorted({key[2] for key in cnn_gains}):
+        at_budget = {key[1]: gain for key, gain in cnn_gains.items() if key[2] == budget}
+        if 1 in at_budget and len(at_budget) > 1:
+            most = at_budget[1] >= max(at_budget.values())
+            shallowest_most = most if shallowest_most is None else shallowest_most and most
+    holds = holds and shallowest_most is not False
+    text = "; ".join(f"{cells[key].name}: {_points(gain)}" for key, gain in sorted(gains.items()))
+    if shallowest_most is not None:
+        text += "; largest for 1 conv layer" if shallowest_most else \
+            "; not largest for 1 conv layer"
+    findings.append({
+        "finding": 4, "claim": "distillation beats hard-label training of the same architecture "
+        "and budget, most for the shallowest CNN", "holds": holds if gains else None,
+        "text": text or "no hard-label baselines in these results",
+        "distillation_gain": {f"{f}-d{d}-b{budget_label(b)}": round(g, 2)
+                              for (f, d, b), g in sorted(gains.items())},
+        "largest_for_one_conv": shallowest_most,
+    })
+
+    # 5. The best student's distance to the teacher.
+    best = max(mimic, key=lambda s: s.best)
+    distance = None if teacher is None else teacher - best.best
+    findings.append({
+        "finding": 5, "claim": "the best student comes close to the teacher ensemble",
+        "holds": None,  # a distance, not a yes/no: the text gives it beside the paper's
+        "text": (f"best student {best.name}: {best.best:.1f}%; teacher "
+                 + ("unknown" if teacher is None else
+                    f"{teacher:.1f}%, {distance:.1f} points above it")
+                 + f" (paper: {PAPER_TEACHER_DISTANCE} points)"),
+        "best_student": best.name, "best_student_accuracy": round(best.best, 2),
+        "teacher_accuracy": None if teacher is None else round(teacher, 2),
+        "distance": None if distance is None else round(distance, 2),
+    })
+    return findings
+
+
+def render_markdown(findings: Sequence[dict[str, Any]], source: str) -> str:
+    """findings.md: one line per finding."""
+    verdicts = {True: "holds", False: "does not hold", None: "measured"}
+    lines = [f"# The paper's findings, checked on {source}", "",
+             "Accuracies are test accuracies (%) of each search's best trial by validation "
+             "accuracy; differences are in percentage points. Made by "
+             f"`python -m tuner.findings {source}`.", ""]
+    for finding in findings:
+        lines.append(f"{finding['finding']}. **{finding['claim']}: "
+                     f"{verdicts[finding['holds']]}.** {finding['text']}.")
+    return "\n".join(lines) + "\n"
+
+
+def write_findings(directory: str | Path, out: str | Path | None = None) -> list[dict[str, Any]]:
+    """Check the findings on `directory`'s result files; write findings.md and .json to `out`."""
+    directory = Path(directory)
+    out = Path(out) if out is not None else directory
+    findings = check_findings(read_students(directory / "results.csv"),
+                              read_teacher_accuracy(directory))
+    atomic_write_text(out / FINDINGS_JSON, json.dumps(findings, indent=2) + "\n")
+    atomic_write_text(out / FINDINGS_MD, render_markdown(findings, str(directory)))
+    return findings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tuner.findings", description=__doc__
+                                     .splitlines()[0].split(": ", 1)[1])
+    parser.add_argument("directory", type=Path,
+                        help="a folder with results.csv and teacher.json (or teacher/)")
+    parser.add_argument("--out", type=Path, help="where to write (default: the folder)")
+    args = parser.parse_args(argv)
+    try:
+        findings = write_findings(args.directory, args.out)
+    except FindingsError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    print(render_markdown(findings, str(args.directory)), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
