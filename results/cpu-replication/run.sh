@@ -9,9 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-.venv/bin/python}
-CONFIG=cpu-replication
+CONFIG=${CONFIG:-cpu-replication}
 RUN=runs/$CONFIG
-RESULTS=results/$CONFIG
+RESULTS=${RESULTS:-results/$CONFIG}
+# The best student of each of the nine architectures at the largest budget.
+MODELS=${MODELS:-mlp-d1-b1M,mlp-d2-b1M,mlp-d3-b1M,mlp-d4-b1M,mlp-d5-b1M,cnn-d1-b1M,cnn-d2-b1M,cnn-d3-b1M,cnn-d4-b1M}
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(teacher mlp cnn serve publish)
 
@@ -24,9 +26,8 @@ for stage in "${stages[@]}"; do
     teacher) "$PYTHON" -m mimic_tf.teacher --config $CONFIG ;;
     mlp | cnn) "$PYTHON" -m tuner.run --family "$stage" --config $CONFIG ;;
     serve)
-      # The best student of each of the nine architectures at the largest budget, served over
-      # gRPC (one intra-op thread: the lowest batch-1 latency on 2 cores) and compared.
-      models=mlp-d1-b1M,mlp-d2-b1M,mlp-d3-b1M,mlp-d4-b1M,mlp-d5-b1M,cnn-d1-b1M,cnn-d2-b1M,cnn-d3-b1M,cnn-d4-b1M
+      # $MODELS served over gRPC (one intra-op thread: the lowest batch-1 latency on 2 cores)
+      # and compared with the same SavedModels in process.
       "$PYTHON" -m serving.server --model-config $RUN/models/models.config --port 8500 \
         --rest-port 0 --backend embedded --tensorflow-intra-op-parallelism 1 > $RUN/server.log 2>&1 &
       server=$!
@@ -35,7 +36,7 @@ for stage in "${stages[@]}"; do
         kill -0 $server || { echo "the server exited; see $RUN/server.log" >&2; exit 1; }
         sleep 2
       done
-      "$PYTHON" -m serving.compare --target 127.0.0.1:8500 --models $models --data auto \
+      "$PYTHON" -m serving.compare --target 127.0.0.1:8500 --models $MODELS --data auto \
         --model-config $RUN/models/models.config --out $RESULTS
       kill -TERM $server
       wait $server
