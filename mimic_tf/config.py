@@ -24,6 +24,9 @@ import yaml
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
+
+
 class ConfigError(ValueError):
     """A config file or override that does not describe a valid experiment."""
 
@@ -198,7 +201,9 @@ class StudentConfig:
     alpha: float = 0.9  # kd only: weight of the soft term, 1 - alpha on hard labels
     batch_size: int = 128
     clipnorm: float = 0.0  # global gradient-norm clip for SGD; 0 = none (the paper)
-    mixed_precision: bool = False  # mixed_float16 policy (GPUs)
+    # Keras dtype policy of the students: float32 (the paper), mixed_float16 (GPUs, with loss
+    # scaling) or mixed_bfloat16 (GPUs, and CPUs with AMX/AVX512-BF16). Logits stay float32.
+    precision: str = "float32"
     schedule: ScheduleConfig = ScheduleConfig(epochs=160)
 
     def validate(self) -> None:
@@ -208,6 +213,8 @@ class StudentConfig:
         _check(0 <= self.alpha <= 1, "student.alpha", self.alpha, "0..1")
         _check(self.batch_size >= 1, "student.batch_size", self.batch_size, ">= 1")
         _check(self.clipnorm >= 0, "student.clipnorm", self.clipnorm, ">= 0 (0 = no clipping)")
+        _check(self.precision in PRECISIONS, "student.precision", self.precision,
+               " or ".join(f"'{name}'" for name in PRECISIONS))
         self.schedule.validate("student.schedule")
 
 

@@ -277,12 +277,15 @@ def build_student(
     input_scale: float = 1.0,
     init_scale: float = 1.0,
     seed: int | None = None,
+    dtype_policy: str | None = None,
     **free_widths: float,
 ) -> keras.Model:
     """A student of `family` ('mlp' or 'cnn') and `depth` with about `budget` parameters.
 
     Takes uint8 images `[N, 32, 32, 3]`, returns float32 logits `[N, 10]`. `free_widths` are
     the searched widths (`search_space` names them); the dependent width is solved.
+    `dtype_policy` ('float32', 'mixed_bfloat16', 'mixed_float16'; None: Keras' global policy)
+    sets the hidden layers' dtype policy; standardisation and logits stay float32.
     """
     widths = solve_widths(family, depth, budget, **free_widths)
     seeds = iter(range(seed * 100, seed * 100 + 100)) if seed is not None else None
@@ -292,19 +295,20 @@ def build_student(
 
     def dense(units: int, activation: str | None, name: str) -> keras.layers.Dense:
         return keras.layers.Dense(
-            units, activation=activation, kernel_initializer=init(), name=name
+            units, activation=activation, kernel_initializer=init(), name=name,
+            dtype=dtype_policy,
         )
 
     def conv(filters: int, name: str) -> keras.layers.Conv2D:
         return keras.layers.Conv2D(
             filters, KERNEL_SIZE, padding="same", activation="relu",
-            kernel_initializer=init(), name=name,
+            kernel_initializer=init(), name=name, dtype=dtype_policy,
         )
 
     images = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), dtype="uint8", name="images")
     x = PerImageStandardization(input_scale, name="standardize")(images)
     if family == "mlp":
-        x = keras.layers.Flatten(name="flatten")(x)
+        x = keras.layers.Flatten(name="flatten", dtype=dtype_policy)(x)
         if depth == 1:
             x = dense(widths["bottleneck"], None, "bottleneck")(x)
             x = dense(widths["hidden"], "relu", "hidden")(x)
@@ -317,8 +321,9 @@ def build_student(
             x = conv(widths[f"filters_{i}"], f"conv_{i}")(x)
             if i in pool_after:
                 size = 3 if depth == 1 else 2
-                x = keras.layers.MaxPooling2D(size, strides=2, padding="same", name=f"pool_{i}")(x)
-        x = keras.layers.Flatten(name="flatten")(x)
+                x = keras.layers.MaxPooling2D(size, strides=2, padding="same", name=f"pool_{i}",
+                                              dtype=dtype_policy)(x)
+        x = keras.layers.Flatten(name="flatten", dtype=dtype_policy)(x)
         if depth == 1:
             x = dense(widths["bottleneck"], None, "bottleneck")(x)
         x = dense(widths["hidden"], "relu", "hidden")(x)

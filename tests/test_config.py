@@ -106,3 +106,11 @@ def test_baseline_budget_outside_the_search_is_rejected(tmp_path):
         load_config(write(tmp_path, {"search": {"budgets": [1e5], "baseline_budgets": [1e6]}}))
     with pytest.raises(ConfigError, match=r"search\.baseline_families.*'mlp' and/or 'cnn'"):
         load_config(write(tmp_path, {"search": {"baseline_families": ["rnn"]}}))
+
+
+def test_student_precision_is_a_keras_policy(tmp_path):
+    assert load_config("default").student.precision == "float32"
+    config = load_config(write(tmp_path, {"student": {"precision": "mixed_bfloat16"}}))
+    assert config.student.precision == "mixed_bfloat16"
+    with pytest.raises(ConfigError, match=r"student\.precision.*'float32' or 'mixed_float16'"):
+        load_config(write(tmp_path, {"student": {"precision": "float16"}}))

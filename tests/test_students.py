@@ -109,3 +109,19 @@ def test_students_have_no_batch_norm_or_dropout():
         model = build_student(family, depth, 1.0e5)
         kinds = {type(layer).__name__ for layer in model.layers}
         assert not kinds & {"BatchNormalization", "Dropout"}, (family, depth, kinds)
+
+
+@pytest.mark.parametrize("policy, compute", [("mixed_bfloat16", "bfloat16"),
+                                             ("mixed_float16", "float16")])
+def test_mixed_precision_student_keeps_float32_weights_input_and_logits(policy, compute):
+    plain = build_student("cnn", 2, 1.0e5, seed=0)
+    mixed = build_student("cnn", 2, 1.0e5, seed=0, dtype_policy=policy)
+    assert mixed.count_params() == plain.count_params()
+    assert mixed.get_layer("conv_1").compute_dtype == compute
+    assert mixed.get_layer("conv_1").kernel.dtype == "float32"
+    assert mixed.get_layer("standardize").compute_dtype == "float32"
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    logits, reference = mixed.predict(images, verbose=0), plain.predict(images, verbose=0)
+    assert logits.dtype == np.float32
+    np.testing.assert_allclose(logits, reference, atol=0.1)  # same weights, coarser maths
+    assert not np.array_equal(logits, reference)

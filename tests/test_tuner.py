@@ -242,6 +242,25 @@ def test_diverging_trial_scores_chance_and_does_not_crash():
     assert np.isinf(logs["loss"]) and np.isinf(logs["val_loss"])
 
 
+@pytest.mark.parametrize("precision, optimizer, compute", [
+    ("float32", "SGD", "float32"),
+    ("mixed_bfloat16", "SGD", "bfloat16"),
+    ("mixed_float16", "LossScaleOptimizer", "float16"),
+])
+def test_student_precision_sets_the_policy_and_loss_scaling(precision, optimizer, compute):
+    import keras_tuner
+
+    from tuner.cells import Cell
+    from tuner.hypermodel import StudentHyperModel
+
+    config = smoke_config(**{"student.precision": precision}).student
+    hypermodel = StudentHyperModel(Cell("cnn", 1, BUDGET), config, seed=0)
+    distiller = hypermodel.build(keras_tuner.HyperParameters())
+    assert type(distiller.optimizer).__name__ == optimizer
+    assert distiller.student.get_layer("conv_1").compute_dtype == compute
+    assert distiller.student.get_layer("logits").compute_dtype == "float32"
+
+
 def free_port_pair() -> int:
     """A port p with p and p + 1 both free on 127.0.0.1 (search i is served on p + i)."""
     for _ in range(50):

@@ -138,7 +138,8 @@ class StudentHyperModel(keras_tuner.HyperModel):
         try:
             student = build_student(
                 self.cell.family, self.cell.depth, self.cell.budget,
-                input_scale=input_scale, init_scale=init_scale, seed=self.seed, **widths,
+                input_scale=input_scale, init_scale=init_scale, seed=self.seed,
+                dtype_policy=self.student_config.precision, **widths,
             )
         except BudgetError as error:  # recorded as a failed trial, never retried
             raise keras_tuner.errors.FailedTrialError(str(error)) from error
@@ -151,10 +152,13 @@ class StudentHyperModel(keras_tuner.HyperModel):
             student, self.teacher, loss=self.cell.loss,
             temperature=config.temperature, alpha=config.alpha,
         )
-        distiller.compile(optimizer=keras.optimizers.SGD(
+        optimizer = keras.optimizers.SGD(
             learning_rate, momentum=momentum, nesterov=True,
             global_clipnorm=config.clipnorm or None,
-        ))
+        )
+        if config.precision == "mixed_float16":  # float16 gradients underflow unscaled
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        distiller.compile(optimizer=optimizer)
         return distiller
 
     def fit(

@@ -315,7 +315,8 @@ def _provenance(root: Path, summaries: Sequence[CellSummary]) -> list[str]:
         f"- Searches: {len(summaries)}; completed trials per search: "
         f"{', '.join(map(str, trials)) or '0'}; tuner: {settings.get('tuner', '?')}; "
         f"epoch cap per trial: {schedule.get('epochs', '?')}; batch size "
-        f"{student.get('batch_size', '?')}; loss: {student.get('loss', '?')}.",
+        f"{student.get('batch_size', '?')}; loss: {student.get('loss', '?')}; precision: "
+        f"{student.get('precision', 'float32')}.",
         f"- Data source: {source}.{caveat} The paper trained longer, on budgets of 1M-31.6M "
         "parameters, mimicking a 16-CNN teacher of 93.8%.",
         *[f"- Made by `{command}`." for command in _commands(root)],
