@@ -7,8 +7,9 @@
 `assets.extra/tf_serving_warmup_requests` and `assets.extra/mimic_tf.json` (parameter count,
 source, versions). The SavedModel is written to a hidden temporary folder, checked against the
 Keras model (outputs equal to 1e-5) and renamed into place, so a polling server never sees half
-a model. `<base>/models.config` (host paths) and `<base>/models.docker.config` (paths under
-`/models`, for the `tensorflow/serving` image) are then regenerated from the folders on disk.
+a model. A student trained in mixed precision is exported as a float32 copy (`float32_copy`).
+`<base>/models.config` (host paths) and `<base>/models.docker.config` (paths under `/models`,
+for the `tensorflow/serving` image) are then regenerated from the folders on disk.
 """
 
 from __future__ import annotations
@@ -168,6 +169,26 @@ def _verify(saved_model_dir: Path, model: keras.Model, images: np.ndarray,
     return difference
 
 
+def float32_copy(model: keras.Model) -> keras.Model:
+    """`model` itself if it computes in float32, else a float32 clone with the same weights.
+
+    A student trained under a mixed precision policy (`mixed_bfloat16`, `mixed_float16`) keeps
+    float32 weights; serving it in float32 gives outputs that do not depend on the server's
+    hardware (many CPUs have no bfloat16 units, float16 is slow on CPUs) and that the export
+    check can compare to 1e-5.
+    """
+    if all(layer.compute_dtype in (None, "float32") for layer in model.layers
+           if not isinstance(layer, keras.layers.InputLayer)):
+        return model
+
+    def float32_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(model, clone_function=float32_layer)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def export_student(
     student: keras.Model | str | Path,
     base: str | Path,
@@ -202,7 +223,7 @@ def export_student(
         raise ExportError(f"version {version} is not a positive integer; TF Serving reads "
                           "version folders 1, 2, ...")
     source = str(student) if isinstance(student, (str, Path)) else f"<in-memory {student.name}>"
-    model = load_student(student) if isinstance(student, (str, Path)) else student
+    model = float32_copy(load_student(student) if isinstance(student, (str, Path)) else student)
     image_shape, model_input_dtype = _image_spec(model)
     if warmup_images is None:
         warmup_images = np.random.default_rng(0).integers(

@@ -167,3 +167,18 @@ def test_cli_usage_error_exits_2(argv, message, capsys):
         export.main(argv)
     assert raised.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_mixed_precision_student_is_served_in_float32(tmp_path):
+    from mimic_tf.students import build_student
+
+    student = build_student("cnn", 2, 1.0e5, seed=0, dtype_policy="mixed_bfloat16")
+    plain = tiny_cnn()
+    assert export.float32_copy(plain) is plain  # already float32: exported as it is
+    copy = export.float32_copy(student)
+    assert {layer.compute_dtype for layer in copy.layers[1:]} == {"float32"}
+    version_dir = export.export_student(student, tmp_path, "mixed")  # checks to 1e-5
+    served = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    logits = served(images=tf.constant(IMAGES))["logits"].numpy()
+    np.testing.assert_allclose(logits, copy.predict(IMAGES, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(logits, student.predict(IMAGES, verbose=0), atol=0.1)
