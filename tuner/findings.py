@@ -34,8 +34,24 @@ from mimic_tf.students import budget_label
 
 FINDINGS_MD = "findings.md"
 FINDINGS_JSON = "findings.json"
-PAPER_GAPS = {1.0e6: 17.7, 3.16e6: 15.3, 10.0e6: 13.9, 31.6e6: 13.4}  # NOTES.md, derived
-PAPER_TEACHER_DISTANCE = 1.2  # best student 1.2 points below the 93.8% teacher
+
+
+def paper_gaps() -> dict[float, float]:
+    """The paper's convolutional gap per budget, from its Table 2 (`tuner/paper_results.csv`)."""
+    from tuner.results import paper_table
+
+    table = paper_table()
+    budgets = sorted({budget for _, _, budget in table})
+    return {b: round(table[("cnn", 1, b)] - max(a for (f, _, bb), a in table.items()
+                                                 if f == "mlp" and bb == b), 1)
+            for b in budgets}
+
+
+def paper_teacher_distance() -> float:
+    """Points between the paper's teacher (93.8%) and its best student."""
+    from tuner.results import PAPER_TEACHER_ACCURACY, paper_table
+
+    return round(PAPER_TEACHER_ACCURACY - max(paper_table().values()), 1)
 
 
 class FindingsError(ValueError):
@@ -122,9 +138,10 @@ def check_findings(students: Sequence[Student], teacher: float | None) -> list[d
         if one_conv is not None:
             gaps[budget] = one_conv.best - best_mlp
     holds = bool(margins) and all(margin > 0 for margin in margins.values())
+    paper_gap = paper_gaps()
     text = "; ".join(
         f"{budget_label(b)}: gap {gaps[b]:.1f} points"
-        + (f" (paper {PAPER_GAPS[b]})" if b in PAPER_GAPS else "")
+        + (f" (paper {paper_gap[b]})" if b in paper_gap else "")
         + f", weakest CNN minus best MLP {_points(margins[b])}"
         for b in budgets if b in gaps
     )
@@ -211,7 +228,7 @@ def check_findings(students: Sequence[Student], teacher: float | None) -> list[d
         "text": (f"best student {best.name}: {best.best:.1f}%; teacher "
                  + ("unknown" if teacher is None else
                     f"{teacher:.1f}%, {distance:.1f} points above it")
-                 + f" (paper: {PAPER_TEACHER_DISTANCE} points)"),
+                 + f" (paper: {paper_teacher_distance()} points)"),
         "best_student": best.name, "best_student_accuracy": round(best.best, 2),
         "teacher_accuracy": None if teacher is None else round(teacher, 2),
         "distance": None if distance is None else round(distance, 2),
