@@ -90,3 +90,17 @@ def test_unfinished_search_is_left_out_and_missing_files_are_named(tmp_path, cap
     findings = {f["finding"]: f for f in write_findings(tmp_path)}
     assert findings[2]["steps"]["100k"] == []  # cnn-d2 has no tested best trial
     assert findings[5]["best_student"] == "CNN 1 conv at 100k"
+
+
+def test_findings_without_the_cells_they_need_say_not_measured(tmp_path):
+    mlp_only = {key: tests for key, tests in PAPER_LIKE.items() if key[0] == "mlp"}
+    write_results(tmp_path, mlp_only)
+    findings = {f["finding"]: f for f in write_findings(tmp_path)}
+    for number in (1, 2, 4):
+        assert findings[number]["holds"] is None and not findings[number]["measured"]
+        assert findings[number]["text"].startswith("no ")
+    assert findings[3]["measured"] and findings[3]["holds"]
+    text = (tmp_path / "findings.md").read_text()
+    assert "1. **every convolutional student beats every MLP of the same budget: not measured.**" \
+        " no budget has both MLP and CNN searches." in text
+    assert "5. **the best student comes close to the teacher ensemble: measured.**" in text

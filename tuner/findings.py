@@ -137,7 +137,7 @@ def check_findings(students: Sequence[Student], teacher: float | None) -> list[d
         one_conv = cells.get(("cnn", 1, budget))
         if one_conv is not None:
             gaps[budget] = one_conv.best - best_mlp
-    holds = bool(margins) and all(margin > 0 for margin in margins.values())
+    holds = all(margin > 0 for margin in margins.values()) if margins else None
     paper_gap = paper_gaps()
     text = "; ".join(
         f"{budget_label(b)}: gap {gaps[b]:.1f} points"
@@ -147,7 +147,8 @@ def check_findings(students: Sequence[Student], teacher: float | None) -> list[d
     )
     findings.append({
         "finding": 1, "claim": "every convolutional student beats every MLP of the same budget",
-        "holds": holds, "text": text,
+        "holds": holds, "measured": bool(margins),
+        "text": text or "no budget has both MLP and CNN searches",
         "convolutional_gap": {budget_label(b): round(g, 2) for b, g in gaps.items()},
         "weakest_cnn_minus_best_mlp": {budget_label(b): round(m, 2) for b, m in margins.items()},
     })
@@ -159,7 +160,7 @@ def check_findings(students: Sequence[Student], teacher: float | None) -> list[d
         steps[budget] = [(a.depth, b.depth, b.best - a.best, b.top_mean - a.top_mean)
                          for a, b in zip(cnns, cnns[1:], strict=False) if b.depth == a.depth + 1]
         failures += [(budget, d0, d1, delta) for d0, d1, delta, _ in steps[budget] if delta <= 0]
-    holds = any(steps.values()) and not failures
+    holds = not failures if any(steps.values()) else None
     text = "; ".join(
         f"{budget_label(b)}: " + ", ".join(f"{d0}->{d1} {_points(delta)} (top-k mean "
                                             f"{_points(mean)})" for d0, d1, delta, mean in s)
@@ -167,7 +168,8 @@ def check_findings(students: Sequence[Student], teacher: float | None) -> list[d
     )
     findings.append({
         "finding": 2, "claim": "CNN student accuracy rises with the number of conv layers",
-        "holds": holds, "text": text,
+        "holds": holds, "measured": holds is not None,
+        "text": text or "no budget has CNN searches of consecutive depths",
         "steps": {budget_label(b): [{"from": d0, "to": d1, "best": round(delta, 2),
                                      "top_mean": round(mean, 2)} for d0, d1, delta, mean in s]
                   for b, s in steps.items()},
@@ -179,7 +181,7 @@ def check_findings(students: Sequence[Student], teacher: float | None) -> list[d
         mlps = family_at("mlp", budget)
         if mlps:
             best_depths[budget] = max(mlps, key=lambda s: s.best)
-    holds = bool(best_depths) and all(s.depth in (2, 3) for s in best_depths.values())
+    holds = all(s.depth in (2, 3) for s in best_depths.values()) if best_depths else None
     parts = []
     for budget, best_mlp in best_depths.items():
         others = [s.best for s in family_at("mlp", budget) if s is not best_mlp]
@@ -190,7 +192,8 @@ def check_findings(students: Sequence[Student], teacher: float | None) -> list[d
     text = "; ".join(parts)
     findings.append({
         "finding": 3, "claim": "the best MLPs have 2-3 hidden layers, not 1, 4 or 5",
-        "holds": holds, "text": text,
+        "holds": holds, "measured": holds is not None,
+        "text": text or "no MLP searches in these results",
         "best_mlp_depth": {budget_label(b): s.depth for b, s in best_depths.items()},
     })
 
@@ -213,6 +216,7 @@ def check_findings(students: Sequence[Student], teacher: float | None) -> list[d
     findings.append({
         "finding": 4, "claim": "distillation beats hard-label training of the same architecture "
         "and budget, most for the shallowest CNN", "holds": holds if gains else None,
+        "measured": bool(gains),
         "text": text or "no hard-label baselines in these results",
         "distillation_gain": {f"{f}-d{d}-b{budget_label(b)}": round(g, 2)
                               for (f, d, b), g in sorted(gains.items())},
@@ -225,6 +229,7 @@ def check_findings(students: Sequence[Student], teacher: float | None) -> list[d
     findings.append({
         "finding": 5, "claim": "the best student comes close to the teacher ensemble",
         "holds": None,  # a distance, not a yes/no: the text gives it beside the paper's
+        "measured": True,
         "text": (f"best student {best.name}: {best.best:.1f}%; teacher "
                  + ("unknown" if teacher is None else
                     f"{teacher:.1f}%, {distance:.1f} points above it")
@@ -236,16 +241,22 @@ def check_findings(students: Sequence[Student], teacher: float | None) -> list[d
     return findings
 
 
+def verdict(finding: dict[str, Any]) -> str:
+    """'holds', 'does not hold', 'measured' (a distance, not a yes/no) or 'not measured'."""
+    if not finding["measured"]:
+        return "not measured"
+    return {True: "holds", False: "does not hold", None: "measured"}[finding["holds"]]
+
+
 def render_markdown(findings: Sequence[dict[str, Any]], source: str) -> str:
     """findings.md: one line per finding."""
-    verdicts = {True: "holds", False: "does not hold", None: "measured"}
     lines = [f"# The paper's findings, checked on {source}", "",
              "Accuracies are test accuracies (%) of each search's best trial by validation "
              "accuracy; differences are in percentage points. Made by "
              f"`python -m tuner.findings {source}`.", ""]
     for finding in findings:
         lines.append(f"{finding['finding']}. **{finding['claim']}: "
-                     f"{verdicts[finding['holds']]}.** {finding['text']}.")
+                     f"{verdict(finding)}.** {finding['text']}.")
     return "\n".join(lines) + "\n"
 
 
