@@ -229,6 +229,23 @@ def test_report_cli_rebuilds_the_files(smoke_run, tmp_path, capsys):
     assert report.main([str(tmp_path / "nothing")]) == 2
 
 
+def test_figure_marks_the_papers_table_2_where_budgets_coincide(tmp_path):
+    from tuner.cells import Cell
+    from tuner.report import draw_figure, paper_points
+    from tuner.results import CellSummary
+
+    summaries = [CellSummary(Cell("mlp", 2, 1e6), 3, 0.47, [0.47, 0.45]),
+                 CellSummary(Cell("mlp", 2, 3.16e5), 3, 0.44, [0.44, 0.43]),
+                 CellSummary(Cell("cnn", 4, 1e6), 3, 0.70, [0.70, 0.66]),
+                 CellSummary(Cell("cnn", 4, 1e6, loss="hard"), 3, 0.60, [0.60]),
+                 CellSummary(Cell("cnn", 3, 1e6), 0, None, [])]  # nothing tested yet
+    # The paper's Table 2 has MLP 2 hidden at 1M 66.2% and CNN 4 conv at 1M 91.3%.
+    assert paper_points(summaries) == [("mlp", 2, 1e6, 66.2), ("cnn", 4, 1e6, 91.3)]
+    draw_figure(summaries, tmp_path / "figure.png", teacher_accuracy=0.8, title="t")
+    assert (tmp_path / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
+
+
 def test_diverging_trial_scores_chance_and_does_not_crash():
     from tuner.hypermodel import CHANCE_ACCURACY, DivergenceGuard
 

@@ -7,7 +7,9 @@ still running or stopped half-way contribute the trials they finished.
 `figure.png` follows the paper's Figure 1: test accuracy against parameters (log x), per
 architecture a solid line through the mean test accuracy of each search's top k trials and
 dashed lines through the best and the k-th best of them, the teacher ensemble as a
-horizontal line, hard-label baselines as short horizontal marks at their budgets.
+horizontal line, hard-label baselines as short horizontal marks at their budgets. Where a
+budget coincides with one of the paper's, its Table 2 figure is drawn as a hollow marker in
+the architecture's colour, with the paper's teacher as a dotted line.
 """
 
 from __future__ import annotations
@@ -63,9 +65,25 @@ def write_report(root: str | Path, top_k: int | None = None) -> Report:
     atomic_write_text(root / RESULTS_MD, markdown_table(root, summaries, top_k))
     teacher = teacher_summary(root) or {}
     draw_figure(summaries, root / FIGURE, teacher.get("test_accuracy"),
-                title=f"{root.name}: students' test accuracy by parameter budget; top-{top_k} "
-                f"mean (solid), best and worst of the top {top_k} (dashed)")
+                title=f"{root.name}: students' test accuracy by parameter budget\n"
+                f"top-{top_k} mean (solid), best and worst of the top {top_k} (dashed)")
     return Report(root / RESULTS_CSV, root / RESULTS_MD, root / FIGURE, rows, summaries)
+
+
+def paper_points(summaries: Sequence) -> list[tuple[str, int, float, float]]:
+    """(family, depth, budget, paper's %) for each mimic cell at one of the paper's budgets."""
+    from tuner.results import paper_figure, paper_table
+
+    table = paper_table()
+    points = []
+    for summary in summaries:
+        if summary.cell.is_baseline or not summary.top_tests:
+            continue
+        accuracy = paper_figure(table, summary.cell)
+        if accuracy is not None:
+            points.append((summary.cell.family, summary.cell.depth, summary.cell.budget,
+                           accuracy))
+    return points
 
 
 def draw_figure(
@@ -78,7 +96,9 @@ def draw_figure(
 
     Uses matplotlib's object API (no pyplot): no global backend or figure state is touched.
     """
-    figure = Figure(figsize=(7.5, 5.0), dpi=120)
+    from tuner.results import PAPER_TEACHER_ACCURACY
+
+    figure = Figure(figsize=(9.0, 5.0), dpi=120)
     axes = figure.add_subplot()
     lines: dict[str, list] = {}
     for summary in summaries:
@@ -107,6 +127,16 @@ def draw_figure(
     if teacher_accuracy is not None:
         axes.axhline(100 * teacher_accuracy, color="black", linewidth=1.2,
                      label=f"teacher ensemble ({100 * teacher_accuracy:.1f}%)")
+    paper = paper_points(summaries)
+    for family, depth, budget, accuracy in paper:
+        colour = colour_of.get((family, depth), "black")
+        axes.plot([budget], [accuracy], marker="o", markersize=8, fillstyle="none",
+                  markeredgewidth=1.5, color=colour, linestyle="none")
+    if paper:
+        axes.plot([], [], marker="o", markersize=7, fillstyle="none", color="grey",
+                  linestyle="none", label="paper, Table 2 (best)")
+        axes.axhline(PAPER_TEACHER_ACCURACY, color="black", linewidth=1.0, linestyle=":",
+                     label=f"paper's teacher ({PAPER_TEACHER_ACCURACY}%)")
     axes.set_xscale("log")
     axes.set_xlabel("number of parameters")
     axes.set_ylabel("test accuracy (%)")
@@ -114,7 +144,7 @@ def draw_figure(
                    "best and k-th best (dashed)", fontsize=9)
     axes.grid(True, which="both", alpha=0.3)
     if lines or baselines or teacher_accuracy is not None:
-        axes.legend(fontsize=7, loc="lower right")
+        axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
