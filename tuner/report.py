@@ -122,7 +122,7 @@ def draw_figure(
         axes.plot([baseline.cell.budget], [100 * baseline.best_test], marker="_",
                   markersize=18, markeredgewidth=2.5, color=colour, linestyle="none")
     if baselines:
-        axes.plot([], [], marker="_", markersize=12, markeredgewidth=2.5, color="grey",
+        axes.plot([], [], marker="_", markersize=12, markeredgewidth=2.5, color="black",
                   linestyle="none", label="hard labels (best)")
     if teacher_accuracy is not None:
         axes.axhline(100 * teacher_accuracy, color="black", linewidth=1.2,
@@ -133,10 +133,12 @@ def draw_figure(
         axes.plot([budget], [accuracy], marker="o", markersize=8, fillstyle="none",
                   markeredgewidth=1.5, color=colour, linestyle="none")
     if paper:
-        axes.plot([], [], marker="o", markersize=7, fillstyle="none", color="grey",
+        axes.plot([], [], marker="o", markersize=7, fillstyle="none", color="black",
                   linestyle="none", label="paper, Table 2 (best)")
         axes.axhline(PAPER_TEACHER_ACCURACY, color="black", linewidth=1.0, linestyle=":",
                      label=f"paper's teacher ({PAPER_TEACHER_ACCURACY}%)")
+        bottom, top = axes.get_ylim()
+        axes.set_ylim(bottom, max(top, PAPER_TEACHER_ACCURACY + 2))
     axes.set_xscale("log")
     axes.set_xlabel("number of parameters")
     axes.set_ylabel("test accuracy (%)")
