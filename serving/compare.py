@@ -224,23 +224,41 @@ def format_table(results: Sequence[ModelComparison]) -> str:
 
 
 def _figure_png(results: Sequence[ModelComparison], title: str) -> bytes:
+    """Accuracy against batch-1 p50 latency (left) and against the largest batched throughput
+    measured (right); one colour per model, named with its parameters in the legend."""
+    from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    figure = Figure(figsize=(7, 5))
+    figure = Figure(figsize=(11, 4.8))
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    latency_axes, throughput_axes = figure.subplots(1, 2, sharey=True)
+    batched = max((key for result in results for key in result.throughput), default=None)
+    colours = colormaps["tab10" if len(results) <= 10 else "tab20"]
     largest = max((result.params for result in results), default=1) or 1
-    for result in results:
-        axes.scatter(result.latency_p50_ms, result.accuracy_grpc,
-                     s=40 + 600 * result.params / largest, alpha=0.6)
-        axes.annotate(f"{result.model} ({result.params:,})",
-                      (result.latency_p50_ms, result.accuracy_grpc),
-                      textcoords="offset points", xytext=(6, 6), fontsize=8)
-    axes.set_xlabel("p50 latency at batch 1 over gRPC (ms)")
-    axes.set_ylabel("test accuracy over gRPC")
-    axes.set_title(title, fontsize=7)
-    axes.grid(alpha=0.3)
+    for index, result in enumerate(results):
+        style = {"s": 40 + 200 * result.params / largest, "alpha": 0.75,
+                 "color": colours(index % colours.N), "edgecolors": "black", "linewidths": 0.5}
+        latency_axes.scatter(result.latency_p50_ms, result.accuracy_grpc,
+                             label=f"{result.model} ({result.params:,} params)", **style)
+        if batched is not None and batched in result.throughput:
+            throughput_axes.scatter(result.throughput[batched], result.accuracy_grpc, **style)
+    latency_axes.set_xlabel("p50 latency, batch 1, one caller (ms)")
+    latency_axes.set_ylabel("test accuracy over gRPC")
+    if batched is not None:
+        throughput_axes.set_xscale("log")
+        throughput_axes.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
+        throughput_axes.xaxis.set_minor_formatter(NullFormatter())
+        throughput_axes.set_xlabel(f"throughput, batch {batched[0]}, {batched[1]} callers "
+                                   "(images/s, log)")
+    for axes in (latency_axes, throughput_axes):
+        axes.grid(alpha=0.3, which="both")
+    if results:
+        figure.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+                      markerscale=0.6, frameon=False)
+    figure.suptitle(title, fontsize=7)
+    figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     return buffer.getvalue()
@@ -278,7 +296,8 @@ def write_comparison(results: Sequence[ModelComparison], out_dir: str | Path, *,
         "Runs: 1. Latency: batch 1, sequential, after warmup; throughput in images/s "
         "(b = images per request, c = concurrent callers).\n\n" + format_table(results)
     )
-    title = "\n".join(textwrap.wrap(f"{command} | {data} | {environment_line()} | 1 run", 110))
+    title = "\n".join(["Served students: accuracy against latency and throughput over gRPC",
+                       *textwrap.wrap(f"{command} | {data} | {environment_line()} | 1 run", 150)])
     return {
         "csv": atomic_write_text(out_dir / "comparison.csv", buffer.getvalue()),
         "md": atomic_write_text(out_dir / "comparison.md", markdown),
