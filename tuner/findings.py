@@ -147,7 +147,7 @@ def check_findings(students: Sequence[Student], teacher: float | None) -> list[d
     )
     findings.append({
         "finding": 1, "claim": "every convolutional student beats every MLP of the same budget",
-        "holds": holds, "measured": bool(margins),
+        "holds": holds, "measured": holds is not None,
         "text": text or "no budget has both MLP and CNN searches",
         "convolutional_gap": {budget_label(b): round(g, 2) for b, g in gaps.items()},
         "weakest_cnn_minus_best_mlp": {budget_label(b): round(m, 2) for b, m in margins.items()},
