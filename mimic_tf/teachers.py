@@ -1,13 +1,16 @@
-"""The teacher: the paper's deep CNN family, an ensemble averaging its members' logits, training.
+"""The teacher: its two families, an ensemble averaging its members' logits, training.
 
-One member (Urban et al. 2017, section 2):
+`teacher.family` picks a member's net and recipe: `airbench` (`mimic_tf/airbench.py`,
+airbench94's net and training recipe, Jordan 2024) or `paper`, the paper's own (Urban et al.
+2017, section 2):
 
     standardize -> [conv3x3 x2] -> mp -> drop -> [conv3x3 x2] -> mp -> drop
                 -> [conv3x3 x4] -> mp -> drop -> fc -> drop -> fc -> drop -> logits
 
 ReLU everywhere, L2 weight decay on every kernel, widths from `TeacherConfig`. The ensemble is
-one Keras model whose output is the mean of the members' logits (pre-softmax), the students'
-regression target.
+one Keras model taking uint8 `[N, 32, 32, 3]` whose output is the mean of the members' logits
+(pre-softmax), the students' regression target; with `teacher.flip_average` (airbench's flip
+test-time augmentation) each member's logits are first averaged over the image and its mirror.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from typing import Any
 
 import keras
 import numpy as np
+import yaml
 
-from mimic_tf import data
+from mimic_tf import airbench, data
+from mimic_tf.airbench import HorizontalFlip, TrainingPlan
 from mimic_tf.config import ExperimentConfig, TeacherConfig, atomic_write_text, save_config
 from mimic_tf.preprocessing import PerImageStandardization
 from mimic_tf.schedule import plateau_callbacks
@@ -50,7 +55,7 @@ def member_widths(config: TeacherConfig, member_index: int, seed: int) -> tuple[
 def build_teacher_member(
     config: TeacherConfig, member_index: int = 0, seed: int = 0
 ) -> keras.Model:
-    """One teacher CNN; takes uint8 images `[N, 32, 32, 3]`, returns logits `[N, 10]`."""
+    """One CNN of the paper family; takes uint8 images `[N, 32, 32, 3]`, returns logits."""
     conv_widths, fc_widths = member_widths(config, member_index, seed)
     regularizer = keras.regularizers.L2(config.weight_decay) if config.weight_decay else None
     layer_seed = (seed * 1000 + member_index) * 100
@@ -84,12 +89,19 @@ def build_teacher_member(
     return keras.Model(images, logits, name=f"teacher_member_{member_index:02d}")
 
 
-def build_ensemble(members: list[keras.Model]) -> keras.Model:
-    """One model whose logits are the mean of the members' logits."""
+def build_ensemble(members: list[keras.Model], flip_average: bool = False) -> keras.Model:
+    """One model whose logits are the mean of the members' logits.
+
+    With `flip_average`, the mean runs over every member on the images and on their mirror
+    images (flip test-time augmentation): `mean_m (f_m(x) + f_m(flip(x))) / 2`.
+    """
     if not members:
         raise ValueError("an ensemble needs at least one member")
     images = keras.Input((32, 32, 3), dtype="uint8", name="images")
-    member_logits = [member(images, training=False) for member in members]
+    views = [images]
+    if flip_average:
+        views.append(HorizontalFlip(name="mirror")(images))
+    member_logits = [member(view, training=False) for member in members for view in views]
     if len(member_logits) == 1:
         logits = keras.layers.Identity(name="ensemble_logits")(member_logits[0])
     else:
@@ -125,16 +137,33 @@ def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int = 500
     return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
 
 
-def train_member(
-    config: ExperimentConfig,
-    splits: data.Splits,
-    member_index: int,
-    directory: Path,
-    verbose: int = 1,
-) -> dict[str, Any]:
-    """Train member `member_index` on augmented images and save it; returns its record."""
+class EpochProgress(keras.callbacks.Callback):
+    """One line per epoch: metrics, images per second and the member's ETA."""
+
+    def __init__(self, label: str, epochs: int, images_per_epoch: int) -> None:
+        super().__init__()
+        self.label, self.epochs, self.images_per_epoch = label, epochs, images_per_epoch
+        self._started = self._epoch_started = 0.0
+
+    def on_train_begin(self, logs=None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        seconds = time.perf_counter() - self._epoch_started
+        metrics = " ".join(f"{name} {value:.4f}" for name, value in (logs or {}).items()
+                           if name in ("loss", "accuracy", "val_loss", "val_accuracy"))
+        remaining = seconds * (self.epochs - epoch - 1)
+        print(f"{self.label} epoch {epoch + 1}/{self.epochs}: {metrics} | "
+              f"{self.images_per_epoch / seconds:,.0f} img/s | {seconds:.0f}s/epoch | "
+              f"ETA {remaining / 60:.1f} min", flush=True)
+
+
+def _paper_plan(config: ExperimentConfig, splits: data.Splits, member_index: int) -> TrainingPlan:
+    """The paper family's member, its augmented data and its plateau schedule."""
     teacher = config.teacher
-    keras.utils.set_random_seed(config.seed * 1000 + member_index)
     model = build_teacher_member(teacher, member_index, config.seed)
     model.compile(
         optimizer=keras.optimizers.SGD(teacher.learning_rate, momentum=teacher.momentum,
@@ -153,30 +182,117 @@ def train_member(
     validation = data.evaluation_dataset(
         splits.validation_images, splits.validation_labels, batch_size=500
     )
+    return TrainingPlan(
+        model=model, train=train, validation=validation,
+        steps_per_epoch=data.steps_per_epoch(len(splits.train_labels), teacher.batch_size),
+        epochs=teacher.schedule.epochs,
+        callbacks=plateau_callbacks(teacher.schedule, monitor="val_accuracy"),
+        batch_size=teacher.batch_size,
+    )
+
+
+def training_plan(config: ExperimentConfig, splits: data.Splits, member_index: int
+                  ) -> TrainingPlan:
+    """Member `member_index` of `config.teacher.family`, compiled, with its data and callbacks."""
+    if config.teacher.family == "airbench":
+        return airbench.training_plan(
+            config.teacher.airbench, splits.train_images, splits.train_labels,
+            splits.validation_images, splits.validation_labels, member_index=member_index,
+            seed=config.seed, width_jitter=config.teacher.width_jitter,
+        )
+    return _paper_plan(config, splits, member_index)
+
+
+def train_member(
+    config: ExperimentConfig,
+    splits: data.Splits,
+    member_index: int,
+    directory: Path,
+    verbose: int = 1,
+) -> dict[str, Any]:
+    """Train member `member_index` and save it; returns its record.
+
+    A killed member resumes from its last finished epoch (`BackupAndRestore`). `verbose`:
+    0 silent, 1 Keras' progress bar and a line per epoch, 2 a line per epoch.
+    """
+    keras.utils.set_random_seed(config.seed * 1000 + member_index)
+    plan = training_plan(config, splits, member_index)
     backup = directory / f".backup_member_{member_index:02d}"
     callbacks = [
-        *plateau_callbacks(teacher.schedule, monitor="val_accuracy"),
+        *plan.callbacks,
         keras.callbacks.BackupAndRestore(str(backup)),  # resume a killed member mid-training
         keras.callbacks.TensorBoard(str(directory / "logs" / f"member_{member_index:02d}")),
     ]
+    if verbose:
+        callbacks.append(EpochProgress(
+            f"teacher member {member_index + 1}/{config.teacher.members}", plan.epochs,
+            plan.steps_per_epoch * plan.batch_size))
     started = time.perf_counter()
-    history = model.fit(
-        train,
-        epochs=teacher.schedule.epochs,
-        steps_per_epoch=data.steps_per_epoch(len(splits.train_labels), teacher.batch_size),
-        validation_data=validation,
+    history = plan.model.fit(
+        plan.train,
+        epochs=plan.epochs,
+        steps_per_epoch=plan.steps_per_epoch,
+        validation_data=plan.validation,
         callbacks=callbacks,
-        verbose=verbose,
+        verbose=1 if verbose == 1 else 0,
     )
     seconds = time.perf_counter() - started
-    atomic_save_model(model, directory / f"member_{member_index:02d}.keras")
+    atomic_save_model(plan.model, directory / f"member_{member_index:02d}.keras")
     shutil.rmtree(backup, ignore_errors=True)
     return {
         "member": member_index,
-        "params": int(model.count_params()),
+        "family": config.teacher.family,
+        "params": int(plan.model.count_params()),
         "epochs": len(history.history["loss"]),
         "train_seconds": round(seconds, 1),
+        "images_per_second": round(
+            len(history.history["loss"]) * plan.steps_per_epoch * plan.batch_size / seconds),
+        **plan.extra,
     }
+
+
+def member_logits(member: keras.Model, images: np.ndarray, flip_average: bool) -> np.ndarray:
+    """A member's logits on uint8 images, averaged with its mirror images' if asked."""
+    logits = predict_logits(member, images)
+    if flip_average:
+        logits = (logits + predict_logits(member, np.ascontiguousarray(images[:, :, ::-1]))) / 2
+    return logits
+
+
+class TeacherMismatchError(RuntimeError):
+    """A teacher folder holds members trained under another teacher config."""
+
+
+def _teacher_settings(config_data: dict[str, Any]) -> dict[str, Any]:
+    """What a trained member depends on: the seed, the data and the teacher section
+    (but the ensemble's size: members can be added to a finished ensemble)."""
+    settings = {key: config_data.get(key) for key in ("seed", "data", "teacher")}
+    settings["teacher"] = {key: value for key, value in (settings["teacher"] or {}).items()
+                           if key != "members"}
+    return settings
+
+
+def check_teacher_config(config: ExperimentConfig, directory: Path) -> None:
+    """Refuse to mix members of different teacher configs in one folder; record this one.
+
+    The resolved config is written before the first member trains, so a killed run resumes
+    only under the config it started with.
+    """
+    path = directory / "config.yaml"
+    current = _teacher_settings(config.to_dict())
+    if path.exists():
+        saved = _teacher_settings(yaml.safe_load(path.read_text()) or {})
+        # Keys added since that file was written take their defaults.
+        defaults = _teacher_settings(ExperimentConfig().to_dict())["teacher"]
+        saved["teacher"] = {**defaults, **saved["teacher"]}
+        if saved != current:
+            changed = sorted(key for key in current if saved.get(key) != current[key])
+            raise TeacherMismatchError(
+                f"{directory} holds a teacher trained with other {', '.join(changed)} "
+                f"settings than config '{config.name}'; delete that folder to retrain, or "
+                "give this config another name"
+            )
+    save_config(config, path)
 
 
 def ensure_teacher(
@@ -193,6 +309,7 @@ def ensure_teacher(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    check_teacher_config(config, directory)
     summary_path = directory / SUMMARY_FILE
     previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     records = {r["member"]: r for r in previous.get("members", [])}
@@ -222,15 +339,20 @@ def ensure_teacher(
         members.append(load_model(path))
 
     # Each member's logits once; the ensemble's are their mean, as the ensemble model computes.
-    summary: dict[str, Any] = {"members": [], "source": splits.source}
+    flip_average = config.teacher.flip_average
+    summary: dict[str, Any] = {"family": config.teacher.family, "flip_average": flip_average,
+                               "members": [], "source": splits.source}
     ensemble_logits: dict[str, np.ndarray] = {}
     for index, member in enumerate(members):
         record = dict(records.get(index, {"member": index, "params": member.count_params()}))
         for split in ("validation", "test"):
             images = getattr(splits, f"{split}_images")
             labels = getattr(splits, f"{split}_labels")
-            logits = predict_logits(member, images)
+            logits = member_logits(member, images, flip_average)
             record[f"{split}_accuracy"] = accuracy(logits, labels)
+            if flip_average:
+                record[f"{split}_accuracy_without_flip"] = accuracy(
+                    predict_logits(member, images), labels)
             ensemble_logits[split] = ensemble_logits.get(split, 0.0) + logits / len(members)
         summary["members"].append(record)
     summary["ensemble"] = {
@@ -240,7 +362,7 @@ def ensure_teacher(
                                           getattr(splits, f"{split}_labels"))
            for split in ("validation", "test")},
     }
-    ensemble = build_ensemble(members)
+    ensemble = build_ensemble(members, flip_average=flip_average)
     atomic_save_model(ensemble, ensemble_path)
     save_config(config, directory / "config.yaml")
     atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")

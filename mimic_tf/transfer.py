@@ -8,7 +8,9 @@ are stored; images are regenerated from their seeds as the dataset is read.
 On disk (`runs/<experiment>/transfer/`):
 
     config.yaml                the resolved config that built the cache
-    logits.npy                 float32 [K, N, 10]: logits[k, i] = teacher(view k of image i)
+    logits.npy                 float32 [K, N, 10]: logits[k, i] = teacher(view k of image i),
+                               averaged with teacher(mirror of that view) when the teacher
+                               family has flip test-time augmentation (`flip_average`)
     evaluation_logits.npz      teacher logits on the unaugmented validation and test images
     manifest.json              fingerprint of teacher weights, data, augmentation, K, order seed
 
@@ -150,6 +152,8 @@ def transfer_fingerprint(
     return {
         "format": FORMAT_VERSION,
         "teacher_weights": weights_fingerprint(teacher),
+        # The ensemble averages each view's logits with its mirror's (teacher.flip_average).
+        "teacher_flip_average": config.teacher.flip_average,
         "data": splits.fingerprint(),
         "augment": dataclasses.asdict(config.augment),
         "views": config.transfer.views,
