@@ -43,6 +43,20 @@ def test_flags_become_config_overrides():
     assert set(defaults.values()) == {None}  # no flag: the config decides
 
 
+@pytest.mark.parametrize(("text", "families"), [
+    ("mlp", ("mlp",)), ("cnn", ("cnn",)), ("all", ("mlp", "cnn")), ("cnn,mlp", ("mlp", "cnn")),
+    ("MLP", ("mlp",)),
+])
+def test_family_accepts_one_all_or_a_list(text, families):
+    assert run.build_parser().parse_args(["--family", text]).family == families
+
+
+def test_all_families_override_both_depths_only_when_asked():
+    args = run.build_parser().parse_args(["--family", "all"])
+    overrides = run.overrides_from(args)
+    assert overrides["search.mlp_depths"] is None and overrides["search.cnn_depths"] is None
+
+
 def test_bad_config_value_exits_2_in_process(capsys):
     assert run.main(["--family", "mlp", "--config", "smoke", "--depths", "7"]) == 2
     error = capsys.readouterr().err
@@ -53,7 +67,8 @@ def test_bad_config_value_exits_2_in_process(capsys):
     ("args", "message"),
     [
         (["--config", "smoke"], "--family"),
-        (["--family", "rnn"], "invalid choice: 'rnn'"),
+        (["--family", "rnn"], "is not one of mlp, cnn, all"),
+        (["--family", "all", "--depths", "1,2"], "applies to one family"),
         (["--family", "mlp", "--tuner", "grid"], "choose from"),
         (["--family", "mlp", "--trials", "0"], "not a positive integer"),
         (["--family", "mlp", "--budgets", "big"], "not a number"),

@@ -1,6 +1,7 @@
-"""`python -m tuner.run --family mlp|cnn`: the paper's student searches, table and figure.
+"""`python -m tuner.run --family mlp|cnn|all`: the paper's student searches, table and figure.
 
-    python -m tuner.run --family mlp                       # configs/default.yaml end to end
+    python -m tuner.run --family all                       # configs/default.yaml end to end
+    python -m tuner.run --family mlp                       # the MLP searches only
     python -m tuner.run --family cnn --config smoke --trials 2 --epochs 1 --out /tmp/runs
 
 Flags override the config; a bad flag or value exits with status 2 and says what is allowed.
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from mimic_tf.config import ConfigError, load_config
 
 FAMILIES = ("mlp", "cnn")
+ALL_FAMILIES = "all"
 TUNERS = ("bayesian", "hyperband", "random")
 _SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9}
 
@@ -48,6 +50,19 @@ def parse_depths(text: str) -> list[int]:
         ) from None
 
 
+def parse_families(text: str) -> tuple[str, ...]:
+    """'mlp', 'cnn', 'all' or a comma list such as 'mlp,cnn' -> ('mlp', 'cnn')."""
+    items = [item.strip().lower() for item in text.split(",") if item.strip()]
+    if items == [ALL_FAMILIES]:
+        return FAMILIES
+    unknown = [item for item in items if item not in FAMILIES]
+    if not items or unknown:
+        raise argparse.ArgumentTypeError(
+            f"family {text!r} is not one of mlp, cnn, all (or a comma list such as mlp,cnn)"
+        )
+    return tuple(family for family in FAMILIES if family in items)
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -66,13 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
         "export them for TF Serving, and write results.csv, results.md (the paper's Table 2) "
         "and figure.png (its Figure 1) under OUT/<experiment>/.",
     )
-    parser.add_argument("--family", required=True, choices=FAMILIES,
-                        help="student family: mlp (1-5 hidden layers) or cnn (1-4 conv layers)")
+    parser.add_argument("--family", required=True, type=parse_families,
+                        metavar="{mlp,cnn,all}",
+                        help="student families: mlp (1-5 hidden layers), cnn (1-4 conv "
+                        "layers), all (both), or a comma list such as mlp,cnn")
     parser.add_argument("--config", default="default",
                         help="YAML config path or a name in configs/ (default: default)")
     parser.add_argument("--depths", type=parse_depths, default=None,
                         help="comma-separated depths to search, e.g. 1,2,3 (overrides "
-                        "search.mlp_depths or search.cnn_depths)")
+                        "search.mlp_depths or search.cnn_depths; one family only)")
     parser.add_argument("--budgets", type=parse_budgets, default=None,
                         help="comma-separated parameter budgets, e.g. 1e6,3.16e6 or 30k,1M "
                         "(overrides search.budgets)")
@@ -99,9 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def overrides_from(args: argparse.Namespace) -> dict:
     """The dotted config keys the flags set (None: keep the config's value)."""
-    depths_key = "search.mlp_depths" if args.family == "mlp" else "search.cnn_depths"
+    overrides = {f"search.{family}_depths": args.depths for family in args.family}
     return {
-        depths_key: args.depths,
+        **overrides,
         "search.budgets": args.budgets,
         "search.tuner": args.tuner,
         "search.trials": args.trials,
@@ -114,6 +131,9 @@ def overrides_from(args: argparse.Namespace) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.depths is not None and len(args.family) > 1:
+        parser.error("--depths applies to one family: give --family mlp or --family cnn "
+                     "(MLP depths are 1-5, CNN depths 1-4)")
     try:
         config = load_config(args.config, overrides=overrides_from(args))
     except ConfigError as error:
@@ -129,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         command = " ".join(["python -m tuner.run", *(argv if argv is not None else sys.argv[1:])])
-        summary = run_experiment(config, (args.family,), args.out, overwrite=args.overwrite,
+        summary = run_experiment(config, args.family, args.out, overwrite=args.overwrite,
                                  verbose=0 if args.quiet else 1, command=command)
     except (SearchMismatchError, DistributedSetupError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
