@@ -9,8 +9,9 @@ and splits, in one process, one after the other.
 Method: for each family, a short calibration fit measures its training img/s; the whole
 epochs that fit in `--seconds` at that rate (at least one) are then trained from scratch with
 the family's own recipe (`teachers.train_member`: the paper's plateau schedule, airbench's
-warm-up-then-decay schedule over exactly those epochs) and the member is evaluated on the test split (airbench
-with its flip test-time augmentation; without it too). Wall time counts training only.
+warm-up-then-decay schedule over exactly those epochs) and the member is evaluated on the
+test split (airbench with its flip test-time augmentation; without it too). Wall time counts
+training only.
 
 Reference run (docs/teacher.md): 2-core AMD EPYC (AVX2, no AVX-512 or AMX), no GPU,
 TF 2.21 / Keras 3.15, JPEG copy of CIFAR-10, one run of
