@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from mimic_tf.data import DataError, load_splits  # heavy imports after the flags are good
-    from mimic_tf.teachers import SUMMARY_FILE, ensure_teacher
+    from mimic_tf.teachers import SUMMARY_FILE, TeacherMismatchError, ensure_teacher
 
     layout = ExperimentLayout.for_config(config, args.out)
     started = time.perf_counter()
@@ -59,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     # A progress bar on a terminal, one line per epoch in a log file.
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
-    ensure_teacher(config, splits, layout.teacher, verbose=verbose)
+    try:
+        ensure_teacher(config, splits, layout.teacher, verbose=verbose)
+    except TeacherMismatchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     summary = json.loads((layout.teacher / SUMMARY_FILE).read_text())
     summary["wall_seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(summary, indent=2))

@@ -206,3 +206,15 @@ def test_bad_teacher_config_names_the_key_and_the_allowed_values(key, value, all
     with pytest.raises(ConfigError) as error:
         load_config("smoke", overrides={key: value})
     assert key in str(error.value) and allowed in str(error.value)
+
+
+def test_teacher_cli_refuses_a_folder_of_another_teacher_config(tmp_path, capsys):
+    from mimic_tf import teacher as teacher_cli
+    from mimic_tf.config import save_config
+    from mimic_tf.layout import ExperimentLayout
+
+    other = load_config("smoke", overrides={"teacher.family": "airbench"})
+    save_config(other, ExperimentLayout.for_config(other, tmp_path).teacher / "config.yaml")
+    assert teacher_cli.main(["--config", "smoke", "--out", str(tmp_path), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "teacher" in error and "delete that folder" in error and "Traceback" not in error

@@ -143,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Heavy imports (TensorFlow) only once the flags are known to be good.
     from mimic_tf.data import DataError
+    from mimic_tf.teachers import TeacherMismatchError
     from tuner.distributed import DistributedSetupError
     from tuner.experiment import run_experiment
     from tuner.search import SearchMismatchError
@@ -151,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = " ".join(["python -m tuner.run", *(argv if argv is not None else sys.argv[1:])])
         summary = run_experiment(config, args.family, args.out, overwrite=args.overwrite,
                                  verbose=0 if args.quiet else 1, command=command)
-    except (SearchMismatchError, DistributedSetupError) as error:
+    except (SearchMismatchError, DistributedSetupError, TeacherMismatchError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     except DataError as error:
