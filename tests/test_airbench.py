@@ -218,3 +218,19 @@ def test_teacher_cli_refuses_a_folder_of_another_teacher_config(tmp_path, capsys
     assert teacher_cli.main(["--config", "smoke", "--out", str(tmp_path), "--quiet"]) == 2
     error = capsys.readouterr().err
     assert "teacher" in error and "delete that folder" in error and "Traceback" not in error
+
+
+def test_transfer_fingerprint_records_flip_averaging():
+    from mimic_tf.transfer import transfer_fingerprint
+
+    splits = load_splits(load_config("smoke").data)
+    member = airbench.build_airbench_member(TINY, splits.train_images)
+    prints = {}
+    for flip in (True, False):
+        config = load_config("smoke", overrides={"teacher.family": "airbench",
+                                                 "teacher.airbench.flip_tta": flip})
+        teacher = teachers.build_ensemble([member], flip_average=config.teacher.flip_average)
+        prints[flip] = transfer_fingerprint(config, splits, teacher)
+    assert prints[True]["teacher_flip_average"] is True
+    assert prints[False]["teacher_flip_average"] is False
+    assert prints[True]["teacher_weights"] == prints[False]["teacher_weights"]
