@@ -64,8 +64,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as directory:
             record = teachers.train_member(variant, splits, 0, Path(directory), verbose=2)
             member = teachers.load_model(Path(directory) / "member_00.keras")
-        flipped = teachers.member_logits(member, splits.test_images, flip_average=True)
-        plain = teachers.predict_logits(member, splits.test_images)
+        plain, flipped = teachers.plain_and_flip_averaged_logits(member, splits.test_images)
         results[name] = {
             "test_accuracy_flip_tta": round(teachers.accuracy(flipped, splits.test_labels), 4),
             "test_accuracy": round(teachers.accuracy(plain, splits.test_labels), 4),

@@ -77,9 +77,10 @@ def run_family(config: ExperimentConfig, splits: data.Splits, family: str,
     with tempfile.TemporaryDirectory() as directory:
         record = teachers.train_member(member_config, splits, 0, Path(directory), verbose=2)
         member = teachers.load_model(Path(directory) / "member_00.keras")
-    flip = member_config.teacher.flip_average
-    logits = teachers.member_logits(member, splits.test_images, flip_average=flip)
-    plain = teachers.predict_logits(member, splits.test_images)
+    if member_config.teacher.flip_average:
+        plain, logits = teachers.plain_and_flip_averaged_logits(member, splits.test_images)
+    else:
+        plain = logits = teachers.predict_logits(member, splits.test_images)
     return {
         "family": family,
         "epochs": epochs,

@@ -44,7 +44,7 @@ Keras idiom for each:
   weights <- ema, with decay ramped in as `0.95**5 * (step / total) ** 3`.
 - data: `flip_translate_dataset`: alternating flips (each image is mirrored in every other
   epoch, from a random start) and translations of up to 2 pixels with reflect padding.
-- TTA: `FlipAverage` in `teachers.build_ensemble`: mean of the logits of an image and its
+- TTA: `HorizontalFlip` in `teachers.build_ensemble`: mean of the logits of an image and its
   mirror, inside the saved ensemble.
 
     model = build_airbench_member(AirbenchConfig(), splits.train_images, seed=0)
@@ -61,6 +61,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from mimic_tf import data
 from mimic_tf.config import AirbenchConfig
 
 WHITEN_PATCH = 2  # whitening conv kernel size; 2 * 3 * 2**2 = 24 filters
@@ -181,7 +182,6 @@ def image_patches(images: np.ndarray, size: int = WHITEN_PATCH) -> np.ndarray:
 
     Each row is flattened in the order of a Keras conv kernel `[kh, kw, C]`.
     """
-    height, width = images.shape[1:3]
     windows = np.lib.stride_tricks.sliding_window_view(images, (size, size), axis=(1, 2))
     # windows: [N, H - size + 1, W - size + 1, C, size, size] -> [..., kh, kw, C]
     windows = windows.transpose(0, 1, 2, 4, 5, 3)
@@ -281,7 +281,7 @@ def build_airbench_member(
     x = keras.layers.GlobalMaxPooling2D(name="pool", dtype=policy)(x)  # 3x3 -> 1x1
     layer_seed += 1
     x = keras.layers.Dense(
-        10, use_bias=False, name="head", dtype="float32",
+        data.NUM_CLASSES, use_bias=False, name="head", dtype="float32",
         kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform",
                                                               seed=layer_seed),
     )(x)
@@ -424,17 +424,9 @@ def flip_translate_dataset(
     image_tensor = tf.constant(images)
     label_tensor = tf.constant(np.asarray(labels, np.int64))
     num_examples = len(labels)
-    steps = -(-num_examples // batch_size)
+    steps = data.steps_per_epoch(num_examples, batch_size)
     start_flip = tf.constant(
         np.random.default_rng([seed, 1]).integers(0, 2, size=num_examples), tf.int64)
-
-    def batches_of_epoch(epoch):
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(num_examples, dtype=tf.int64),
-            seed=tf.stack([tf.constant(seed, tf.int64), epoch]), alg="philox",
-        )
-        return tf.data.Dataset.range(steps).map(
-            lambda step: (order[step * batch_size:(step + 1) * batch_size], epoch, step))
 
     def make_batch(indices, epoch, step):
         batch = tf.gather(image_tensor, indices)
@@ -449,11 +441,10 @@ def flip_translate_dataset(
         if translate > 0:
             offsets = tf.cast(tf.floor(draws[:, 1:] * (2 * translate + 1)), tf.int32)
             batch = _translate(batch, tf.minimum(offsets, 2 * translate), translate)
-        return batch, tf.one_hot(tf.gather(label_tensor, indices), 10)
+        return batch, tf.one_hot(tf.gather(label_tensor, indices), data.NUM_CLASSES)
 
     return (
-        tf.data.Dataset.counter(dtype=tf.int64)
-        .flat_map(batches_of_epoch)
+        data.shuffled_epoch_batches(num_examples, batch_size, seed)
         .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )
@@ -461,13 +452,10 @@ def flip_translate_dataset(
 
 def one_hot_evaluation_dataset(images: np.ndarray, labels: np.ndarray,
                                batch_size: int = 500) -> tf.data.Dataset:
-    """`(uint8 images, one-hot labels)` batches in order, unaugmented (validation)."""
-    return (
-        tf.data.Dataset.from_tensor_slices(
-            (images, tf.one_hot(np.asarray(labels, np.int64), 10)))
-        .batch(batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    """`data.evaluation_dataset` with one-hot labels (the smoothed loss needs them)."""
+    return data.evaluation_dataset(images, labels, batch_size=batch_size).map(
+        lambda batch_images, batch_labels: (batch_images,
+                                            tf.one_hot(batch_labels, data.NUM_CLASSES)))
 
 
 @dataclasses.dataclass
@@ -497,7 +485,7 @@ def training_plan(
 ) -> TrainingPlan:
     """The compiled member, its augmented data and its callbacks (lookahead)."""
     model = build_airbench_member(config, train_images, member_index, seed, width_jitter)
-    steps = -(-len(train_labels) // config.batch_size)
+    steps = data.steps_per_epoch(len(train_labels), config.batch_size)
     total_steps = steps * config.epochs
     compile_member(model, config, total_steps)
     callbacks: list[keras.callbacks.Callback] = []

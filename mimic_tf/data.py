@@ -801,32 +801,41 @@ def training_dataset(
     built with the same arguments yield the same batches.
     """
     image_tensor, label_tensor = _checked_arrays(images, labels)
-    num_examples = int(image_tensor.shape[0])
+
+    def make_batch(example_indices, epoch, step):
+        batch_images = tf.gather(image_tensor, example_indices)
+        if augment_config is not None:
+            view = epoch + first_view
+            batch_images = augment(batch_images, example_indices, view, augment_config)
+        return batch_images, tf.gather(label_tensor, example_indices)
+
+    return (
+        shuffled_epoch_batches(int(image_tensor.shape[0]), batch_size, shuffle_seed)
+        .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def shuffled_epoch_batches(num_examples: int, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Infinite `(example indices [B], epoch, step)`: epoch after epoch, batch after batch.
+
+    Epoch `e` visits `range(num_examples)` once in a permutation seeded by `(seed, e)`
+    (stateless Philox), in `steps_per_epoch(num_examples, batch_size)` batches, the last one
+    possibly smaller. The order every training pipeline here shares.
+    """
     steps = steps_per_epoch(num_examples, batch_size)
 
     def batches_of_epoch(epoch):
         order = tf.random.experimental.stateless_shuffle(
             tf.range(num_examples, dtype=tf.int64),
-            seed=tf.stack([tf.constant(shuffle_seed, tf.int64), epoch]),
+            seed=tf.stack([tf.constant(seed, tf.int64), epoch]),
             alg="philox",
         )
-        view = epoch + first_view
         return tf.data.Dataset.range(steps).map(
-            lambda step: (order[step * batch_size:(step + 1) * batch_size], view)
+            lambda step: (order[step * batch_size:(step + 1) * batch_size], epoch, step)
         )
 
-    def make_batch(example_indices, view):
-        batch_images = tf.gather(image_tensor, example_indices)
-        if augment_config is not None:
-            batch_images = augment(batch_images, example_indices, view, augment_config)
-        return batch_images, tf.gather(label_tensor, example_indices)
-
-    return (
-        tf.data.Dataset.counter(dtype=tf.int64)
-        .flat_map(batches_of_epoch)
-        .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    return tf.data.Dataset.counter(dtype=tf.int64).flat_map(batches_of_epoch)
 
 
 def evaluation_dataset(

@@ -251,12 +251,20 @@ def train_member(
     }
 
 
+def plain_and_flip_averaged_logits(
+    member: keras.Model, images: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A member's logits on uint8 images, and their mean with its mirror images' logits."""
+    plain = predict_logits(member, images)
+    mirrored = predict_logits(member, np.ascontiguousarray(images[:, :, ::-1]))
+    return plain, (plain + mirrored) / 2
+
+
 def member_logits(member: keras.Model, images: np.ndarray, flip_average: bool) -> np.ndarray:
     """A member's logits on uint8 images, averaged with its mirror images' if asked."""
-    logits = predict_logits(member, images)
     if flip_average:
-        logits = (logits + predict_logits(member, np.ascontiguousarray(images[:, :, ::-1]))) / 2
-    return logits
+        return plain_and_flip_averaged_logits(member, images)[1]
+    return predict_logits(member, images)
 
 
 class TeacherMismatchError(RuntimeError):
@@ -348,11 +356,12 @@ def ensure_teacher(
         for split in ("validation", "test"):
             images = getattr(splits, f"{split}_images")
             labels = getattr(splits, f"{split}_labels")
-            logits = member_logits(member, images, flip_average)
+            if flip_average:  # both from one pass over the images and one over their mirrors
+                plain, logits = plain_and_flip_averaged_logits(member, images)
+                record[f"{split}_accuracy_without_flip"] = accuracy(plain, labels)
+            else:
+                logits = predict_logits(member, images)
             record[f"{split}_accuracy"] = accuracy(logits, labels)
-            if flip_average:
-                record[f"{split}_accuracy_without_flip"] = accuracy(
-                    predict_logits(member, images), labels)
             ensemble_logits[split] = ensemble_logits.get(split, 0.0) + logits / len(members)
         summary["members"].append(record)
     summary["ensemble"] = {
@@ -363,8 +372,7 @@ def ensure_teacher(
            for split in ("validation", "test")},
     }
     ensemble = build_ensemble(members, flip_average=flip_average)
-    atomic_save_model(ensemble, ensemble_path)
-    save_config(config, directory / "config.yaml")
+    atomic_save_model(ensemble, ensemble_path)  # config.yaml: written by check_teacher_config
     atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
     if verbose:
         print(
