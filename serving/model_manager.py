@@ -139,6 +139,10 @@ class ModelManager:
         except ModelConfigError as error:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
         with self._sync_lock:
+            # Load what the new config adds before its labels can point there, and unload
+            # what it drops only after, so a label always names a loaded version.
+            for entry in entries.values():
+                self._sync_model(entry, unload=False)
             removed = set(self._entries) - set(entries)
             self._entries = entries
             for name in removed:
@@ -162,37 +166,40 @@ class ModelManager:
                 INVALID_ARGUMENT for an unknown version label (as TF Serving).
         """
         name = model_spec.name
-        versions = self._servables.get(name)
-        if not versions:
-            served = ", ".join(self.model_names) or "none"
-            raise ServingError(
-                grpc.StatusCode.NOT_FOUND,
-                f"Servable not found for request: {describe_request(model_spec)}; served models:"
-                f" {served}",
-            )
-        choice = model_spec.WhichOneof("version_choice")
-        if choice is None:
-            return versions[max(versions)]
-        if choice == "version":
-            version = model_spec.version.value
-        else:
-            labels = self._entries[name].version_labels if name in self._entries else {}
-            if model_spec.version_label not in labels:
+        # A reload swaps the labels between loading and unloading versions; reading the
+        # labels and the loaded versions once more after a miss sees both sides of one swap.
+        for _ in range(2):
+            versions = self._servables.get(name)
+            if not versions:
+                served = ", ".join(self.model_names) or "none"
                 raise ServingError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"Unrecognized servable version label: {model_spec.version_label}; labels "
-                    f"of model '{name}': {', '.join(sorted(labels)) or 'none'} (set them with "
-                    "version_labels in models.config)",
+                    grpc.StatusCode.NOT_FOUND,
+                    f"Servable not found for request: {describe_request(model_spec)}; served "
+                    f"models: {served}",
                 )
-            version = labels[model_spec.version_label]
-        servable = versions.get(version)
-        if servable is None:
-            raise ServingError(
-                grpc.StatusCode.NOT_FOUND,
-                f"Servable not found for request: {describe_request(model_spec)}; available "
-                f"versions of '{name}': {', '.join(map(str, sorted(versions)))}",
-            )
-        return servable
+            choice = model_spec.WhichOneof("version_choice")
+            if choice is None:
+                return versions[max(versions)]
+            if choice == "version":
+                version = model_spec.version.value
+            else:
+                labels = self._entries[name].version_labels if name in self._entries else {}
+                if model_spec.version_label not in labels:
+                    raise ServingError(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"Unrecognized servable version label: {model_spec.version_label}; "
+                        f"labels of model '{name}': {', '.join(sorted(labels)) or 'none'} (set "
+                        "them with version_labels in models.config)",
+                    )
+                version = labels[model_spec.version_label]
+            servable = versions.get(version)
+            if servable is not None:
+                return servable
+        raise ServingError(
+            grpc.StatusCode.NOT_FOUND,
+            f"Servable not found for request: {describe_request(model_spec)}; available "
+            f"versions of '{name}': {', '.join(map(str, sorted(versions)))}",
+        )
 
     def version_states(self, model_spec: model_pb2.ModelSpec) -> list[VersionState]:
         """The states of a model's versions (or of the one version/label asked for).
@@ -230,7 +237,7 @@ class ModelManager:
         model_states[state.version] = state
         self._states = {**self._states, name: model_states}
 
-    def _sync_model(self, entry: ModelEntry) -> None:
+    def _sync_model(self, entry: ModelEntry, unload: bool = True) -> None:
         on_disk = versions_on_disk(entry.base_path)
         if not on_disk and entry.name not in self._servables:
             logger.warning("no versions of model '%s' found under %s", entry.name,
@@ -240,6 +247,8 @@ class ModelManager:
         for version in aspired:
             if version not in current and (entry.name, version) not in self._failed:
                 self._load(entry, version)
+        if not unload:
+            return
         current = self._servables.get(entry.name, {})
         for version in [v for v in current if v not in aspired]:
             self._unload(entry.name, version)
