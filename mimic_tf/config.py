@@ -346,6 +346,41 @@ class SearchConfig:
         )
 
 
+RELEASE_LABELS = ("canary", "stable")  # release.label: serving.model_base's labels
+RELEASE_SPLITS = ("validation", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseConfig:
+    """Pushing each search's best student through the release gate (`serving.release`)."""
+
+    push: bool = False  # at the end of tuner.run (python -m tuner.publish --push does it later)
+    serving_base: str = ""  # the folder a model server serves; "": runs/<experiment>/serving
+    label: str = "canary"  # label of a pushed version: canary (promote later) | stable
+    split: str = "validation"  # the labelled split the gate evaluates on
+    min_accuracy: float = 0.0  # value threshold on served accuracy (0: off)
+    max_accuracy_drop: float = 0.01  # change threshold: stable's accuracy - candidate's (1: off)
+    max_p99_ms: float = 0.0  # value threshold on batch-1 p99 latency, ms (0: off)
+    max_latency_growth: float = 0.0  # change threshold: candidate p99 / stable p99 (0: off)
+    latency_requests: int = 500  # batch-1 requests timed per model
+
+    def validate(self) -> None:
+        _check(self.label in RELEASE_LABELS, "release.label", self.label,
+               " or ".join(repr(label) for label in RELEASE_LABELS))
+        _check(self.split in RELEASE_SPLITS, "release.split", self.split,
+               " or ".join(repr(split) for split in RELEASE_SPLITS))
+        _check(0.0 <= self.min_accuracy <= 1.0, "release.min_accuracy", self.min_accuracy,
+               "an accuracy in [0, 1] (0: off)")
+        _check(0.0 <= self.max_accuracy_drop <= 1.0, "release.max_accuracy_drop",
+               self.max_accuracy_drop, "an accuracy difference in [0, 1] (1: off)")
+        _check(self.max_p99_ms >= 0.0, "release.max_p99_ms", self.max_p99_ms,
+               "milliseconds >= 0 (0: off)")
+        _check(self.max_latency_growth >= 0.0, "release.max_latency_growth",
+               self.max_latency_growth, "a ratio >= 0 (0: off)")
+        _check(self.latency_requests >= 1, "release.latency_requests", self.latency_requests,
+               ">= 1")
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """One experiment: everything under `runs/<name>/` is produced from this."""
@@ -358,6 +393,7 @@ class ExperimentConfig:
     transfer: TransferConfig = TransferConfig()
     student: StudentConfig = StudentConfig()
     search: SearchConfig = SearchConfig()
+    release: ReleaseConfig = ReleaseConfig()
 
     def validate(self) -> None:
         _check(
@@ -367,7 +403,7 @@ class ExperimentConfig:
             "a non-empty name of letters, digits, '-', '_' or '.'",
         )
         for section in (self.data, self.augment, self.teacher, self.transfer, self.student,
-                        self.search):
+                        self.search, self.release):
             section.validate()
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Where an experiment's artifacts live: one folder per experiment under the output root.
 
-    runs/<experiment>/config.yaml, teacher/, transfer/, searches/, logs/, models/, results.*
+    runs/<experiment>/config.yaml, teacher/, transfer/, searches/, logs/, models/, serving/,
+    results.*
 """
 
 from __future__ import annotations
@@ -44,3 +45,8 @@ class ExperimentLayout:
     @property
     def models(self) -> Path:
         return self.root / "models"
+
+    @property
+    def serving(self) -> Path:
+        """The default serving base the release gate pushes into."""
+        return self.root / "serving"

@@ -197,6 +197,7 @@ def export_student(
     *,
     class_names: Sequence[str] | None = None,
     warmup_images: np.ndarray | None = None,
+    lineage: dict | None = None,
 ) -> Path:
     """Export a student as `<base>/<name>/<version>/` and regenerate `<base>/models.config`.
 
@@ -209,6 +210,8 @@ def export_student(
         class_names: one per logit (CIFAR-10's names by default when there are 10 logits).
         warmup_images: uint8 images for the warmup requests (32 seeded random ones by
             default).
+        lineage: where the student came from (run, trial, fingerprints...), stored in
+            `assets.extra/mimic_tf.json`; the release gate copies it beside pushed versions.
 
     Returns:
         The version folder written.
@@ -272,6 +275,8 @@ def export_student(
             "tensorflow_version": tf.__version__,
             "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         }
+        if lineage:
+            metadata["lineage"] = lineage
         atomic_write_text(temporary / METADATA_FILE, json.dumps(metadata, indent=2) + "\n")
         version_dir = _rename_into_place(temporary, model_dir, version)
     except BaseException:

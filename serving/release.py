@@ -131,8 +131,8 @@ def release_candidate(
         thresholds: what the candidate must meet (None: only served equals in process).
         label: `canary` (default) or `stable` for the pushed version.
         data: where the split came from, for the records.
-        lineage: run, trial, hyperparameters, fingerprints... stored with the version (the
-            candidate's own export metadata is added).
+        lineage: run, trial, hyperparameters, fingerprints... stored with the version, over
+            the lineage the candidate's export recorded (`assets.extra/mimic_tf.json`).
         backend: the sandbox's server (`auto`, `embedded`, `tfserving`).
         live_server: `host:port` of a running server to send `HandleReloadConfigRequest`
             after the push (a server polling `models.config` needs none).
@@ -204,9 +204,11 @@ def release_candidate(
         log(f"[{name}] {blessing.marker}: refused, nothing pushed")
         return refuse([line for line in lines if line.startswith("FAIL")], lines)
 
+    export_metadata = candidate_metadata(candidate)
     version_lineage = {
+        **export_metadata.get("lineage", {}),
         **dict(lineage or {}),
-        "export": candidate_metadata(candidate),
+        "export": export_metadata,
         "candidate": str(candidate),
         "infra_validation": {"verdict": infra.marker, **infra.checks},
         "evaluation": blessing.to_dict(),
@@ -376,7 +378,7 @@ def _push(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     outcome = release_candidate(
         args.candidate, args.serving_base, args.name, images, labels, thresholds,
         label=args.label, data=f"{splits.source} {args.split} ({len(images)} images)",
-        lineage={"candidate_source": str(args.candidate)}, backend=args.backend,
+        backend=args.backend,
         timeout_s=args.timeout, latency_requests=args.latency_requests,
         live_server=args.server)
     if not outcome.pushed:

@@ -24,7 +24,11 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from mimic_tf.config import load_config
+from mimic_tf.config import ReleaseConfig, load_config
+from mimic_tf.data import load_splits
+from mimic_tf.layout import ExperimentLayout
+from serving.model_base import read_state
+from tuner import publish
 from tuner.experiment import run_experiment
 
 BUDGET = 3.0e4
@@ -401,3 +405,57 @@ def test_bayesian_oracle_turns_to_its_gaussian_process(tmp_path):
     state = json.loads((tmp_path / "search" / "oracle.json").read_text())
     assert len(state["end_order"]) == 4
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_export_stage_reruns_alone_and_retries_what_failed(smoke_run):
+    layout = ExperimentLayout(smoke_run.root)
+    name = "cnn-d1-b30k"
+    project = layout.searches / name
+    first = json.loads((project / "evaluation.json").read_text())["exported"]
+    assert (project / "best_student.keras").is_file()
+    assert publish.export_best_students(layout, [name], log=lambda line: None)[name] == first
+    assert sorted(p.name for p in (layout.models / name).iterdir()) == ["1"]  # done: skipped
+
+    evaluation = json.loads((project / "evaluation.json").read_text())
+    evaluation["exported"] = {"trial_id": first["trial_id"], "error": "disk full"}
+    (project / "evaluation.json").write_text(json.dumps(evaluation))
+    retried = publish.export_best_students(layout, [name], log=lambda line: None)[name]
+    assert retried["trial_id"] == first["trial_id"] and retried["path"].endswith(f"{name}/2")
+    metadata = json.loads((Path(retried["path"]) / "assets.extra" / "mimic_tf.json").read_text())
+    lineage = metadata["lineage"]
+    assert lineage["trial_id"] == first["trial_id"] and lineage["search"] == name
+    assert len(lineage["transfer_fingerprint"]) == 64 and lineage["teacher_fingerprint"]
+    assert set(lineage["hyperparameters"]) >= {"learning_rate", "filters_1"}
+
+
+def test_push_stage_gates_the_best_student_and_skips_it_once_done(smoke_run):
+    layout = ExperimentLayout(smoke_run.root)
+    name = "cnn-d1-b30k"
+    splits = load_splits(smoke_config().data)
+    release = ReleaseConfig(latency_requests=20)
+    lines = []
+    pushed = publish.push_best_students(layout, release, splits.validation_images,
+                                        splits.validation_labels, "synthetic", [name],
+                                        log=lines.append)[name]
+    assert pushed["status"] == "pushed" and pushed["version"] == 1, lines
+    state = read_state(layout.serving, name)
+    assert state.stable == state.canary == 1
+    again = publish.push_best_students(layout, release, splits.validation_images,
+                                       splits.validation_labels, "synthetic", [name],
+                                       log=lines.append)[name]
+    assert again == pushed and read_state(layout.serving, name).versions == (1,)
+
+
+def test_packages_import_in_one_direction():
+    """mimic_tf imports neither tuner nor serving; serving does not import tuner."""
+    import ast
+
+    root = Path(__file__).parent.parent
+    forbidden = {"mimic_tf": ("tuner", "serving"), "serving": ("tuner",)}
+    for package, banned in forbidden.items():
+        for module in (root / package).glob("*.py"):
+            for node in ast.walk(ast.parse(module.read_text())):
+                names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                for imported in names:
+                    assert imported.split(".")[0] not in banned, f"{module} imports {imported}"

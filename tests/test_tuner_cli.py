@@ -29,7 +29,8 @@ def test_budgets_accept_numbers_and_suffixes():
 def test_flags_become_config_overrides():
     args = run.build_parser().parse_args(
         ["--family", "cnn", "--depths", "1,3", "--budgets", "30k", "--trials", "3",
-         "--epochs", "2", "--tuner", "hyperband", "--data", "synthetic", "--baseline"])
+         "--epochs", "2", "--tuner", "hyperband", "--data", "synthetic", "--baseline",
+         "--push", "--serving-base", "/srv/models"])
     assert run.overrides_from(args) == {
         "search.cnn_depths": [1, 3],
         "search.budgets": [3e4],
@@ -38,6 +39,8 @@ def test_flags_become_config_overrides():
         "student.schedule.epochs": 2,
         "data.source": "synthetic",
         "search.baseline": True,
+        "release.push": True,
+        "release.serving_base": "/srv/models",
     }
     defaults = run.overrides_from(run.build_parser().parse_args(["--family", "mlp"]))
     assert set(defaults.values()) == {None}  # no flag: the config decides

@@ -2,7 +2,8 @@
 
     teacher (trained and cached if missing)  ->  transfer logits (computed once, shared)
       ->  one search per (family, depth, budget)  ->  hard-label baselines (optional)
-      ->  top-k test evaluation  ->  export of each search's best student  ->  report
+      ->  top-k test evaluation  ->  export of each search's best student
+      ->  push through the release gate (release.push)  ->  report
 
 Every stage reads what the previous one wrote under `<out>/<experiment>/`, so rerunning the
 same call continues where it stopped; `overwrite=True` deletes the searches of the cells it
@@ -32,6 +33,7 @@ from tuner import distributed
 from tuner.cells import Cell, planned_cells
 from tuner.hypermodel import TrainingData
 from tuner.progress import Progress, format_duration
+from tuner.publish import export_best_students, push_best_students
 from tuner.report import COMMANDS_FILE, Report, write_report
 from tuner.search import (
     SearchContext,
@@ -94,7 +96,7 @@ def run_experiment(
 
     In a distributed search (KerasTuner's environment variables set) workers run trials
     only; the chief prepares the teacher and transfer set, serves the oracles, evaluates,
-    exports and writes the report.
+    exports, pushes and writes the report.
     """
     distributed.check_environment()
     started = time.perf_counter()
@@ -152,10 +154,22 @@ def run_experiment(
         return ExperimentSummary(layout.root, [c.name for c in cells + baselines],
                                  time.perf_counter() - started, None)
 
-    # 3. Test evaluation of the top k of every search, export of the best students, report.
+    # 3. Test evaluation of the top k of every search; the best students kept for export.
     for cell in cells + baselines:
-        export = config.search.export and not cell.is_baseline
-        evaluate_top_trials(cell, tuners[cell.name], context, export=export)
+        keep_best = config.search.export and not cell.is_baseline
+        evaluate_top_trials(cell, tuners[cell.name], context, keep_best=keep_best)
+
+    # 4. Export of the best students, their push through the release gate, the report.
+    mimic_names = [cell.name for cell in cells]
+    log = context.progress.print if context.progress is not None else print
+    if config.search.export:
+        export_best_students(layout, mimic_names, log=log)
+    if config.search.export and config.release.push:
+        split = config.release.split
+        images, labels = getattr(splits, f"{split}_images"), getattr(splits, f"{split}_labels")
+        push_best_students(layout, config.release, images, labels,
+                           f"{splits.source} {split} ({len(images)} images)", mimic_names,
+                           log=log)
     report = write_report(layout.root)
     seconds = time.perf_counter() - started
     if verbose:

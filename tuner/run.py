@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=None,
                         help="also train each cell's best architecture on hard 0/1 labels, "
                         "with the same search effort (sets search.baseline)")
+    parser.add_argument("--push", action=argparse.BooleanOptionalAction, default=None,
+                        help="push each search's best student through the release gate into "
+                        "a serving base at the end (sets release.push; see serving.release)")
+    parser.add_argument("--serving-base", default=None,
+                        help="the serving base --push pushes into (sets release.serving_base; "
+                        "default OUT/<experiment>/serving)")
     parser.add_argument("--out", default="runs", help="output root (default: runs/)")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete this run's searches, their logs and exported models "
@@ -125,6 +131,8 @@ def overrides_from(args: argparse.Namespace) -> dict:
         "student.schedule.epochs": args.epochs,
         "data.source": args.data,
         "search.baseline": args.baseline,
+        "release.push": args.push,
+        "release.serving_base": args.serving_base,
     }
 
 

@@ -1,17 +1,19 @@
-"""One search per cell: the tuner, resume, the top-k test evaluation, the baseline and the export.
+"""One search per cell: the tuner, resume, the top-k test evaluation, the baseline.
 
     context = SearchContext(config, layout, data, progress=Progress(...))
-    tuner = run_search(Cell("mlp", 2, 1e6), context)        # resumes a stopped search
-    evaluate_top_trials(cell, tuner, context, export=True)  # test accuracy of the top k,
-                                                            # best to models/<cell>/<version>/
+    tuner = run_search(Cell("mlp", 2, 1e6), context)           # resumes a stopped search
+    evaluate_top_trials(cell, tuner, context, keep_best=True)  # test accuracy of the top k,
+                                                               # best student kept for export
 
 A search's folder `searches/<cell>/` holds KerasTuner's project (oracle, trials, best-epoch
-checkpoints) and three files of ours, each written atomically:
+checkpoints) and four files of ours, each written atomically:
 
     cell.json         which cell the folder holds (family, depth, budget, loss, fixed widths)
     search.json       what its trials depend on (student settings, tuner, transfer set, seed);
                       a rerun with other settings is refused instead of mixing trials
-    evaluation.json   test metrics of the top-k trials, realised widths, the exported version
+    evaluation.json   test metrics of the top-k trials, realised widths, the best student
+                      (and, once `tuner.publish` ran, its export and push)
+    best_student.keras  the student of the best trial that did not diverge
 
 Rerunning continues a search: finished trials are kept, a trial killed mid-way is rerun.
 """
@@ -35,7 +37,7 @@ import tensorflow as tf
 from mimic_tf.config import ExperimentConfig, atomic_write_text
 from mimic_tf.layout import ExperimentLayout
 from mimic_tf.students import count_parameters, search_space
-from serving.export import ExportError, export_student
+from mimic_tf.teachers import atomic_save_model
 from tuner import distributed
 from tuner.cells import Cell, read_cell_file, write_cell_file
 from tuner.hypermodel import OBJECTIVE, StudentHyperModel, TrainingData, realised_widths
@@ -44,6 +46,8 @@ from tuner.tuners import make_tuner
 
 SEARCH_FILE = "search.json"
 EVALUATION_FILE = "evaluation.json"
+BEST_STUDENT_FILE = "best_student.keras"  # the student the export stage exports
+DIVERGED_ERROR = "every evaluated trial diverged (non-finite loss)"
 CHECKPOINT_FILE = "checkpoint.weights.h5"  # KerasTuner's best-epoch weights of a trial
 
 
@@ -211,35 +215,36 @@ def read_evaluation(project: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {"trials": {}}
 
 
-def _write_evaluation(project: Path, evaluation: dict[str, Any]) -> None:
+def write_evaluation(project: Path, evaluation: dict[str, Any]) -> None:
+    """Write a search's `evaluation.json` (write-then-rename)."""
     atomic_write_text(project / EVALUATION_FILE, json.dumps(evaluation, indent=2) + "\n")
 
 
 def evaluate_top_trials(
-    cell: Cell, tuner: keras_tuner.Tuner, context: SearchContext, export: bool = False
+    cell: Cell, tuner: keras_tuner.Tuner, context: SearchContext, keep_best: bool = False
 ) -> dict[str, Any]:
     """Test metrics of the `config.search.top_k` best trials (by validation accuracy).
 
     Each trial's best-epoch checkpoint is evaluated once; later runs reuse the numbers. With
-    `export`, the best of them that did not diverge is exported to `models/<cell>/<version>/`
-    unless that trial is the one exported already.
+    `keep_best`, the student of the best trial that did not diverge is saved as
+    `searches/<cell>/best_student.keras` (the export stage, `tuner.publish`, reads it) unless it
+    is there already; `evaluation.json` names it under `best_student`.
     """
     project = project_dir(context.layout, cell)
     evaluation = read_evaluation(project)
     evaluation["cell"] = cell.to_dict()
     top = ranked_trials(tuner)[: context.config.search.top_k]
-    # The student to export: the best trial whose training did not diverge.
-    to_export = next((t for t in top if not diverged(t)), None) if export else None
-    if export and to_export is None and top and not _exported(evaluation, top[0].trial_id):
-        evaluation["exported"] = {"trial_id": top[0].trial_id,
-                                  "error": "every evaluated trial diverged (non-finite loss)"}
-        _report(context, f"[{cell.name}] not exported: every evaluated trial diverged")
+    # The student to keep: the best trial whose training did not diverge.
+    best = next((t for t in top if not diverged(t)), None) if keep_best else None
+    if keep_best and best is None and top:
+        evaluation["best_student"] = {"trial_id": top[0].trial_id, "error": DIVERGED_ERROR}
+        _report(context, f"[{cell.name}] no student to export: every evaluated trial diverged")
     keras.backend.clear_session()
     for rank, trial in enumerate(top, start=1):
         record = evaluation["trials"].get(trial.trial_id)
-        needs_export = trial is to_export and not _exported(evaluation, trial.trial_id)
+        needs_saving = trial is best and not _kept(evaluation, project, trial.trial_id)
         if record is not None and record.get("val_accuracy") == trial.score \
-                and not needs_export:
+                and not needs_saving:
             continue
         model = load_trial_model(tuner, trial)
         metrics = model.evaluate(context.data.test, verbose=0, return_dict=True)
@@ -254,28 +259,24 @@ def evaluate_top_trials(
         }
         _report(context, f"[{cell.name}] rank {rank}: trial {trial.trial_id} test accuracy "
                          f"{metrics['accuracy']:.4f} (val {trial.score:.4f})")
-        if needs_export:
-            try:
-                path = export_student(model.student, context.layout.models, cell.name)
-            except ExportError as error:  # e.g. a student whose logits overflow
-                evaluation["exported"] = {"trial_id": trial.trial_id, "error": str(error)}
-                _report(context, f"[{cell.name}] not exported: {error}")
-            else:
-                evaluation["exported"] = {"trial_id": trial.trial_id, "path": str(path)}
-                _report(context, f"[{cell.name}] exported trial {trial.trial_id} to {path}")
-        _write_evaluation(project, evaluation)
+        if needs_saving:
+            atomic_save_model(model.student, project / BEST_STUDENT_FILE)
+            evaluation["best_student"] = {
+                "trial_id": trial.trial_id,
+                "path": BEST_STUDENT_FILE,
+                "hyperparameters": dict(trial.hyperparameters.values),
+            }
+        write_evaluation(project, evaluation)
         del model
-    _write_evaluation(project, evaluation)
+    write_evaluation(project, evaluation)
     keras.backend.clear_session()
     return evaluation
 
 
-def _exported(evaluation: dict[str, Any], trial_id: str) -> bool:
-    """Whether this trial was exported already (or failed to export: not retried)."""
-    exported = evaluation.get("exported") or {}
-    if exported.get("trial_id") != trial_id:
-        return False
-    return "error" in exported or Path(exported.get("path", "")).exists()
+def _kept(evaluation: dict[str, Any], project: Path, trial_id: str) -> bool:
+    """Whether this trial's student is saved as the best one already."""
+    best = evaluation.get("best_student") or {}
+    return best.get("trial_id") == trial_id and (project / best.get("path", "-")).is_file()
 
 
 def _report(context: SearchContext, line: str) -> None:

@@ -1,0 +1,234 @@
+"""The stages after the searches: export each search's best student, then push it through the gate.
+
+    python -m tuner.publish --run runs/default          # export (retrying failures)
+    python -m tuner.publish --run runs/default --push   # ... and push into runs/default/serving
+    python -m tuner.publish --run runs/default --push --serving-base /srv/models --min-accuracy 0.5
+
+Both stages read only what the searches wrote (`searches/<cell>/evaluation.json` and
+`best_student.keras`), so each reruns alone: `tuner.run` calls them at its end, and this CLI
+runs them again on a finished run. A stage skips what it has done (the same trial exported; the
+same export pushed or refused under the same thresholds) and retries what failed. Records go
+back into `evaluation.json`: `exported` (the SavedModel folder, or the error) and `pushed`
+(the serving base, the version or the failed checks). Baseline (hard-label) searches are
+neither exported nor pushed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mimic_tf.config import ConfigError, ReleaseConfig, load_config
+from mimic_tf.layout import ExperimentLayout
+from mimic_tf.transfer import MANIFEST_FILE
+from serving.evaluator import Thresholds
+from serving.export import ExportError, export_student
+from serving.release import release_candidate
+from tuner.cells import read_cell_file
+from tuner.search import (
+    BEST_STUDENT_FILE,
+    SEARCH_FILE,
+    read_evaluation,
+    write_evaluation,
+)
+
+
+def published_cells(layout: ExperimentLayout) -> list[str]:
+    """The mimic searches of a run (baselines are not exported), by name."""
+    if not layout.searches.is_dir():
+        return []
+    names = []
+    for project in sorted(layout.searches.iterdir()):
+        cell = read_cell_file(project) if project.is_dir() else None
+        if cell is not None and not cell.is_baseline:
+            names.append(cell.name)
+    return names
+
+
+def student_lineage(layout: ExperimentLayout, name: str,
+                    evaluation: dict[str, Any]) -> dict[str, Any]:
+    """Where a search's best student came from: run, trial, fingerprints, config, metrics."""
+    project = layout.searches / name
+    best = evaluation["best_student"]
+    trial = evaluation.get("trials", {}).get(best["trial_id"], {})
+    search = json.loads((project / SEARCH_FILE).read_text()) \
+        if (project / SEARCH_FILE).is_file() else {}
+    manifest_path = layout.transfer / MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    config_bytes = layout.config_file.read_bytes() if layout.config_file.is_file() else b""
+    return {
+        "run": str(layout.root.absolute()),
+        "search": name,
+        "trial_id": best["trial_id"],
+        "hyperparameters": best.get("hyperparameters", {}),
+        "teacher_fingerprint": (manifest.get("fingerprint") or {}).get("teacher_weights"),
+        "transfer_fingerprint": search.get("transfer") or manifest.get("digest"),
+        "config_sha256": hashlib.sha256(config_bytes).hexdigest(),
+        "val_accuracy": trial.get("val_accuracy"),
+        "test_accuracy": trial.get("test_accuracy"),
+        "params": trial.get("params"),
+    }
+
+
+def export_best_students(layout: ExperimentLayout, names: Sequence[str] | None = None,
+                         log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+    """Export each search's best student to `models/<search>/<version>/`; return the records.
+
+    A search whose best trial is exported already is skipped; a failed export is retried.
+    """
+    records = {}
+    for name in names if names is not None else published_cells(layout):
+        project = layout.searches / name
+        evaluation = read_evaluation(project)
+        best = evaluation.get("best_student")
+        if not best:
+            continue
+        exported = evaluation.get("exported") or {}
+        if "error" in best:
+            evaluation["exported"] = {"trial_id": best["trial_id"], "error": best["error"]}
+        elif exported.get("trial_id") == best["trial_id"] and "path" in exported \
+                and (Path(exported["path"]) / "saved_model.pb").is_file():
+            records[name] = exported
+            continue
+        else:
+            try:
+                path = export_student(project / BEST_STUDENT_FILE, layout.models, name,
+                                      lineage=student_lineage(layout, name, evaluation))
+            except (ExportError, OSError, ValueError) as error:
+                evaluation["exported"] = {"trial_id": best["trial_id"], "error": str(error)}
+                log(f"[{name}] not exported (retried on the next run): {error}")
+            else:
+                evaluation["exported"] = {"trial_id": best["trial_id"], "path": str(path)}
+                log(f"[{name}] exported trial {best['trial_id']} to {path}")
+        write_evaluation(project, evaluation)
+        records[name] = evaluation["exported"]
+    return records
+
+
+def release_thresholds(release: ReleaseConfig) -> Thresholds:
+    """The gate's thresholds from the config (0 turns a latency or accuracy floor off)."""
+    return Thresholds(
+        min_accuracy=release.min_accuracy or None,
+        max_accuracy_drop=release.max_accuracy_drop if release.max_accuracy_drop < 1 else None,
+        max_p99_ms=release.max_p99_ms or None,
+        max_latency_growth=release.max_latency_growth or None,
+    )
+
+
+def serving_base(layout: ExperimentLayout, release: ReleaseConfig) -> Path:
+    """`release.serving_base`, or the run's own `serving/` folder."""
+    return Path(release.serving_base) if release.serving_base else layout.serving
+
+
+def push_best_students(
+    layout: ExperimentLayout,
+    release: ReleaseConfig,
+    images: np.ndarray,
+    labels: np.ndarray,
+    data: str,
+    names: Sequence[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict[str, Any]]:
+    """Put each exported best student through the release gate into the serving base.
+
+    The model name in the serving base is the search's name. A search whose export was pushed
+    or refused already under the same thresholds is skipped; anything else is (re)tried.
+    """
+    base = serving_base(layout, release)
+    thresholds = release_thresholds(release)
+    records = {}
+    for name in names if names is not None else published_cells(layout):
+        project = layout.searches / name
+        evaluation = read_evaluation(project)
+        exported = evaluation.get("exported") or {}
+        if "path" not in exported:
+            continue
+        attempt = {"export": exported["path"], "serving_base": str(base.absolute()),
+                   "thresholds": thresholds.to_dict(), "label": release.label}
+        previous = evaluation.get("pushed") or {}
+        if previous.get("attempt") == attempt and previous.get("status") in ("pushed",
+                                                                             "refused"):
+            records[name] = previous
+            continue
+        outcome = release_candidate(
+            exported["path"], base, name, images, labels, thresholds, label=release.label,
+            data=data, backend="auto", latency_requests=release.latency_requests, log=log)
+        evaluation["pushed"] = {
+            "attempt": attempt,
+            "status": "pushed" if outcome.pushed else "refused",
+            "version": outcome.version,
+            "reasons": outcome.reasons,
+            "records": str(outcome.records_dir),
+        }
+        write_evaluation(project, evaluation)
+        records[name] = evaluation["pushed"]
+    return records
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of `python -m tuner.publish`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tuner.publish",
+        description="Export each search's best student of a run for TF Serving (retrying "
+                    "failed exports) and, with --push, put each through the release gate into "
+                    "a serving base.")
+    parser.add_argument("--run", required=True, type=Path,
+                        help="the run folder, e.g. runs/default")
+    parser.add_argument("--push", action="store_true",
+                        help="also push (the run's release.* config keys, overridden below)")
+    parser.add_argument("--serving-base", help="serving base (default: release.serving_base, "
+                        "else RUN/serving)")
+    parser.add_argument("--label", choices=("canary", "stable"), help="label of pushed versions")
+    parser.add_argument("--min-accuracy", type=float)
+    parser.add_argument("--max-accuracy-drop", type=float)
+    parser.add_argument("--max-p99-ms", type=float)
+    parser.add_argument("--max-latency-growth", type=float)
+    parser.add_argument("--data", help="data source (default: the run's data.source)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse flags, export, push when asked, print one JSON summary."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    layout = ExperimentLayout(args.run)
+    if not layout.config_file.is_file():
+        parser.error(f"--run {args.run} holds no config.yaml; pass a folder written by "
+                     "python -m tuner.run (runs/<experiment>)")
+    overrides = {"release.serving_base": args.serving_base, "release.label": args.label,
+                 "release.min_accuracy": args.min_accuracy,
+                 "release.max_accuracy_drop": args.max_accuracy_drop,
+                 "release.max_p99_ms": args.max_p99_ms,
+                 "release.max_latency_growth": args.max_latency_growth,
+                 "data.source": args.data}
+    try:
+        config = load_config(layout.config_file, overrides=overrides)
+    except ConfigError as error:
+        parser.error(str(error))
+    summary: dict[str, Any] = {"exported": export_best_students(layout)}
+    if args.push:
+        from mimic_tf.data import DataError, load_splits
+
+        try:
+            splits = load_splits(config.data)
+        except DataError as error:
+            print(f"{parser.prog}: error: {error}", file=sys.stderr)
+            return 1
+        split = config.release.split
+        images, labels = getattr(splits, f"{split}_images"), getattr(splits, f"{split}_labels")
+        summary["pushed"] = push_best_students(
+            layout, config.release, images, labels, f"{splits.source} {split} "
+            f"({len(images)} images)")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
