@@ -177,10 +177,11 @@ def read_lineage(base: str | Path, name: str, version: int) -> dict[str, Any] | 
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _commit(base: Path, name: str, labels: Mapping[str, int], history: tuple[int, ...]) -> None:
+def _commit(base: Path, name: str, labels: Mapping[str, int], history: tuple[int, ...],
+            also_serve: int | None = None) -> None:
     """Write the stable history, then `models.config` (the commit point)."""
     on_disk = set(versions_on_disk(base / name))
-    served = set(labels.values()) | set(history[-2:])
+    served = set(labels.values()) | set(history[-2:]) | ({also_serve} if also_serve else set())
     missing = sorted(served - on_disk)
     if missing:  # never name a version a server cannot load
         raise ReleaseError(f"model '{name}' versions {missing} are not complete on disk under "
@@ -225,12 +226,16 @@ def push_version(
     *,
     label: str = CANARY,
     copy_function: Callable[[str, str], object] = shutil.copy2,
+    before_labelling: Callable[[int], None] | None = None,
 ) -> int:
     """Copy a SavedModel into `<base>/<name>/<next version>/` and label it; return the version.
 
     `label` canary: the new version becomes `canary` (and `stable` too when the model has no
     stable version yet); stable: it becomes both. `lineage` is written to its `release.json`
-    (with `version` added) before the version appears.
+    (with `version` added) before the version appears. With `before_labelling`, the version
+    is first served without a label and `before_labelling(version)` is called (to wait until a
+    live server has loaded it: the real `tensorflow_model_server` refuses a label on a version
+    it has not loaded) before the labels move.
     """
     base, saved_model_dir = Path(base), Path(saved_model_dir)
     check_model_name(name)
@@ -259,6 +264,9 @@ def push_version(
             raise
         labels = dict(state.labels)
         history = state.stable_history
+        if before_labelling is not None:
+            _commit(base, name, labels, history, also_serve=version)
+            before_labelling(version)
         labels[CANARY] = version
         if label == STABLE or state.stable is None:
             labels[STABLE] = version

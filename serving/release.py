@@ -216,7 +216,10 @@ def release_candidate(
         "pushed_at": _utc_now(),
         "records": str(records),
     }
-    version = push_version(serving_base, name, candidate, version_lineage, label=label)
+    version = push_version(
+        serving_base, name, candidate, version_lineage, label=label,
+        before_labelling=(lambda new: wait_until_served(live_server, serving_base, name, new))
+        if live_server else None)
     outcome = ReleaseOutcome(name, True, version, [], lines, records)
     _write_result(outcome, started)
     new_state = read_state(serving_base, name)
@@ -251,6 +254,14 @@ def _write_result(outcome: ReleaseOutcome, started: str) -> None:
         "name": outcome.name, "pushed": outcome.pushed, "version": outcome.version,
         "reasons": outcome.reasons, "checks": outcome.lines, "started": started,
         "finished": _utc_now()}, indent=2) + "\n")
+
+
+def wait_until_served(target: str, serving_base: str | Path, name: str, version: int,
+                      timeout_s: float = 300.0) -> None:
+    """Have a live server load `models.config` and wait until `version` is AVAILABLE."""
+    reload_live_server(target, serving_base)
+    with ServingClient(target) as client:
+        client.wait_until_available(name, version=version, timeout_s=timeout_s)
 
 
 def reload_live_server(target: str, serving_base: str | Path) -> None:

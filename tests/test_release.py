@@ -326,3 +326,21 @@ def test_release_config_is_validated():
     with pytest.raises(ConfigError, match="release.max_accuracy_drop"):
         config_from_dict({"release": {"max_accuracy_drop": 2.0}})
     assert config_from_dict({"release": {"push": True}}).release.push
+
+
+def test_push_can_serve_the_version_before_labelling_it(candidates, tmp_path):
+    """With a live server to wait for, the new version is served unlabelled first."""
+    paths, _ = candidates
+    base = tmp_path / "serving"
+    push_version(base, "student", paths["good"], {})
+    seen = []
+
+    def before_labelling(version: int) -> None:
+        state = read_state(base, "student")
+        seen.append((version, state.served, dict(state.labels)))
+        assert_consistent(base)
+
+    assert push_version(base, "student", paths["good"], {},
+                        before_labelling=before_labelling) == 2
+    assert seen == [(2, (1, 2), {"canary": 1, "stable": 1})]
+    assert read_state(base, "student").labels == {"canary": 2, "stable": 1}
