@@ -34,9 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mimic_tf.data import load_splits  # noqa: E402
 from serving.client import ServingClient, predict_request  # noqa: E402
 from serving.evaluator import Thresholds  # noqa: E402
+from serving.gate import release_candidate  # noqa: E402
 from serving.infra_validation import free_loopback_port  # noqa: E402
 from serving.model_base import promote, rollback  # noqa: E402
-from serving.release import format_status, release_candidate, status_rows  # noqa: E402
+from serving.release import format_status, status_rows  # noqa: E402
 
 
 class StableClients:

@@ -13,6 +13,11 @@ Modules (import the one you need; nothing is imported or started here):
     serving.server          EmbeddedServer, the real tensorflow_model_server's command, the CLI
     serving.client          ServingClient over the official stubs
     serving.compare         accuracy / latency / throughput of served models, the CLI
+    serving.infra_validation  SandboxServer, validate_candidate (INFRA_BLESSED or not)
+    serving.evaluator       served metrics, value and change thresholds, the blessing
+    serving.model_base      the serving base: atomic push, canary/stable labels, promote, rollback
+    serving.gate            release_candidate: infra validation -> evaluation -> push
+    serving.release         python -m serving.release push|promote|rollback|status
     serving.tensors         TensorProto <-> numpy
     serving.errors          ServingError (a gRPC status code and a message)
     serving.files           write-then-rename helpers

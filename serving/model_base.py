@@ -100,6 +100,16 @@ def check_model_name(name: str) -> None:
                            "digits, '.', '_' and '-', starting with a letter or digit")
 
 
+def check_push(name: str, saved_model_dir: str | Path, label: str) -> None:
+    """Raise ReleaseError unless `saved_model_dir` can be pushed as `name` with `label`."""
+    check_model_name(name)
+    if label not in LABELS:
+        raise ReleaseError(f"label {label!r} is not one of {', '.join(LABELS)}")
+    if not (Path(saved_model_dir) / "saved_model.pb").is_file():
+        raise ReleaseError(f"{saved_model_dir} holds no saved_model.pb; pass a SavedModel "
+                           "version folder such as runs/EXP/models/NAME/1")
+
+
 @contextlib.contextmanager
 def locked(base: str | Path) -> Iterator[None]:
     """Hold the serving base's lock: one push, promote or rollback at a time."""
@@ -238,12 +248,7 @@ def push_version(
     it has not loaded) before the labels move.
     """
     base, saved_model_dir = Path(base), Path(saved_model_dir)
-    check_model_name(name)
-    if label not in LABELS:
-        raise ReleaseError(f"label {label!r} is not one of {', '.join(LABELS)}")
-    if not (saved_model_dir / "saved_model.pb").is_file():
-        raise ReleaseError(f"{saved_model_dir} holds no saved_model.pb; pass a SavedModel "
-                           "version folder such as runs/EXP/models/NAME/1")
+    check_push(name, saved_model_dir, label)
     with locked(base):
         state = read_state(base, name)
         model_dir = base / name

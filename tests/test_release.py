@@ -21,7 +21,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 
 from mimic_tf.config import ConfigError, config_from_dict
 from mimic_tf.preprocessing import PerImageStandardization
-from serving import release
+from serving import gate, release
 from serving.client import ServingClient, predict_request
 from serving.evaluator import Thresholds
 from serving.export import export_student
@@ -86,7 +86,7 @@ def released(candidates, tmp_path_factory):
     paths, labels = candidates
     base = tmp_path_factory.mktemp("serving")
     lines = []
-    outcome = release.release_candidate(
+    outcome = gate.release_candidate(
         paths["good"], base, "student", IMAGES, labels,
         Thresholds(min_accuracy=0.9, max_accuracy_drop=0.01, max_p99_ms=1000.0),
         data="synthetic", backend="embedded", latency_requests=20, log=lines.append)
@@ -129,7 +129,7 @@ def test_pushed_version_is_served_by_label_over_grpc_and_rest(released, candidat
 
 def refused_push(base, candidate, labels, thresholds):
     before = snapshot(base)
-    outcome = release.release_candidate(candidate, base, "student", IMAGES, labels, thresholds,
+    outcome = gate.release_candidate(candidate, base, "student", IMAGES, labels, thresholds,
                                         backend="embedded", latency_requests=20,
                                         log=lambda line: None)
     assert not outcome.pushed and outcome.version is None
@@ -344,3 +344,10 @@ def test_push_can_serve_the_version_before_labelling_it(candidates, tmp_path):
                         before_labelling=before_labelling) == 2
     assert seen == [(2, (1, 2), {"canary": 1, "stable": 1})]
     assert read_state(base, "student").labels == {"canary": 2, "stable": 1}
+
+
+def test_status_promote_and_rollback_do_not_load_tensorflow():
+    code = ("import sys, serving.release; "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=environment)

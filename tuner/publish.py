@@ -30,7 +30,7 @@ from mimic_tf.layout import ExperimentLayout
 from mimic_tf.transfer import MANIFEST_FILE
 from serving.evaluator import Thresholds
 from serving.export import ExportError, export_student
-from serving.release import release_candidate
+from serving.gate import release_candidate
 from tuner.cells import read_cell_file
 from tuner.search import (
     BEST_STUDENT_FILE,
