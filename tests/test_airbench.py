@@ -209,7 +209,7 @@ def test_bad_teacher_config_names_the_key_and_the_allowed_values(key, value, all
 
 
 def test_teacher_cli_refuses_a_folder_of_another_teacher_config(tmp_path, capsys):
-    from mimic_tf import teacher as teacher_cli
+    from mimic_tf import train_teacher as teacher_cli
     from mimic_tf.config import save_config
     from mimic_tf.layout import ExperimentLayout
 

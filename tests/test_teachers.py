@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from mimic_tf import teacher as teacher_cli
 from mimic_tf import teachers
+from mimic_tf import train_teacher as teacher_cli
 from mimic_tf.config import load_config
 from mimic_tf.data import load_splits
 

@@ -23,7 +23,7 @@ for stage in "${stages[@]}"; do
   stamp "stage $stage: start"
   SECONDS=0
   case $stage in
-    teacher) "$PYTHON" -m mimic_tf.teacher --config $CONFIG ;;
+    teacher) "$PYTHON" -m mimic_tf.train_teacher --config $CONFIG ;;
     mlp | cnn) "$PYTHON" -m tuner.run --family "$stage" --config $CONFIG ;;
     serve)
       # $MODELS served over gRPC (one intra-op thread: the lowest batch-1 latency on 2 cores)

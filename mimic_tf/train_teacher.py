@@ -1,6 +1,6 @@
 """CLI: train (or finish training) the teacher ensemble of a config.
 
-    python -m mimic_tf.teacher --config configs/default.yaml [--data SOURCE] [--out runs/]
+    python -m mimic_tf.train_teacher --config configs/default.yaml [--data SOURCE] [--out runs/]
 
 Writes `runs/<experiment>/teacher/`: `member_XX.keras`, `ensemble.keras`, `teacher.json`
 (validation and test accuracy of every member and of the ensemble), `config.yaml`, `logs/`.
@@ -20,7 +20,7 @@ from mimic_tf.layout import ExperimentLayout
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m mimic_tf.teacher",
+        prog="python -m mimic_tf.train_teacher",
         description="Train the teacher ensemble of an experiment config (resumable).",
     )
     parser.add_argument("--config", default="default",
