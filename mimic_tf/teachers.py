@@ -235,6 +235,7 @@ def train_member(
         validation_data=plan.validation,
         callbacks=callbacks,
         verbose=1 if verbose == 1 else 0,
+        shuffle=False,  # the tf.data pipeline shuffles each epoch with its own seed
     )
     seconds = time.perf_counter() - started
     atomic_save_model(plan.model, directory / f"member_{member_index:02d}.keras")

@@ -14,6 +14,7 @@ import json
 import sys
 import time
 
+from mimic_tf.cli import VERBOSE_FLAG, VERBOSE_HELP, import_tensorflow_quietly
 from mimic_tf.config import ConfigError, load_config
 from mimic_tf.layout import ExperimentLayout
 
@@ -32,6 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=None,
                         help="override teacher.schedule.epochs")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress bars")
+    parser.add_argument(VERBOSE_FLAG, action="store_true", help=VERBOSE_HELP)
     return parser.parse_args(argv)
 
 
@@ -47,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    from mimic_tf.data import DataError, load_splits  # heavy imports after the flags are good
+    import_tensorflow_quietly(args.verbose)  # heavy imports after the flags are good
+    from mimic_tf.data import DataError, load_splits
     from mimic_tf.teachers import SUMMARY_FILE, TeacherMismatchError, ensure_teacher
 
     layout = ExperimentLayout.for_config(config, args.out)

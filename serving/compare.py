@@ -10,8 +10,14 @@ p50/p95/p99 at batch 1 after warmup, and throughput (images/s) at batch 1, 32, 2
 concurrency 1 and 8. Writes `comparison.csv`, `comparison.md` and `comparison.png`
 (accuracy against p50 latency, marker size = parameters) and prints the table.
 """
+# ruff: noqa: E402 (TensorFlow is imported quietly first when run as a command)
 
 from __future__ import annotations
+
+if __name__ == "__main__":  # before the imports below load TensorFlow: no C++ start-up lines
+    from mimic_tf.cli import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
 import argparse
 import csv
@@ -324,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, help="use only the first N test images")
     parser.add_argument("--latency-requests", type=int, default=1000,
                         help="batch-1 requests timed per model (at least 1000 for the report)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's C++ start-up and runtime log lines")
     parser.add_argument("--throughput-seconds", type=float, default=2.0,
                         help="duration of each throughput run")
     return parser

@@ -11,8 +11,14 @@ a model. A student trained in mixed precision is exported as a float32 copy (`fl
 `<base>/models.config` (host paths) and `<base>/models.docker.config` (paths under `/models`,
 for the `tensorflow/serving` image) are then regenerated from the folders on disk.
 """
+# ruff: noqa: E402 (TensorFlow is imported quietly first when run as a command)
 
 from __future__ import annotations
+
+if __name__ == "__main__":  # before the imports below load TensorFlow: no C++ start-up lines
+    from mimic_tf.cli import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
 import argparse
 import datetime
@@ -356,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of exported models, e.g. runs/EXP/models")
     parser.add_argument("--name", required=True, help="model name clients ask for")
     parser.add_argument("--version", type=int, help="version number (default: next free)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's C++ start-up and runtime log lines")
     parser.add_argument("--write-batching-parameters", action="store_true",
                         help=f"also write <base>/{BATCHING_PARAMETERS}")
     return parser

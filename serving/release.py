@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds the candidate may take to become AVAILABLE")
     push.add_argument("--server", help="host:port of a live server to tell to reload "
                       "models.config after the push (one polling the file needs none)")
+    push.add_argument("--verbose", action="store_true",
+                      help="show TensorFlow's C++ start-up and runtime log lines")
     for command, text in (("promote", "the canary version becomes stable"),
                           ("rollback", "stable goes back to the previously stable version")):
         sub = commands.add_parser(command, help=text, description=text)
@@ -142,6 +144,9 @@ def _push(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.limit is not None and args.limit < 1 or args.latency_requests < 1:
         parser.error("--limit and --latency-requests must be positive")
     # The gate and the data load TensorFlow; status, promote and rollback do not need it.
+    from mimic_tf.cli import import_tensorflow_quietly
+
+    import_tensorflow_quietly(args.verbose)
     from mimic_tf.data import DataError, load_splits
     from serving.evaluator import Thresholds
     from serving.gate import release_candidate

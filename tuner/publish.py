@@ -12,8 +12,14 @@ back into `evaluation.json`: `exported` (the SavedModel folder, or the error) an
 (the serving base, the version or the failed checks). Baseline (hard-label) searches are
 neither exported nor pushed.
 """
+# ruff: noqa: E402 (TensorFlow is imported quietly first when run as a command)
 
 from __future__ import annotations
+
+if __name__ == "__main__":  # before the imports below load TensorFlow: no C++ start-up lines
+    from mimic_tf.cli import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
 import argparse
 import hashlib
@@ -190,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-accuracy-drop", type=float)
     parser.add_argument("--max-p99-ms", type=float)
     parser.add_argument("--max-latency-growth", type=float)
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's C++ start-up and runtime log lines")
     parser.add_argument("--data", help="data source (default: the run's data.source)")
     return parser
 

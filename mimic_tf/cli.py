@@ -1,0 +1,43 @@
+"""What every command-line tool does first: load TensorFlow without its C++ start-up lines.
+
+Importing TensorFlow prints CUDA-stub, oneDNN and cpu_feature_guard lines on stderr, some
+before its own log level applies. A CLI calls this before anything imports TensorFlow:
+
+    if __name__ == "__main__":  # before the imports below load TensorFlow
+        from mimic_tf.cli import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+
+The lines stay when the command line has `--verbose` or the user set `TF_CPP_MIN_LOG_LEVEL`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+VERBOSE_FLAG = "--verbose"
+VERBOSE_HELP = "show TensorFlow's C++ start-up and runtime log lines"
+
+
+def import_tensorflow_quietly(verbose: bool | None = None) -> None:
+    """Import TensorFlow with its C++ logging off and stderr muted during the import.
+
+    Does nothing but the import when `verbose` (default: `--verbose` is in `sys.argv`) or
+    when `TF_CPP_MIN_LOG_LEVEL` is set. Python errors raised by the import still reach stderr.
+    """
+    verbose = VERBOSE_FLAG in sys.argv if verbose is None else verbose
+    if verbose or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        import tensorflow  # noqa: F401
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # FATAL only, from the moment logging starts
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)  # the lines printed before TensorFlow's logging is initialised
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        os.close(null)
