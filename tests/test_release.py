@@ -351,3 +351,37 @@ def test_status_promote_and_rollback_do_not_load_tensorflow():
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     subprocess.run([sys.executable, "-c", code], check=True, env=environment)
+
+
+CYCLE_SCRIPT = textwrap.dedent("""
+    import sys
+    from serving.model_base import promote, push_version, read_state, rollback
+
+    base, saved_model = sys.argv[1], sys.argv[2]
+    while True:
+        push_version(base, "student", saved_model, {})
+        promote(base, "student")
+        if read_state(base, "student").previous_stable is not None:
+            rollback(base, "student")
+""")
+
+
+def test_kill_at_any_moment_leaves_the_old_or_the_new_state(candidates, tmp_path):
+    """Push, promote and rollback in a loop, killed -9 at 12 random moments."""
+    paths, _ = candidates
+    base = tmp_path / "serving"
+    push_version(base, "student", paths["good"], {})
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    delays = np.random.default_rng(0).uniform(0.3, 1.5, size=12)
+    for delay in delays:
+        process = subprocess.Popen(
+            [sys.executable, "-c", CYCLE_SCRIPT, str(base), str(paths["good"])],
+            env=environment)
+        time.sleep(delay)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        assert_consistent(base)
+        state = read_state(base, "student")
+        assert state.stable in state.served and state.canary in state.served
+        assert state.stable_history[-1] == state.stable
+    assert read_state(base, "student").versions[-1] > 2  # the loop did get work done
