@@ -195,8 +195,8 @@ def test_image_folder_tree_is_decoded_once_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "cache"))
     files = write_image_folder(tmp_path / "mini")
     decodes = []
-    original_decode = data._decode_images
-    monkeypatch.setattr(data, "_decode_images", lambda paths: decodes.append(1)
+    original_decode = data.sources._decode_images
+    monkeypatch.setattr(data.sources, "_decode_images", lambda paths: decodes.append(1)
                         or original_decode(paths))
     check_tree_arrays(data.load_raw(f"folder:{tmp_path / 'mini'}"), files)
     check_tree_arrays(data.load_raw(f"folder:{tmp_path / 'mini'}"), files)
@@ -216,10 +216,10 @@ def test_archive_is_unpacked_once_and_decoded_once(tmp_path, monkeypatch):
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "tree" / "mini", arcname="mini")
     unpacks, decodes = [], []
-    original_unpack, original_decode = data._unpack_archive, data._decode_images
-    monkeypatch.setattr(data, "_unpack_archive", lambda *args: unpacks.append(1)
+    original_unpack, original_decode = data.sources._unpack_archive, data.sources._decode_images
+    monkeypatch.setattr(data.sources, "_unpack_archive", lambda *args: unpacks.append(1)
                         or original_unpack(*args))
-    monkeypatch.setattr(data, "_decode_images", lambda paths: decodes.append(1)
+    monkeypatch.setattr(data.sources, "_decode_images", lambda paths: decodes.append(1)
                         or original_decode(paths))
     for _ in range(2):
         arrays = data.load_raw(f"folder:{archive}")
@@ -264,13 +264,13 @@ def test_missing_folder_is_named(tmp_path):
 def test_auto_without_any_data_says_how_to_provide_it(tmp_path, monkeypatch):
     monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.delenv(data.DATA_ENV, raising=False)
-    monkeypatch.setattr(data, "_prepared_tfds_dir", lambda: None)
-    monkeypatch.setattr(data, "_archive_candidates", lambda: [tmp_path / "nowhere.tar.gz"])
+    monkeypatch.setattr(data.sources, "_prepared_tfds_dir", lambda: None)
+    monkeypatch.setattr(data.sources, "_archive_candidates", lambda: [tmp_path / "nowhere.tar.gz"])
 
     def no_network(data_dir, download):
         raise data.DataError("download failed: no network")
 
-    monkeypatch.setattr(data, "_load_tfds", no_network)
+    monkeypatch.setattr(data.sources, "_load_tfds", no_network)
     with pytest.raises(data.DataError) as raised:
         data.load_splits(DataConfig(source="auto"))
     message = str(raised.value)
@@ -283,7 +283,7 @@ def test_auto_without_any_data_says_how_to_provide_it(tmp_path, monkeypatch):
 
 def test_auto_uses_the_archive_named_by_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "_prepared_tfds_dir", lambda: None)
+    monkeypatch.setattr(data.sources, "_prepared_tfds_dir", lambda: None)
     write_image_folder(tmp_path / "mini")
     monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "mini"))
     splits = data.load_splits(DataConfig(source="auto", validation_size=10))
