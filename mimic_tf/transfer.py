@@ -75,10 +75,6 @@ class TransferSet:
     fingerprint: str
 
     @property
-    def views(self) -> int:
-        return int(self.order.shape[0])
-
-    @property
     def num_examples(self) -> int:
         return int(self.order.shape[1])
 

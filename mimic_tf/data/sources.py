@@ -55,7 +55,6 @@ class DataError(RuntimeError):
     """Data that is missing or malformed; the message says how to provide it."""
 
 
-
 def default_cache_dir() -> Path:
     """`$MIMIC_TF_CACHE`, or `~/.cache/mimic-tf`: unpacked archives and decoded pixels."""
     configured = os.environ.get(CACHE_ENV)
