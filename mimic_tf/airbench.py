@@ -428,7 +428,7 @@ def flip_translate_dataset(
     start_flip = tf.constant(
         np.random.default_rng([seed, 1]).integers(0, 2, size=num_examples), tf.int64)
 
-    def make_batch(indices, epoch, step):
+    def make_batch(indices, view, epoch, step):
         batch = tf.gather(image_tensor, indices)
         count = tf.shape(indices)[0]
         draw_seed = tf.stack([tf.constant(seed, tf.int64), epoch * steps + step])
@@ -444,7 +444,8 @@ def flip_translate_dataset(
         return batch, tf.one_hot(tf.gather(label_tensor, indices), data.NUM_CLASSES)
 
     return (
-        data.shuffled_epoch_batches(num_examples, batch_size, seed)
+        data.view_batch_indices(num_examples, batch_size,
+                                data.shuffled_order(num_examples, seed))
         .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )

@@ -75,10 +75,6 @@ class TransferSet:
     fingerprint: str
 
     @property
-    def views(self) -> int:
-        return int(self.order.shape[0])
-
-    @property
     def num_examples(self) -> int:
         return int(self.order.shape[1])
 
@@ -89,41 +85,17 @@ class TransferSet:
     def train_dataset(self, batch_size: int, with_logits: bool = True) -> tf.data.Dataset:
         """Infinite `(image, teacher_logits, label)` batches, view 0, 1, ..., K-1, 0, ...
 
-        Every student reads the same images in the same order. With `with_logits=False`
-        (online mode) batches are `(image, label)` and the teacher computes the logits.
+        Every student reads the same images in the same order: `data.view_batches` with
+        `data.fixed_order(self.order)`. With `with_logits=False` (online mode) batches are
+        `(image, label)` and the teacher computes the logits.
         """
         if with_logits and self.logits is None:
             raise ValueError("this transfer set is online (no cached logits): "
                              "use with_logits=False and give the Distiller the teacher")
-        order = tf.constant(self.order)
-        images = tf.constant(self.splits.train_images)
-        labels = tf.constant(self.splits.train_labels.astype(np.int64))
-        logits = tf.constant(self.logits) if with_logits else None
-        views = self.views
-        augment_config = self.augment
-
-        def batches_of_view(epoch):
-            view = tf.cast(epoch % views, tf.int32)
-            indices = tf.data.Dataset.from_tensor_slices(tf.gather(order, view))
-            return indices.batch(batch_size).map(lambda idx: (view, idx))
-
-        def make_batch(view, example_indices):
-            view_indices = tf.fill(tf.shape(example_indices), view)
-            batch_images = data.augment(
-                tf.gather(images, example_indices), example_indices, view_indices,
-                augment_config,
-            )
-            batch_labels = tf.gather(labels, example_indices)
-            if logits is None:
-                return batch_images, batch_labels
-            batch_logits = tf.gather_nd(logits, tf.stack([view_indices, example_indices], -1))
-            return batch_images, batch_logits, batch_labels
-
-        return (
-            tf.data.Dataset.range(2**62)
-            .flat_map(batches_of_view)
-            .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .prefetch(tf.data.AUTOTUNE)
+        return data.view_batches(
+            self.splits.train_images, self.splits.train_labels, batch_size=batch_size,
+            order=data.fixed_order(self.order), augment_config=self.augment,
+            logits=self.logits if with_logits else None,
         )
 
     def _evaluation_dataset(self, split: str, batch_size: int) -> tf.data.Dataset:
@@ -166,21 +138,14 @@ def _digest(fingerprint: dict[str, Any]) -> str:
 
 
 def _teacher_logits_of_view(
-    teacher: keras.Model, images: tf.Tensor, augment: AugmentConfig, view: int, batch_size: int
+    teacher: keras.Model, splits: data.Splits, augment: AugmentConfig, view: int,
+    batch_size: int,
 ) -> np.ndarray:
-    """Teacher logits on view `view` of every training image (`images`), in example order."""
-
-    def augmented(example_indices):
-        return data.augment(
-            tf.gather(images, example_indices), example_indices,
-            tf.fill(tf.shape(example_indices), view), augment,
-        )
-
-    dataset = (
-        tf.data.Dataset.range(images.shape[0])
-        .batch(batch_size)
-        .map(augmented, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
+    """Teacher logits on view `view` of every training image, in example order."""
+    num_examples = len(splits.train_labels)
+    dataset = data.view_batches(  # one epoch, images with their labels (predict ignores them)
+        splits.train_images, splits.train_labels, batch_size=batch_size, augment_config=augment,
+        order=data.fixed_order(np.arange(num_examples)[None], first_view=view), epochs=1,
     )
     return np.asarray(teacher.predict(dataset, verbose=0), dtype=np.float32)
 
@@ -196,11 +161,10 @@ def _compute_logits(
         logits = np.lib.format.open_memmap(
             temporary, mode="w+", dtype=np.float32, shape=(views, num_examples, 10)
         )
-        images = tf.constant(splits.train_images)  # one copy for every view
         started = time.perf_counter()
         for view in range(views):
             logits[view] = _teacher_logits_of_view(
-                teacher, images, config.augment, view, config.transfer.batch_size
+                teacher, splits, config.augment, view, config.transfer.batch_size
             )
             if verbose:
                 elapsed = time.perf_counter() - started

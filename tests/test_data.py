@@ -195,8 +195,8 @@ def test_image_folder_tree_is_decoded_once_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "cache"))
     files = write_image_folder(tmp_path / "mini")
     decodes = []
-    original_decode = data._decode_images
-    monkeypatch.setattr(data, "_decode_images", lambda paths: decodes.append(1)
+    original_decode = data.sources._decode_images
+    monkeypatch.setattr(data.sources, "_decode_images", lambda paths: decodes.append(1)
                         or original_decode(paths))
     check_tree_arrays(data.load_raw(f"folder:{tmp_path / 'mini'}"), files)
     check_tree_arrays(data.load_raw(f"folder:{tmp_path / 'mini'}"), files)
@@ -216,10 +216,10 @@ def test_archive_is_unpacked_once_and_decoded_once(tmp_path, monkeypatch):
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "tree" / "mini", arcname="mini")
     unpacks, decodes = [], []
-    original_unpack, original_decode = data._unpack_archive, data._decode_images
-    monkeypatch.setattr(data, "_unpack_archive", lambda *args: unpacks.append(1)
+    original_unpack, original_decode = data.sources._unpack_archive, data.sources._decode_images
+    monkeypatch.setattr(data.sources, "_unpack_archive", lambda *args: unpacks.append(1)
                         or original_unpack(*args))
-    monkeypatch.setattr(data, "_decode_images", lambda paths: decodes.append(1)
+    monkeypatch.setattr(data.sources, "_decode_images", lambda paths: decodes.append(1)
                         or original_decode(paths))
     for _ in range(2):
         arrays = data.load_raw(f"folder:{archive}")
@@ -264,13 +264,13 @@ def test_missing_folder_is_named(tmp_path):
 def test_auto_without_any_data_says_how_to_provide_it(tmp_path, monkeypatch):
     monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.delenv(data.DATA_ENV, raising=False)
-    monkeypatch.setattr(data, "_prepared_tfds_dir", lambda: None)
-    monkeypatch.setattr(data, "_archive_candidates", lambda: [tmp_path / "nowhere.tar.gz"])
+    monkeypatch.setattr(data.sources, "_prepared_tfds_dir", lambda: None)
+    monkeypatch.setattr(data.sources, "_archive_candidates", lambda: [tmp_path / "nowhere.tar.gz"])
 
     def no_network(data_dir, download):
         raise data.DataError("download failed: no network")
 
-    monkeypatch.setattr(data, "_load_tfds", no_network)
+    monkeypatch.setattr(data.sources, "_load_tfds", no_network)
     with pytest.raises(data.DataError) as raised:
         data.load_splits(DataConfig(source="auto"))
     message = str(raised.value)
@@ -283,7 +283,7 @@ def test_auto_without_any_data_says_how_to_provide_it(tmp_path, monkeypatch):
 
 def test_auto_uses_the_archive_named_by_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "_prepared_tfds_dir", lambda: None)
+    monkeypatch.setattr(data.sources, "_prepared_tfds_dir", lambda: None)
     write_image_folder(tmp_path / "mini")
     monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "mini"))
     splits = data.load_splits(DataConfig(source="auto", validation_size=10))
@@ -347,3 +347,46 @@ def test_evaluation_dataset_is_in_order_and_complete():
     assert batches[0][1].dtype == tf.int64
     assert data.steps_per_epoch(40_000, 128) == 313
     assert data.steps_per_epoch(256, 128) == 2
+
+
+def test_shuffled_order_is_pinned():
+    # The teachers' order (TF's stateless Philox shuffle seeded by (seed, epoch)), as trained
+    # teachers saw it: a change here changes every teacher.
+    batches = data.view_batch_indices(10, 4, data.shuffled_order(10, seed=5, first_view=2))
+    seen = [(ids.numpy().tolist(), int(view), int(epoch), int(step))
+            for ids, view, epoch, step in batches.take(6)]
+    assert seen == [
+        ([3, 5, 7, 2], 2, 0, 0), ([1, 0, 9, 6], 2, 0, 1), ([8, 4], 2, 0, 2),
+        ([6, 1, 7, 0], 3, 1, 0), ([4, 9, 8, 3], 3, 1, 1), ([5, 2], 3, 1, 2),
+    ]
+
+
+def test_view_batches_follow_a_fixed_order_and_pair_each_view_with_its_logits():
+    num_examples, views = 10, 2
+    images = random_images(num_examples)
+    example_ids = np.arange(num_examples)
+    orders = np.stack([np.arange(num_examples)[::-1], (np.arange(num_examples) * 3) % 10])
+    logits = np.random.default_rng(0).normal(size=(views, num_examples, 10)).astype(np.float32)
+    config = AugmentConfig(seed=2)
+    dataset = data.view_batches(images, example_ids, batch_size=4, augment_config=config,
+                                order=data.fixed_order(orders), logits=logits, epochs=3)
+    assert dataset.cardinality() == 3 * data.steps_per_epoch(num_examples, 4)
+    batches = list(dataset)
+    for epoch in range(3):  # views 0, 1, 0: one epoch a view, each on fresh batches
+        view = epoch % views
+        epoch_batches = batches[3 * epoch:3 * epoch + 3]
+        ids = np.concatenate([y.numpy() for _, _, y in epoch_batches])
+        np.testing.assert_array_equal(ids, orders[view])
+        for batch_images, batch_logits, batch_ids in epoch_batches:
+            np.testing.assert_array_equal(batch_logits, logits[view, batch_ids.numpy()])
+            expected = data.augment(images[batch_ids.numpy()], batch_ids, view, config)
+            np.testing.assert_array_equal(batch_images, expected)
+    with pytest.raises(ValueError, match="logits must be"):
+        data.view_batches(images, example_ids, batch_size=4, augment_config=None,
+                          order=data.fixed_order(orders), logits=logits[:, :5])
+
+
+def test_auto_looks_for_the_shared_archive_beside_the_checkout():
+    checkout = Path(__file__).resolve().parents[1]
+    beside = checkout.parent / "shared" / "data" / data.ARCHIVE_NAME
+    assert data.sources._archive_candidates()[0] == beside
