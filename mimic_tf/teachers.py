@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -29,7 +28,8 @@ import yaml
 
 from mimic_tf import airbench, data
 from mimic_tf.airbench import HorizontalFlip, TrainingPlan
-from mimic_tf.config import ExperimentConfig, TeacherConfig, atomic_write_text, save_config
+from mimic_tf.config import ExperimentConfig, TeacherConfig, save_config
+from mimic_tf.files import atomic_path, atomic_write_text
 from mimic_tf.preprocessing import PerImageStandardization
 from mimic_tf.schedule import plateau_callbacks
 
@@ -112,14 +112,9 @@ def build_ensemble(members: list[keras.Model], flip_average: bool = False) -> ke
 
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:
-    """Save a `.keras` file through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
-    try:
+    """Save a `.keras` file whole or not at all (`mimic_tf.files.atomic_path`)."""
+    with atomic_path(path) as temporary:
         model.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def load_model(path: Path) -> keras.Model:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,8 @@ import numpy as np
 import tensorflow as tf
 
 from mimic_tf import data
-from mimic_tf.config import AugmentConfig, ExperimentConfig, atomic_write_text, save_config
+from mimic_tf.config import AugmentConfig, ExperimentConfig, save_config
+from mimic_tf.files import atomic_path, atomic_write_text
 from mimic_tf.teachers import predict_logits
 
 FORMAT_VERSION = 1
@@ -156,8 +156,7 @@ def _compute_logits(
 ) -> None:
     """Write the [K, N, 10] logits to `path` through a temporary file, view by view."""
     views, num_examples = config.transfer.views, len(splits.train_labels)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}.npy")
-    try:
+    with atomic_path(path) as temporary:
         logits = np.lib.format.open_memmap(
             temporary, mode="w+", dtype=np.float32, shape=(views, num_examples, 10)
         )
@@ -179,9 +178,6 @@ def _compute_logits(
                     print(line, flush=True)
         logits.flush()
         del logits
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def build_transfer_set(
@@ -220,9 +216,8 @@ def build_transfer_set(
             _compute_logits(config, splits, teacher, logits_path, verbose)
         validation_logits = predict_logits(teacher, splits.validation_images)
         test_logits = predict_logits(teacher, splits.test_images)
-        temporary = evaluation_path.with_name(f".{evaluation_path.stem}.tmp{os.getpid()}.npz")
-        np.savez(temporary, validation=validation_logits, test=test_logits)
-        os.replace(temporary, evaluation_path)
+        with atomic_path(evaluation_path) as temporary:
+            np.savez(temporary, validation=validation_logits, test=test_logits)
         manifest = {"digest": digest, "fingerprint": fingerprint, "has_logits": not online,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         save_config(config, directory / "config.yaml")

@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from mimic_tf.config import DataConfig
+from mimic_tf.files import atomic_path
 
 CLASS_NAMES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -417,15 +418,8 @@ def _read_decoded_cache(path: Path) -> RawArrays | None:
 
 def _write_decoded_cache(path: Path, arrays: RawArrays) -> None:
     """Write through a temporary file and a rename; remove older caches of the same tree."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **dict(zip(_CACHE_KEYS, arrays, strict=True)))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        np.savez(temporary, **dict(zip(_CACHE_KEYS, arrays, strict=True)))
     for stale in path.parent.glob("decoded-*.npz"):
         if stale != path:
             stale.unlink(missing_ok=True)
