@@ -69,11 +69,11 @@ def main() -> None:
     }
     timers = {name: EpochTimer() for name in runs}
     for model, dataset in runs.values():  # warm-up: trace and build
-        model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0)
+        model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0, shuffle=False)
     for _ in range(args.rounds):  # alternate so drifts in machine load hit both alike
         for name, (model, dataset) in runs.items():
             model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0,
-                      callbacks=[timers[name]])
+                      callbacks=[timers[name]], shuffle=False)
     steps_per_second = {
         name: args.steps / statistics.median(timer.seconds) for name, timer in timers.items()
     }

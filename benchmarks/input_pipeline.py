@@ -77,7 +77,7 @@ def main() -> None:
     timer = EpochTimer()
     # Epoch 1 is the warm-up (tracing); the median of the later epochs is the rate.
     distiller.fit(in_memory, epochs=args.rounds + 1, steps_per_epoch=args.batches, verbose=0,
-                  callbacks=[timer])
+                  callbacks=[timer], shuffle=False)
     training_rate = args.batches * args.batch_size / statistics.median(timer.seconds[1:])
 
     print(json.dumps({

@@ -60,9 +60,10 @@ def with_family(config: ExperimentConfig, family: str, epochs: int) -> Experimen
 def calibrate(config: ExperimentConfig, splits: data.Splits) -> float:
     """Training images per second of one member of `config`'s family (no validation)."""
     plan = teachers.training_plan(config, splits, member_index=0)
-    plan.model.fit(plan.train, epochs=1, steps_per_epoch=2, verbose=0)
+    plan.model.fit(plan.train, epochs=1, steps_per_epoch=2, verbose=0, shuffle=False)
     started = time.perf_counter()
-    plan.model.fit(plan.train, epochs=1, steps_per_epoch=CALIBRATION_STEPS, verbose=0)
+    plan.model.fit(plan.train, epochs=1, steps_per_epoch=CALIBRATION_STEPS, verbose=0,
+                   shuffle=False)
     return CALIBRATION_STEPS * plan.batch_size / (time.perf_counter() - started)
 
 

@@ -132,7 +132,7 @@ def test_member_trains_saves_and_loads(tmp_path):
     before = [w.numpy().copy() for w in plan.model.trainable_weights]
     history = plan.model.fit(plan.train, epochs=1, steps_per_epoch=plan.steps_per_epoch,
                              validation_data=plan.validation, callbacks=plan.callbacks,
-                             verbose=0)
+                             verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"]).all()
     assert any(not np.allclose(a, w.numpy()) for a, w in zip(before, plan.model.trainable_weights,
                                                              strict=True))
@@ -149,7 +149,7 @@ def test_mixed_precision_keeps_float32_weights_and_logits(precision):
     images, labels = _images(64), np.arange(64) % 10
     plan = airbench.training_plan(config, images, labels, images[:32], labels[:32],
                                   member_index=0, seed=0)
-    plan.model.fit(plan.train, epochs=1, steps_per_epoch=1, verbose=0)
+    plan.model.fit(plan.train, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
     assert plan.model.output.dtype == "float32"
     assert {w.dtype for w in plan.model.weights} == {"float32"}
     assert plan.model.get_layer("group1_conv1").compute_dtype == precision.split("_")[1]
@@ -162,7 +162,7 @@ def test_trains_under_mirrored_strategy():
         plan = airbench.training_plan(TINY, images, labels, images[:32], labels[:32],
                                       member_index=0, seed=0)
     history = plan.model.fit(plan.train, epochs=1, steps_per_epoch=2, callbacks=plan.callbacks,
-                             verbose=0)
+                             verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"]).all()
 
 

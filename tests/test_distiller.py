@@ -49,7 +49,8 @@ def test_first_step_loss_equals_the_closed_form(batch):
     distiller = Distiller(student)
     distiller.compile(optimizer=sgd())
     history = distiller.fit(
-        tf.data.Dataset.from_tensors((images, teacher_logits, labels)), epochs=1, verbose=0
+        tf.data.Dataset.from_tensors((images, teacher_logits, labels)), epochs=1, verbose=0,
+        shuffle=False,
     )
     assert history.history["loss"][0] == pytest.approx(expected, rel=1e-4)
     expected_agreement = np.mean(initial_logits.argmax(1) == teacher_logits.argmax(1))
@@ -67,7 +68,8 @@ def test_teacher_weights_are_unchanged_after_fit(batch):
     student_weights = [w.copy() for w in student.get_weights()]
     distiller = Distiller(student, teacher)
     distiller.compile(optimizer=sgd())
-    distiller.fit(tf.data.Dataset.from_tensors((images, labels)).repeat(3), epochs=1, verbose=0)
+    distiller.fit(tf.data.Dataset.from_tensors((images, labels)).repeat(3), epochs=1, verbose=0,
+                  shuffle=False)
     assert not teacher.trainable
     assert all(np.array_equal(a, b) for a, b in zip(teacher_weights, teacher.get_weights(),
                                                     strict=True))
@@ -85,7 +87,7 @@ def test_student_mimicking_a_fixed_random_teacher_lowers_its_loss(batch):
     distiller = Distiller(build_student("mlp", 2, 3.0e5, seed=6))
     distiller.compile(optimizer=sgd(0.005))
     dataset = tf.data.Dataset.from_tensors((images, teacher_logits, labels)).repeat(10)
-    history = distiller.fit(dataset, epochs=4, verbose=0)
+    history = distiller.fit(dataset, epochs=4, verbose=0, shuffle=False)
     losses = history.history["loss"]
     assert losses[-1] < 0.5 * losses[0], losses
     assert history.history["agreement"][-1] > history.history["agreement"][0]
@@ -98,7 +100,8 @@ def test_other_losses_train(batch, loss):
     distiller = Distiller(build_student("mlp", 1, 1.0e5, seed=0), loss=loss, temperature=2.0)
     distiller.compile(optimizer=sgd())
     data = (images, labels) if loss == "hard" else (images, teacher_logits, labels)
-    history = distiller.fit(tf.data.Dataset.from_tensors(data).repeat(5), epochs=2, verbose=0)
+    history = distiller.fit(tf.data.Dataset.from_tensors(data).repeat(5), epochs=2, verbose=0,
+                            shuffle=False)
     assert np.isfinite(history.history["loss"]).all()
     assert history.history["loss"][-1] < history.history["loss"][0]
 
@@ -126,7 +129,8 @@ def test_missing_teacher_logits_is_a_clear_error(batch):
     distiller = Distiller(build_student("mlp", 1, 1.0e5))
     distiller.compile(optimizer=sgd())
     with pytest.raises(ValueError, match="needs teacher logits"):
-        distiller.fit(tf.data.Dataset.from_tensors((images, labels)), epochs=1, verbose=0)
+        distiller.fit(tf.data.Dataset.from_tensors((images, labels)), epochs=1, verbose=0,
+                      shuffle=False)
 
 
 def test_distiller_is_not_saved_but_its_student_is(tmp_path):
@@ -149,8 +153,7 @@ def test_mixed_precision_applies_loss_scaling(batch):
         distiller.compile(optimizer=sgd())
         history = distiller.fit(
             tf.data.Dataset.from_tensors((images, teacher_logits, labels)).repeat(3),
-            epochs=2, verbose=0,
-        )
+            epochs=2, verbose=0, shuffle=False)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     assert isinstance(distiller.optimizer, keras.optimizers.LossScaleOptimizer)
@@ -168,7 +171,7 @@ def test_mirrored_strategy_gives_the_same_step_as_no_strategy(batch):
     def one_step():
         distiller = Distiller(build_student("mlp", 2, 1.0e5, seed=9))
         distiller.compile(optimizer=sgd())
-        distiller.fit(dataset, epochs=1, verbose=0)
+        distiller.fit(dataset, epochs=1, verbose=0, shuffle=False)
         return distiller.student.get_weights()
 
     plain = one_step()

@@ -94,12 +94,14 @@ def test_cached_and_online_modes_give_the_same_loss(setup, tmp_path):
                                          verbose=0)
     assert online.logits is None
     student = build_student("mlp", 1, 3.0e4, seed=0)
-    cached_batch = cached.train_dataset(32).take(1)
-    online_batch = online.train_dataset(32, with_logits=False).take(1)
+    cached_batches = cached.train_dataset(32)  # infinite: one step of each is evaluated
+    online_batches = online.train_dataset(32, with_logits=False)
     with_cache = Distiller(student)
     with_cache.compile(optimizer=keras.optimizers.SGD(0.01))
     with_teacher = Distiller(student, teacher)
     with_teacher.compile(optimizer=keras.optimizers.SGD(0.01))
-    cached_loss = with_cache.evaluate(cached_batch, verbose=0, return_dict=True)["loss"]
-    online_loss = with_teacher.evaluate(online_batch, verbose=0, return_dict=True)["loss"]
+    cached_loss = with_cache.evaluate(cached_batches, steps=1, verbose=0,
+                                      return_dict=True)["loss"]
+    online_loss = with_teacher.evaluate(online_batches, steps=1, verbose=0,
+                                        return_dict=True)["loss"]
     assert online_loss == pytest.approx(cached_loss, rel=1e-4)
