@@ -21,12 +21,20 @@ from typing import Any
 import yaml
 
 from mimic_tf.files import atomic_write_text
+from mimic_tf.vocabulary import (
+    LOSSES,
+    PRECISIONS,
+    RELEASE_LABELS,
+    RELEASE_SPLITS,
+    STUDENT_FAMILIES,
+    TEACHER_FAMILIES,
+    TUNERS,
+    quoted,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
-TEACHER_FAMILIES = ("paper", "airbench")  # teacher.family: the paper's 8-conv net, airbench94's
 
 
 class ConfigError(ValueError):
@@ -189,7 +197,7 @@ class AirbenchConfig:
         _check(self.whitening_images >= 1, f"{prefix}.whitening_images",
                self.whitening_images, ">= 1")
         _check(self.precision in PRECISIONS, f"{prefix}.precision", self.precision,
-               " or ".join(f"'{name}'" for name in PRECISIONS))
+               quoted(PRECISIONS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +225,7 @@ class TeacherConfig:
 
     def validate(self) -> None:
         _check(self.family in TEACHER_FAMILIES, "teacher.family", self.family,
-               " or ".join(f"'{name}'" for name in TEACHER_FAMILIES))
+               quoted(TEACHER_FAMILIES))
         _check(1 <= self.members <= 256, "teacher.members", self.members, "1..256")
         _check(
             len(self.conv_widths) == 8 and all(w >= 1 for w in self.conv_widths),
@@ -282,14 +290,13 @@ class StudentConfig:
     schedule: ScheduleConfig = ScheduleConfig(epochs=160)
 
     def validate(self) -> None:
-        _check(self.loss in ("mimic", "kd", "hard"), "student.loss", self.loss,
-               "'mimic', 'kd' or 'hard'")
+        _check(self.loss in LOSSES, "student.loss", self.loss, quoted(LOSSES))
         _check(self.temperature > 0, "student.temperature", self.temperature, "> 0")
         _check(0 <= self.alpha <= 1, "student.alpha", self.alpha, "0..1")
         _check(self.batch_size >= 1, "student.batch_size", self.batch_size, ">= 1")
         _check(self.clipnorm >= 0, "student.clipnorm", self.clipnorm, ">= 0 (0 = no clipping)")
         _check(self.precision in PRECISIONS, "student.precision", self.precision,
-               " or ".join(f"'{name}'" for name in PRECISIONS))
+               quoted(PRECISIONS))
         self.schedule.validate("student.schedule")
 
 
@@ -304,13 +311,12 @@ class SearchConfig:
     cnn_depths: tuple[int, ...] = (1, 2, 3, 4)  # conv layers
     top_k: int = 5  # trials per search evaluated on the test split
     baseline: bool = False  # also train the best architecture of each cell on hard labels
-    baseline_families: tuple[str, ...] = ("mlp", "cnn")  # which cells get a baseline ...
+    baseline_families: tuple[str, ...] = STUDENT_FAMILIES  # which cells get a baseline ...
     baseline_budgets: tuple[float, ...] = ()  # ... and at which budgets (empty: every budget)
     export: bool = True  # export the best student of each search for TF Serving
 
     def validate(self) -> None:
-        _check(self.tuner in ("bayesian", "hyperband", "random"), "search.tuner", self.tuner,
-               "'bayesian', 'hyperband' or 'random'")
+        _check(self.tuner in TUNERS, "search.tuner", self.tuner, quoted(TUNERS))
         _check(self.trials >= 1, "search.trials", self.trials, ">= 1")
         _check(
             len(self.budgets) >= 1 and all(1e4 <= b <= 1e9 for b in self.budgets),
@@ -324,7 +330,7 @@ class SearchConfig:
                "depths in 1..4")
         _check(self.top_k >= 1, "search.top_k", self.top_k, ">= 1")
         _check(
-            all(family in ("mlp", "cnn") for family in self.baseline_families),
+            all(family in STUDENT_FAMILIES for family in self.baseline_families),
             "search.baseline_families",
             self.baseline_families,
             "a list of 'mlp' and/or 'cnn'",
@@ -347,10 +353,6 @@ class SearchConfig:
         )
 
 
-RELEASE_LABELS = ("canary", "stable")  # release.label: serving.model_base's labels
-RELEASE_SPLITS = ("validation", "test")
-
-
 @dataclasses.dataclass(frozen=True)
 class ReleaseConfig:
     """Pushing each search's best student through the release gate (`serving.release`)."""
@@ -367,9 +369,9 @@ class ReleaseConfig:
 
     def validate(self) -> None:
         _check(self.label in RELEASE_LABELS, "release.label", self.label,
-               " or ".join(repr(label) for label in RELEASE_LABELS))
+               quoted(RELEASE_LABELS))
         _check(self.split in RELEASE_SPLITS, "release.split", self.split,
-               " or ".join(repr(split) for split in RELEASE_SPLITS))
+               quoted(RELEASE_SPLITS))
         _check(0.0 <= self.min_accuracy <= 1.0, "release.min_accuracy", self.min_accuracy,
                "an accuracy in [0, 1] (0: off)")
         _check(0.0 <= self.max_accuracy_drop <= 1.0, "release.max_accuracy_drop",

@@ -16,8 +16,7 @@ import tensorflow as tf
 from keras import ops
 
 from mimic_tf.losses import hard_label_loss, knowledge_distillation_loss, mimic_loss
-
-LOSSES = ("mimic", "kd", "hard")
+from mimic_tf.vocabulary import LOSSES
 
 
 class Distiller(keras.Model):

@@ -34,12 +34,9 @@ import tensorflow as tf
 
 from mimic_tf.config import DataConfig
 from mimic_tf.files import atomic_path
+from mimic_tf.vocabulary import CLASS_NAMES, NUM_CLASSES  # noqa: F401 - re-exported by data
 
-CLASS_NAMES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)
 IMAGE_SHAPE = (32, 32, 3)
-NUM_CLASSES = 10
 
 ARCHIVE_NAME = "cifar10-jpeg.tar.gz"  # the shared JPEG copy of CIFAR-10 (shared/data/README.md)
 DATA_ENV = "MIMIC_TF_DATA"  # path of an archive or ImageFolder tree to use for source=auto
