@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from mimic_tf.students import FAMILIES, budget_label
 
 CELL_FILE = "cell.json"
 HARD_SUFFIX = "-hard"
-_NAME = re.compile(r"^(?P<family>mlp|cnn)-d(?P<depth>\d)-b(?P<budget>[0-9.]+[kM])(?P<hard>-hard)?$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,14 +82,6 @@ class Cell:
             loss=data.get("loss", "mimic"),
             fixed_widths=data.get("fixed_widths") or None,
         )
-
-
-def parse_cell_name(name: str) -> tuple[str, int, str, bool] | None:
-    """(family, depth, budget label, is_baseline) of a search folder name, None if not one."""
-    match = _NAME.match(name)
-    if match is None:
-        return None
-    return (match["family"], int(match["depth"]), match["budget"], bool(match["hard"]))
 
 
 def planned_cells(config: ExperimentConfig, families: Iterable[str]) -> list[Cell]:

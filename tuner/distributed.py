@@ -65,13 +65,8 @@ def check_environment() -> None:
         raise DistributedSetupError(f"{ORACLE_PORT}={port!r} is not a port number (1..65535)")
 
 
-def base_port() -> int:
-    """`KERASTUNER_ORACLE_PORT`: the first search's port (inside `search_port`: the current)."""
-    return int(os.environ[ORACLE_PORT])
-
-
 def oracle_port() -> int:
-    """The port the current search's oracle is served on (inside `search_port`)."""
+    """`KERASTUNER_ORACLE_PORT`: the run's base port, or inside `search_port` the current one."""
     return int(os.environ[ORACLE_PORT])
 
 
@@ -130,7 +125,7 @@ def wait_for_chief(base: int, count: int, complete: list[bool]) -> None:
 
 def worker_should_join(index: int, count: int, project: Path, max_trials: int) -> bool:
     """Wait until search `index` is served (True), or is complete or passed by (False)."""
-    base = base_port()  # call outside `search_port`
+    base = oracle_port()  # called outside `search_port`: the base port
     deadline = time.monotonic() + WORKER_WAIT_SECONDS
     while True:
         if search_complete(project, max_trials):

@@ -113,7 +113,7 @@ def run_experiment(
     if worker:
         complete = [distributed.search_complete(project_dir(layout, cell), config.search.trials)
                     for cell in cells]
-        distributed.wait_for_chief(distributed.base_port(), search_count, complete)
+        distributed.wait_for_chief(distributed.oracle_port(), search_count, complete)
     else:
         layout.root.mkdir(parents=True, exist_ok=True)
         save_config(config, layout.config_file)

@@ -46,7 +46,6 @@ LEARNING_RATE = (0.0013, 0.016)  # log
 MOMENTUM = (0.68, 0.97)  # log
 INPUT_SCALE = (0.8, 1.25)
 INIT_SCALE = (0.4, 2.0)
-OPTIMISATION_HPARAMS = ("learning_rate", "momentum", "input_scale", "init_scale")
 
 
 @dataclasses.dataclass(frozen=True)

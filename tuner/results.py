@@ -32,7 +32,6 @@ from tuner.cells import Cell, read_cell_file
 from tuner.search import EVALUATION_FILE, SEARCH_FILE, load_trials, rank_key, realised_params
 
 PAPER_RESULTS = Path(__file__).with_name("paper_results.csv")
-PAPER_HARD_LABELS = Path(__file__).with_name("paper_hard_labels.csv")
 PAPER_TEACHER_ACCURACY = 93.8  # the 16-CNN ensemble (Urban et al. 2017, Table 1)
 OPTIMISATION_COLUMNS = ("learning_rate", "momentum", "input_scale", "init_scale")
 CSV_COLUMNS = (
