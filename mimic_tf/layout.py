@@ -11,6 +11,8 @@ from pathlib import Path
 
 from mimic_tf.config import ExperimentConfig
 
+CHECKPOINT_FILE = "checkpoint.weights.h5"  # KerasTuner's best-epoch weights in trial_<id>/
+
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentLayout:

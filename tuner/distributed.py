@@ -150,6 +150,10 @@ def serve_oracle(
     `poll_seconds` (not every 20 s) whether the last worker has left, it stops the gRPC
     server and frees the port before the chief moves on to the next search, and it
     `report`s each finished trial (one line instead of KerasTuner's tables).
+
+    KerasTuner has no public API for the chief's server: its servicer, gRPC stubs and exit
+    test live in `keras_tuner.src` only, so this function is the one place that imports them
+    (pyproject.toml bounds keras-tuner below 2 for it).
     """
     from concurrent import futures
 

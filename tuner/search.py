@@ -35,7 +35,7 @@ import keras_tuner
 import tensorflow as tf
 
 from mimic_tf.config import ExperimentConfig, atomic_write_text
-from mimic_tf.layout import ExperimentLayout
+from mimic_tf.layout import CHECKPOINT_FILE, ExperimentLayout
 from mimic_tf.students import count_parameters, search_space
 from mimic_tf.teachers import atomic_save_model
 from tuner import distributed
@@ -48,7 +48,6 @@ SEARCH_FILE = "search.json"
 EVALUATION_FILE = "evaluation.json"
 BEST_STUDENT_FILE = "best_student.keras"  # the student the export stage exports
 DIVERGED_ERROR = "every evaluated trial diverged (non-finite loss)"
-CHECKPOINT_FILE = "checkpoint.weights.h5"  # KerasTuner's best-epoch weights of a trial
 
 
 class SearchMismatchError(RuntimeError):
