@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mimic_tf.budgets import FAMILIES, budget_label
 from mimic_tf.config import ExperimentConfig, atomic_write_text
-from mimic_tf.students import FAMILIES, budget_label
 
 CELL_FILE = "cell.json"
 HARD_SUFFIX = "-hard"

@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mimic_tf.budgets import budget_label
 from mimic_tf.config import atomic_write_text
-from mimic_tf.students import budget_label
 
 FINDINGS_MD = "findings.md"
 FINDINGS_JSON = "findings.json"

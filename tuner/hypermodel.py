@@ -1,7 +1,7 @@
 """`StudentHyperModel`: the paper's student search space, and one trial's training.
 
 `build(hp)` draws the optimisation hyperparameters and the free widths of one cell, builds a
-student of exactly the cell's budget (`mimic_tf.students.build_student` solves the dependent
+student of exactly the cell's budget (`mimic_tf.budgets.solve_widths` solves the dependent
 width, so no trial is ever oversized) and wraps it in a `Distiller` compiled with SGD and
 Nesterov momentum (Urban et al. 2017, section 3):
 
@@ -9,7 +9,7 @@ Nesterov momentum (Urban et al. 2017, section 3):
     momentum        log-uniform [0.68, 0.97]
     input_scale     uniform     [0.8, 1.25]     multiplies the standardised pixels
     init_scale      uniform     [0.4, 2.0]      multiplies the Glorot init
-    widths          the paper's ranges for the budget (`mimic_tf.students.search_space`)
+    widths          the paper's ranges for the budget (`mimic_tf.budgets.search_space`)
 
 `fit(hp, model, data, ...)` trains on the shared transfer set under the paper's plateau
 schedule, logs TensorBoard scalars and an HParams session for the trial, and survives diverging
@@ -30,10 +30,11 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
+from mimic_tf.budgets import NUM_CLASSES, BudgetError, search_space, solve_widths
 from mimic_tf.config import StudentConfig
 from mimic_tf.distiller import Distiller
 from mimic_tf.schedule import plateau_callbacks
-from mimic_tf.students import NUM_CLASSES, BudgetError, build_student, search_space, solve_widths
+from mimic_tf.students import build_student
 from mimic_tf.transfer import TransferSet
 from tuner.cells import Cell
 

@@ -26,8 +26,8 @@ import keras_tuner
 import tensorflow as tf
 import yaml
 
+from mimic_tf.budgets import budget_label
 from mimic_tf.config import atomic_write_text
-from mimic_tf.students import budget_label
 from tuner.cells import Cell, read_cell_file
 from tuner.search import EVALUATION_FILE, SEARCH_FILE, load_trials, rank_key, realised_params
 

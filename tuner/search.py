@@ -34,9 +34,9 @@ import keras
 import keras_tuner
 import tensorflow as tf
 
+from mimic_tf.budgets import count_parameters, search_space
 from mimic_tf.config import ExperimentConfig, atomic_write_text
 from mimic_tf.layout import CHECKPOINT_FILE, ExperimentLayout
-from mimic_tf.students import count_parameters, search_space
 from mimic_tf.teachers import atomic_save_model
 from tuner import distributed
 from tuner.cells import Cell, read_cell_file, write_cell_file
