@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
-from mimic_tf.budgets import NUM_CLASSES, BudgetError, search_space, solve_widths
+from mimic_tf.budgets import NUM_CLASSES, BudgetError, search_space
 from mimic_tf.config import StudentConfig
 from mimic_tf.distiller import Distiller
 from mimic_tf.schedule import plateau_callbacks
@@ -71,17 +70,6 @@ class TrainingData:
             test=transfer_set.test_dataset(EVALUATION_BATCH_SIZE),
             steps_per_epoch=transfer_set.steps_per_epoch(batch_size),
         )
-
-
-def free_widths(hp: keras_tuner.HyperParameters | Mapping[str, Any], cell: Cell) -> dict:
-    """The cell's free widths as drawn in `hp` (a HyperParameters or its `.values`)."""
-    values = hp.values if isinstance(hp, keras_tuner.HyperParameters) else hp
-    return {name: values[name] for name in search_space(cell.family, cell.depth, cell.budget)}
-
-
-def realised_widths(cell: Cell, hyperparameters: Mapping[str, Any]) -> dict[str, int]:
-    """Every layer width of the student a trial's hyperparameter values describe."""
-    return solve_widths(cell.family, cell.depth, cell.budget, **free_widths(hyperparameters, cell))
 
 
 class StudentHyperModel(keras_tuner.HyperModel):
