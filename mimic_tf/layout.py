@@ -10,6 +10,7 @@
                                       oracle.json, trial_<id>/trial.json, its checkpoint
         logs/<cell>/<trial>/          TensorBoard: one run per trial (train/, validation/,
                                       the HParams session), grouped under its search
+        logs/summary/                 TensorBoard: the report (table, Figure 1, comparison)
         models/<cell>/<version>/      exported SavedModels, models/models.config
         serving/                      the default serving base of the release gate
         results.csv, results.md, figure.png      (`tuner.report`)
@@ -30,6 +31,7 @@ from mimic_tf.config import ExperimentConfig
 TEACHER_SUMMARY_FILE = "teacher.json"
 TRANSFER_MANIFEST_FILE = "manifest.json"
 CHECKPOINT_FILE = "checkpoint.weights.h5"  # KerasTuner's best-epoch weights in trial_<id>/
+SUMMARY_RUN = "summary"  # the report's TensorBoard run, beside the searches' runs in logs/
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +148,11 @@ class ExperimentLayout:
     def search_logs(self, name: str) -> Path:
         """TensorBoard folder of one search: a run per trial under it, `<trial id>/`."""
         return self.logs / name
+
+    @property
+    def summary_logs(self) -> Path:
+        """TensorBoard run of the report: the results table, Figure 1, the served comparison."""
+        return self.logs / SUMMARY_RUN
 
     @property
     def models(self) -> Path:

@@ -2,7 +2,7 @@
 
 `tiny_run` writes what a run leaves on disk (cell and search records, KerasTuner's trial.json
 files, an evaluation of the top trial, the teacher's record, a served comparison image); the
-report and the findings are made from it.
+report, the findings and the TensorBoard summary run are made from it.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 from matplotlib.figure import Figure
+from tensorboard.backend.event_processing import event_accumulator
 
 from mimic_tf.layout import ExperimentLayout
 from tuner import artifacts
 from tuner.cells import Cell
 from tuner.report import write_report
+from tuner.summary_run import FIGURE_TAG, SERVED_TAG, TABLE_TAG, png_size
 
 REPO = Path(__file__).resolve().parent.parent
 BUDGET = 3.0e4
@@ -114,6 +116,29 @@ def test_report_ranks_trials_from_their_json_and_sizes_the_untested_ones(tiny_ru
     text = report.results_md.read_text()
     assert "| CNN 1 conv | 44.0 / 44.0 |" in text
     assert "Made by `python -m tuner.run --family all --config smoke`" in text
+
+
+def test_summary_run_shows_the_table_and_the_figures_in_tensorboard(tiny_run):
+    write_report(tiny_run.root)
+    first = sorted(tiny_run.summary_logs.iterdir())
+    report = write_report(tiny_run.root)  # a second report replaces the run
+    assert sorted(tiny_run.summary_logs.iterdir()) == [report.summary_run] != first
+    assert tiny_run.summary_logs == tiny_run.root / "logs" / "summary"
+
+    events = event_accumulator.EventAccumulator(
+        str(tiny_run.summary_logs), size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    assert set(events.PluginTagToContent("text")) == {TABLE_TAG}
+    assert set(events.PluginTagToContent("images")) == {FIGURE_TAG, SERVED_TAG}
+    (table,) = events.Tensors(TABLE_TAG)
+    assert table.step == 0
+    assert table.tensor_proto.string_val[0].decode() == tiny_run.results_md.read_text()
+    for tag, path in ((FIGURE_TAG, tiny_run.figure), (SERVED_TAG, tiny_run.comparison_png)):
+        (image,) = events.Tensors(tag)
+        width, height, png = image.tensor_proto.string_val
+        assert png == path.read_bytes()
+        assert (int(width), int(height)) == png_size(png)
+    assert png_size(tiny_run.comparison_png.read_bytes()) == (200, 100)
 
 
 def test_layout_names_each_file_of_a_search(tmp_path):

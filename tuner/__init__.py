@@ -14,5 +14,6 @@ test evaluation, the best student kept, baselines), distributed (chief/worker po
 publish (export and push stages), experiment (the whole run: `run_experiment`), run (the
 search CLI). The read side imports no TensorFlow: artifacts (typed readers and writers of the
 files `mimic_tf.layout` names), paper (the paper's numbers), results (rows, CSV, Table 2),
-report (figure and the report CLI), findings (the paper's five findings).
+report (figure and the report CLI), summary_run (the report as a TensorBoard run), findings
+(the paper's five findings).
 """

@@ -11,7 +11,8 @@ horizontal line, hard-label baselines as short horizontal marks at their budgets
 budget coincides with one of the paper's, its Table 2 figure is drawn as a hollow marker in
 the architecture's colour, with the paper's teacher as a dotted line.
 
-Nothing here imports TensorFlow.
+The table and the figures also go to TensorBoard, as the run `logs/summary`
+(`tuner.summary_run`). Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from mimic_tf.layout import ExperimentLayout
 from tuner import artifacts
 from tuner.paper import PAPER_TEACHER_ACCURACY, paper_figure, paper_table
 from tuner.results import CellSummary, TrialRow, collect_rows, markdown_table, summarise, write_csv
+from tuner.summary_run import TABLE_PAGE, write_summary_run
 
 
 @dataclasses.dataclass
@@ -42,6 +44,7 @@ class Report:
     figure: Path
     rows: list[TrialRow]
     summaries: list[CellSummary]
+    summary_run: Path  # the event file of the TensorBoard run `logs/summary`
 
 
 def write_report(root: str | Path, top_k: int | None = None) -> Report:
@@ -60,7 +63,9 @@ def write_report(root: str | Path, top_k: int | None = None) -> Report:
     draw_figure(summaries, layout.figure, teacher.test_accuracy if teacher else None,
                 title=f"{layout.root.name}: students' test accuracy by parameter budget\n"
                 f"top-{top_k} mean (solid), best and worst of the top {top_k} (dashed)")
-    return Report(layout.results_csv, layout.results_md, layout.figure, rows, summaries)
+    event_file = write_summary_run(layout)
+    return Report(layout.results_csv, layout.results_md, layout.figure, rows, summaries,
+                  event_file)
 
 
 def paper_points(summaries: Sequence[CellSummary]) -> list[tuple[str, int, float, float]]:
@@ -150,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tuner.report",
         description="Rebuild results.csv, results.md and figure.png of an experiment folder "
-        "from the searches it holds (MLP and CNN runs merged).",
+        "from the searches it holds (MLP and CNN runs merged), and its TensorBoard run "
+        "logs/summary (the table and the figures).",
     )
     parser.add_argument("directory", help="experiment folder, e.g. runs/default")
     return parser
@@ -165,7 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     report = write_report(layout.root)
     print(report.results_md.read_text())
-    print(f"wrote {report.results_csv}, {report.results_md} and {report.figure}")
+    print(f"wrote {report.results_csv}, {report.results_md}, {report.figure} and the "
+          f"TensorBoard run {report.summary_run.parent}")
+    print(f"TensorBoard: tensorboard --logdir {layout.root} (its first page shows Figure 1; "
+          f"the table: http://localhost:6006/{TABLE_PAGE})")
     return 0
 
 
