@@ -28,8 +28,11 @@ from pathlib import Path
 
 from mimic_tf.config import ExperimentConfig
 
+# Names inside folders that other stages fill (mimic_tf.teachers, mimic_tf.transfer, serving
+# and KerasTuner): the writers and the readers share them from here.
 TEACHER_SUMMARY_FILE = "teacher.json"
 TRANSFER_MANIFEST_FILE = "manifest.json"
+MODELS_CONFIG_FILE = "models.config"  # TF Serving's model config at the top of a model base
 CHECKPOINT_FILE = "checkpoint.weights.h5"  # KerasTuner's best-epoch weights in trial_<id>/
 SUMMARY_RUN = "summary"  # the report's TensorBoard run, beside the searches' runs in logs/
 
@@ -166,7 +169,7 @@ class ExperimentLayout:
     @property
     def models_config(self) -> Path:
         """TF Serving's model config of the export base."""
-        return self.models / "models.config"
+        return self.models / MODELS_CONFIG_FILE
 
     @property
     def serving(self) -> Path:

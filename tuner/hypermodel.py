@@ -175,8 +175,8 @@ class StudentHyperModel(keras_tuner.HyperModel):
             *plateau_callbacks(config.schedule, monitor=OBJECTIVE, restore_best=False),
         ]
         writer = None
-        if self.log_dir is not None:
-            trial_dir = self.log_dir / str(trial_id)
+        trial_dir = self.trial_log_dir(trial_id)
+        if trial_dir is not None:
             writer = tf.summary.create_file_writer(str(trial_dir))
             trial_callbacks += [
                 keras.callbacks.TensorBoard(str(trial_dir), write_graph=False, profile_batch=0),
@@ -203,6 +203,10 @@ class StudentHyperModel(keras_tuner.HyperModel):
         finally:
             if writer is not None:
                 writer.close()
+
+    def trial_log_dir(self, trial_id: str) -> Path | None:
+        """The trial's TensorBoard run, `<log_dir>/<trial_id>` (None without a `log_dir`)."""
+        return None if self.log_dir is None else self.log_dir / str(trial_id)
 
     def trial_hparams(self, hp: keras_tuner.HyperParameters, realised: int) -> dict[str, Any]:
         """What the HParams dashboard lists for a trial: the cell, every hp, realised params."""

@@ -23,7 +23,7 @@ import keras_tuner
 from keras_tuner.oracles import BayesianOptimizationOracle, HyperbandOracle, RandomSearchOracle
 
 from mimic_tf.config import atomic_write_text
-from mimic_tf.layout import CHECKPOINT_FILE
+from mimic_tf.layout import SearchLayout
 from tuner import distributed
 from tuner.hypermodel import OBJECTIVE
 
@@ -84,10 +84,10 @@ class StudentTuner(keras_tuner.Tuner):
         super().search(*fit_args, **fit_kwargs)
 
     def run_trial(self, trial, *args, **kwargs):
-        log_dir = getattr(self.hypermodel, "log_dir", None)
-        if log_dir is not None:
+        trial_logs = self.hypermodel.trial_log_dir(trial.trial_id)
+        if trial_logs is not None:
             # A trial that was killed and is rerun starts its TensorBoard run afresh.
-            shutil.rmtree(Path(log_dir) / str(trial.trial_id), ignore_errors=True)
+            shutil.rmtree(trial_logs, ignore_errors=True)
         kwargs["trial_id"] = trial.trial_id
         return super().run_trial(trial, *args, **kwargs)
 
@@ -118,7 +118,7 @@ class HyperbandTuner(StudentTuner):
         model = super()._build_hypermodel(hp)
         previous = hp.values.get("tuner/trial_id")
         if previous is not None:
-            model.load_weights(Path(self.get_trial_dir(previous)) / CHECKPOINT_FILE)
+            model.load_weights(SearchLayout(Path(self.project_dir)).checkpoint(previous))
         return model
 
 
