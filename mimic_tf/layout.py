@@ -1,7 +1,24 @@
-"""Where an experiment's artifacts live: one folder per experiment under the output root.
+"""Where an experiment's artifacts live: every file and folder of `runs/<experiment>/` by name.
 
-    runs/<experiment>/config.yaml, teacher/, transfer/, searches/, logs/, models/, serving/,
-    results.*
+    runs/<experiment>/
+        config.yaml                   the resolved config
+        commands.txt                  the `tuner.run` command lines that made the searches
+        teacher/                      teacher.json, ensemble.keras, member_XX.keras, logs/
+        transfer/                     manifest.json, logits.npy, evaluation_logits.npz
+        searches/<cell>/              one search (`SearchLayout`): cell.json, search.json,
+                                      evaluation.json, best_student.keras and KerasTuner's
+                                      oracle.json, trial_<id>/trial.json, its checkpoint
+        logs/<cell>/<trial>/          TensorBoard: one run per trial (train/, validation/,
+                                      the HParams session), grouped under its search
+        logs/summary/                 TensorBoard: the report (table, Figure 1, comparison)
+        models/<cell>/<version>/      exported SavedModels, models/models.config
+        serving/                      the default serving base of the release gate
+        results.csv, results.md, figure.png      (`tuner.report`)
+        findings.md, findings.json               (`tuner.findings`)
+        comparison.csv, comparison.md, comparison.png   (`serving.compare`)
+
+A published copy (`results/<experiment>/`) keeps the result files and `teacher.json` at its
+top. Nothing here creates, reads or writes a file (`tuner.artifacts` and the stages do).
 """
 
 from __future__ import annotations
@@ -10,6 +27,65 @@ import dataclasses
 from pathlib import Path
 
 from mimic_tf.config import ExperimentConfig
+
+# Names inside folders that other stages fill (mimic_tf.teachers, mimic_tf.transfer, serving
+# and KerasTuner): the writers and the readers share them from here.
+TEACHER_SUMMARY_FILE = "teacher.json"
+TRANSFER_MANIFEST_FILE = "manifest.json"
+MODELS_CONFIG_FILE = "models.config"  # TF Serving's model config at the top of a model base
+CHECKPOINT_FILE = "checkpoint.weights.h5"  # KerasTuner's best-epoch weights in trial_<id>/
+SUMMARY_RUN = "summary"  # the report's TensorBoard run, beside the searches' runs in logs/
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchLayout:
+    """One search's folder `searches/<cell>/`: KerasTuner's project and the files of ours."""
+
+    root: Path
+
+    @property
+    def name(self) -> str:
+        """The cell's name, which is the folder's."""
+        return self.root.name
+
+    @property
+    def cell_file(self) -> Path:
+        """Which cell the folder holds."""
+        return self.root / "cell.json"
+
+    @property
+    def settings_file(self) -> Path:
+        """What the search's trials depend on (a rerun with other settings is refused)."""
+        return self.root / "search.json"
+
+    @property
+    def evaluation_file(self) -> Path:
+        """Test metrics of the top-k trials, the best student, its export and push."""
+        return self.root / "evaluation.json"
+
+    @property
+    def best_student(self) -> Path:
+        """The student of the best trial that did not diverge (the export stage reads it)."""
+        return self.root / "best_student.keras"
+
+    @property
+    def oracle_file(self) -> Path:
+        """KerasTuner's oracle state."""
+        return self.root / "oracle.json"
+
+    def trial_dir(self, trial_id: str) -> Path:
+        return self.root / f"trial_{trial_id}"
+
+    def trial_file(self, trial_id: str) -> Path:
+        """KerasTuner's record of one trial: hyperparameters, metrics, score, status."""
+        return self.trial_dir(trial_id) / "trial.json"
+
+    def checkpoint(self, trial_id: str) -> Path:
+        return self.trial_dir(trial_id) / CHECKPOINT_FILE
+
+    def trial_files(self) -> list[Path]:
+        """Every trial record of the search, in folder order."""
+        return sorted(self.root.glob("trial_*/trial.json"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,26 +103,111 @@ class ExperimentLayout:
         return self.root / "config.yaml"
 
     @property
+    def commands_file(self) -> Path:
+        """The `tuner.run` command lines that made the searches, one a line."""
+        return self.root / "commands.txt"
+
+    @property
     def teacher(self) -> Path:
         return self.root / "teacher"
+
+    @property
+    def teacher_summary(self) -> Path:
+        """The teacher's record: each member's and the ensemble's accuracies, its data source."""
+        return self.teacher / TEACHER_SUMMARY_FILE
+
+    @property
+    def published_teacher_summary(self) -> Path:
+        """`teacher.json` at the top of a published results folder (`results/<experiment>/`)."""
+        return self.root / TEACHER_SUMMARY_FILE
 
     @property
     def transfer(self) -> Path:
         return self.root / "transfer"
 
     @property
+    def transfer_manifest(self) -> Path:
+        """The transfer set's fingerprints (teacher weights, views) and digest."""
+        return self.transfer / TRANSFER_MANIFEST_FILE
+
+    @property
     def searches(self) -> Path:
         return self.root / "searches"
+
+    def search(self, name: str) -> SearchLayout:
+        """The folder of the search of cell `name` (e.g. `mlp-d2-b1M`)."""
+        return SearchLayout(self.searches / name)
+
+    def search_folders(self) -> list[SearchLayout]:
+        """Every folder under `searches/`, by name (`tuner.artifacts` tells which are ours)."""
+        if not self.searches.is_dir():
+            return []
+        return [SearchLayout(path) for path in sorted(self.searches.iterdir()) if path.is_dir()]
 
     @property
     def logs(self) -> Path:
         return self.root / "logs"
 
+    def search_logs(self, name: str) -> Path:
+        """TensorBoard folder of one search: a run per trial under it, `<trial id>/`."""
+        return self.logs / name
+
+    @property
+    def summary_logs(self) -> Path:
+        """TensorBoard run of the report: the results table, Figure 1, the served comparison."""
+        return self.logs / SUMMARY_RUN
+
     @property
     def models(self) -> Path:
+        """The export base: `models/<cell>/<version>/` SavedModels and `models.config`."""
         return self.root / "models"
+
+    def model(self, name: str) -> Path:
+        """The exported versions of the search of cell `name`."""
+        return self.models / name
+
+    @property
+    def models_config(self) -> Path:
+        """TF Serving's model config of the export base."""
+        return self.models / MODELS_CONFIG_FILE
 
     @property
     def serving(self) -> Path:
         """The default serving base the release gate pushes into."""
         return self.root / "serving"
+
+    @property
+    def results_csv(self) -> Path:
+        """One row per trial of every search."""
+        return self.root / "results.csv"
+
+    @property
+    def results_md(self) -> Path:
+        """The paper's Table 2 layout, baselines, teacher, provenance."""
+        return self.root / "results.md"
+
+    @property
+    def figure(self) -> Path:
+        """The paper's Figure 1: test accuracy against parameters."""
+        return self.root / "figure.png"
+
+    @property
+    def findings_md(self) -> Path:
+        return self.root / "findings.md"
+
+    @property
+    def findings_json(self) -> Path:
+        return self.root / "findings.json"
+
+    @property
+    def comparison_csv(self) -> Path:
+        """The served students' accuracy, latency and throughput (`serving.compare`)."""
+        return self.root / "comparison.csv"
+
+    @property
+    def comparison_md(self) -> Path:
+        return self.root / "comparison.md"
+
+    @property
+    def comparison_png(self) -> Path:
+        return self.root / "comparison.png"

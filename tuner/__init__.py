@@ -10,7 +10,10 @@ and Figure 1 (docs/tuner.md).
 
 Modules: cells (what a search is), hypermodel (build and fit one trial), tuners (KerasTuner
 classes with atomic state), progress (terminal lines and ETA), search (one search: resume,
-test evaluation, export, baselines), distributed (chief/worker ports), experiment (the whole
-run: `run_experiment`), results (rows, CSV, Table 2), report (figure and the report CLI),
-run (the search CLI).
+test evaluation, the best student kept, baselines), distributed (chief/worker ports),
+publish (export and push stages), experiment (the whole run: `run_experiment`), run (the
+search CLI). The read side imports no TensorFlow: artifacts (typed readers and writers of the
+files `mimic_tf.layout` names), paper (the paper's numbers), results (rows, CSV, Table 2),
+report (figure and the report CLI), summary_run (the report as a TensorBoard run), findings
+(the paper's five findings).
 """

@@ -12,18 +12,13 @@ folder alone says which cell it holds (`cell.json`), and `tuner.report` needs no
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
-from mimic_tf.config import ExperimentConfig, atomic_write_text
-from mimic_tf.students import FAMILIES, budget_label
+from mimic_tf.budgets import FAMILIES, budget_label, count_parameters, search_space, solve_widths
+from mimic_tf.config import ExperimentConfig
 
-CELL_FILE = "cell.json"
 HARD_SUFFIX = "-hard"
-_NAME = re.compile(r"^(?P<family>mlp|cnn)-d(?P<depth>\d)-b(?P<budget>[0-9.]+[kM])(?P<hard>-hard)?$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +60,26 @@ class Cell:
             return f"MLP {self.depth} hidden"
         return f"CNN {self.depth} conv"
 
+    @property
+    def label(self) -> str:
+        """How reports name the search: 'MLP 2 hidden at 1M', 'CNN 1 conv at 30k (hard labels)'."""
+        suffix = " (hard labels)" if self.is_baseline else ""
+        return f"{self.architecture} at {budget_label(self.budget)}{suffix}"
+
+    def free_widths(self, hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
+        """The searched widths among a trial's hyperparameter values."""
+        return {name: hyperparameters[name]
+                for name in search_space(self.family, self.depth, self.budget)}
+
+    def realised_widths(self, hyperparameters: Mapping[str, Any]) -> dict[str, int]:
+        """Every layer width of the student a trial's hyperparameter values describe."""
+        return solve_widths(self.family, self.depth, self.budget,
+                            **self.free_widths(hyperparameters))
+
+    def realised_params(self, hyperparameters: Mapping[str, Any]) -> int:
+        """Parameters of that student, in closed form (no model is built)."""
+        return count_parameters(self.family, self.depth, self.realised_widths(hyperparameters))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -86,14 +101,6 @@ class Cell:
         )
 
 
-def parse_cell_name(name: str) -> tuple[str, int, str, bool] | None:
-    """(family, depth, budget label, is_baseline) of a search folder name, None if not one."""
-    match = _NAME.match(name)
-    if match is None:
-        return None
-    return (match["family"], int(match["depth"]), match["budget"], bool(match["hard"]))
-
-
 def planned_cells(config: ExperimentConfig, families: Iterable[str]) -> list[Cell]:
     """The mimic searches of `config` for `families`, in run order (family, budget, depth)."""
     cells = []
@@ -103,16 +110,3 @@ def planned_cells(config: ExperimentConfig, families: Iterable[str]) -> list[Cel
             for depth in depths:
                 cells.append(Cell(family, depth, budget, loss=config.student.loss))
     return cells
-
-
-def write_cell_file(cell: Cell, project: Path) -> None:
-    """Record which cell a search folder holds (read back by `read_cell_file`)."""
-    atomic_write_text(project / CELL_FILE, json.dumps(cell.to_dict(), indent=2) + "\n")
-
-
-def read_cell_file(project: Path) -> Cell | None:
-    """The cell a search folder holds, or None when the folder is not one of ours."""
-    path = project / CELL_FILE
-    if not path.exists():
-        return None
-    return Cell.from_dict(json.loads(path.read_text()))

@@ -16,13 +16,14 @@ chief has moved past (a later port answers). All processes share the output fold
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import grpc
+
+from mimic_tf.layout import SearchLayout
+from tuner.artifacts import search_complete
 
 TUNER_ID = "KERASTUNER_TUNER_ID"
 ORACLE_IP = "KERASTUNER_ORACLE_IP"
@@ -65,13 +66,8 @@ def check_environment() -> None:
         raise DistributedSetupError(f"{ORACLE_PORT}={port!r} is not a port number (1..65535)")
 
 
-def base_port() -> int:
-    """`KERASTUNER_ORACLE_PORT`: the first search's port (inside `search_port`: the current)."""
-    return int(os.environ[ORACLE_PORT])
-
-
 def oracle_port() -> int:
-    """The port the current search's oracle is served on (inside `search_port`)."""
+    """`KERASTUNER_ORACLE_PORT`: the run's base port, or inside `search_port` the current one."""
     return int(os.environ[ORACLE_PORT])
 
 
@@ -100,22 +96,6 @@ def _port_answers(port: int, timeout: float = POLL_SECONDS) -> bool:
         channel.close()
 
 
-def search_complete(project: Path, max_trials: int) -> bool:
-    """True when a search folder's oracle has run all its trials and none is pending."""
-    path = project / "oracle.json"
-    if not path.exists():
-        return False
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return (
-        not state.get("ongoing_trials")
-        and not state.get("retry_queue")
-        and len(state.get("end_order", [])) >= max_trials
-    )
-
-
 def wait_for_chief(base: int, count: int, complete: list[bool]) -> None:
     """Block a worker until the chief serves one of the run's searches (its setup is done)."""
     deadline = time.monotonic() + WORKER_WAIT_SECONDS
@@ -128,12 +108,12 @@ def wait_for_chief(base: int, count: int, complete: list[bool]) -> None:
         time.sleep(POLL_SECONDS)
 
 
-def worker_should_join(index: int, count: int, project: Path, max_trials: int) -> bool:
+def worker_should_join(index: int, count: int, search: SearchLayout, max_trials: int) -> bool:
     """Wait until search `index` is served (True), or is complete or passed by (False)."""
-    base = base_port()  # call outside `search_port`
+    base = oracle_port()  # called outside `search_port`: the base port
     deadline = time.monotonic() + WORKER_WAIT_SECONDS
     while True:
-        if search_complete(project, max_trials):
+        if search_complete(search, max_trials):
             return False
         if _port_answers(base + index):
             return True
@@ -155,6 +135,10 @@ def serve_oracle(
     `poll_seconds` (not every 20 s) whether the last worker has left, it stops the gRPC
     server and frees the port before the chief moves on to the next search, and it
     `report`s each finished trial (one line instead of KerasTuner's tables).
+
+    KerasTuner has no public API for the chief's server: its servicer, gRPC stubs and exit
+    test live in `keras_tuner.src` only, so this function is the one place that imports them
+    (pyproject.toml bounds keras-tuner below 2 for it).
     """
     from concurrent import futures
 

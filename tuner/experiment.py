@@ -24,25 +24,18 @@ import keras
 import keras_tuner
 import tensorflow as tf
 
-from mimic_tf.config import ExperimentConfig, atomic_write_text, save_config
+from mimic_tf.config import ExperimentConfig, save_config
 from mimic_tf.data import load_splits
 from mimic_tf.layout import ExperimentLayout
 from mimic_tf.teachers import ensure_teacher
 from mimic_tf.transfer import build_transfer_set
-from tuner import distributed
+from tuner import artifacts, distributed
 from tuner.cells import Cell, planned_cells
 from tuner.hypermodel import TrainingData
 from tuner.progress import Progress, format_duration
 from tuner.publish import export_best_students, push_best_students
-from tuner.report import COMMANDS_FILE, Report, write_report
-from tuner.search import (
-    SearchContext,
-    baseline_cell,
-    build_tuner,
-    evaluate_top_trials,
-    project_dir,
-    run_search,
-)
+from tuner.report import Report, write_report
+from tuner.search import SearchContext, baseline_cell, build_tuner, evaluate_top_trials, run_search
 
 
 @dataclasses.dataclass
@@ -62,20 +55,12 @@ def distribution_strategy() -> tf.distribute.Strategy | None:
     return None
 
 
-def record_command(root: Path, command: str) -> None:
-    """Add a command line to `<root>/commands.txt` (once), for the report's provenance."""
-    path = root / COMMANDS_FILE
-    known = path.read_text().splitlines() if path.exists() else []
-    if command not in known:
-        atomic_write_text(path, "\n".join([*known, command]) + "\n")
-
-
 def remove_searches(layout: ExperimentLayout, cells: Sequence[Cell]) -> None:
     """Delete the searches of `cells` and of their baselines: folders, logs, exported models."""
     for cell in cells:
         baseline = dataclasses.replace(cell, loss="hard", fixed_widths=None)
         for name in {cell.name, baseline.name}:
-            for folder in (layout.searches / name, layout.logs / name, layout.models / name):
+            for folder in (layout.search(name).root, layout.search_logs(name), layout.model(name)):
                 shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -111,14 +96,14 @@ def run_experiment(
     # 1. Teacher and transfer set, prepared by the chief (or the only process).
     splits = load_splits(config.data)
     if worker:
-        complete = [distributed.search_complete(project_dir(layout, cell), config.search.trials)
+        complete = [artifacts.search_complete(layout.search(cell.name), config.search.trials)
                     for cell in cells]
-        distributed.wait_for_chief(distributed.base_port(), search_count, complete)
+        distributed.wait_for_chief(distributed.oracle_port(), search_count, complete)
     else:
         layout.root.mkdir(parents=True, exist_ok=True)
         save_config(config, layout.config_file)
         if command:
-            record_command(layout.root, command)
+            artifacts.record_command(layout, command)
     # Keras progress bars on a terminal, one line per teacher epoch in a log file.
     teacher_verbose = 0 if worker or not verbose else (1 if sys.stdout.isatty() else 2)
     teacher = ensure_teacher(config, splits, layout.teacher, verbose=teacher_verbose)
@@ -181,13 +166,13 @@ def _search(
     cell: Cell, context: SearchContext, index: int, count: int
 ) -> keras_tuner.Tuner | None:
     """One search, through its own oracle port in a distributed run."""
-    project = project_dir(context.layout, cell)
+    search = context.layout.search(cell.name)
     trials = context.config.search.trials
     if distributed.is_worker() and not distributed.worker_should_join(
-        index, count, project, trials
+        index, count, search, trials
     ):
         return None  # complete, or the chief has moved past it
     with distributed.search_port(index):
-        if distributed.is_chief() and distributed.search_complete(project, trials):
+        if distributed.is_chief() and artifacts.search_complete(search, trials):
             return build_tuner(cell, context)  # nothing to serve: no worker would ask
         return run_search(cell, context, index + 1, count)

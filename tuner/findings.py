@@ -21,108 +21,62 @@ mean of the top-k trials (its Figure 1) is given beside it where a finding compa
 from __future__ import annotations
 
 import argparse
-import csv
-import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mimic_tf.budgets import budget_label
 from mimic_tf.config import atomic_write_text
-from mimic_tf.students import budget_label
-
-FINDINGS_MD = "findings.md"
-FINDINGS_JSON = "findings.json"
-
-
-def paper_gaps() -> dict[float, float]:
-    """The paper's convolutional gap per budget, from its Table 2 (`tuner/paper_results.csv`)."""
-    from tuner.results import paper_table
-
-    table = paper_table()
-    budgets = sorted({budget for _, _, budget in table})
-    return {b: round(table[("cnn", 1, b)] - max(a for (f, _, bb), a in table.items()
-                                                 if f == "mlp" and bb == b), 1)
-            for b in budgets}
-
-
-def paper_teacher_distance() -> float:
-    """Points between the paper's teacher (93.8%) and its best student."""
-    from tuner.results import PAPER_TEACHER_ACCURACY, paper_table
-
-    return round(PAPER_TEACHER_ACCURACY - max(paper_table().values()), 1)
+from mimic_tf.layout import ExperimentLayout
+from tuner import artifacts
+from tuner.paper import paper_gaps, paper_teacher_distance
+from tuner.results import CellSummary, read_summaries
 
 
 class FindingsError(ValueError):
     """Result files that are missing or hold too little to check a finding."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Student:
-    """One search's result: best-by-validation test accuracy and the top-k mean, in percent."""
-
-    family: str
-    depth: int
-    budget: float
-    loss: str
-    best: float
-    top_mean: float
-    top_k: int
-
-    @property
-    def name(self) -> str:
-        kind = f"MLP {self.depth} hidden" if self.family == "mlp" else f"CNN {self.depth} conv"
-        return f"{kind} at {budget_label(self.budget)}" + (" (hard labels)"
-                                                          if self.loss == "hard" else "")
-
-
-def read_students(results_csv: Path) -> list[Student]:
-    """One `Student` per search in `results.csv` that has a tested best trial."""
+def read_students(results_csv: Path) -> list[CellSummary]:
+    """The searches in `results.csv` whose best trial was tested (others are unfinished)."""
     if not results_csv.is_file():
         raise FindingsError(f"{results_csv} not found; run `python -m tuner.report DIR` first")
-    by_cell: dict[str, list[dict[str, str]]] = {}
-    with results_csv.open() as stream:
-        for row in csv.DictReader(stream):
-            if row["rank"] and row["test_accuracy"]:
-                by_cell.setdefault(row["cell"], []).append(row)
-    students = []
-    for rows in by_cell.values():
-        rows.sort(key=lambda r: int(r["rank"]))
-        if rows[0]["rank"] != "1":
-            continue  # the best trial was never tested: the search is unfinished
-        tests = [100 * float(r["test_accuracy"]) for r in rows]
-        first = rows[0]
-        students.append(Student(first["family"], int(first["depth"]), float(first["budget"]),
-                                first["loss"], tests[0], sum(tests) / len(tests), len(tests)))
+    students = [s for s in read_summaries(results_csv) if s.best_test is not None]
     if not students:
         raise FindingsError(f"{results_csv} has no search with a tested best trial")
-    return sorted(students, key=lambda s: (s.loss != "mimic", s.family != "mlp", s.budget,
-                                           s.depth))
+    return sorted(students, key=lambda s: (s.cell.loss != "mimic", s.cell.family != "mlp",
+                                           s.cell.budget, s.cell.depth))
 
 
-def read_teacher_accuracy(directory: Path) -> float | None:
+def read_teacher_accuracy(layout: ExperimentLayout) -> float | None:
     """The ensemble's test accuracy in percent, from teacher.json or teacher/teacher.json."""
-    for path in (directory / "teacher.json", directory / "teacher" / "teacher.json"):
-        if path.is_file():
-            return 100 * float(json.loads(path.read_text())["ensemble"]["test_accuracy"])
+    for path in (layout.published_teacher_summary, layout.teacher_summary):
+        teacher = artifacts.read_teacher_summary(path)
+        if teacher is not None:
+            return None if teacher.test_accuracy is None else 100 * teacher.test_accuracy
     return None
+
+
+def _key(summary: CellSummary) -> tuple[str, int, float]:
+    return (summary.cell.family, summary.cell.depth, summary.cell.budget)
 
 
 def _points(value: float) -> str:
     return f"{value:+.1f}"
 
 
-def check_findings(students: Sequence[Student], teacher: float | None) -> list[dict[str, Any]]:
+def check_findings(students: Sequence[CellSummary], teacher: float | None) -> list[dict[str, Any]]:
     """The five findings: for each, whether it holds here, the numbers, and one line of text."""
-    mimic = [s for s in students if s.loss == "mimic"]
-    hard = {(s.family, s.depth, s.budget): s for s in students if s.loss == "hard"}
-    budgets = sorted({s.budget for s in mimic})
-    cells = {(s.family, s.depth, s.budget): s for s in mimic}
+    mimic = [s for s in students if s.cell.loss == "mimic"]
+    hard = {_key(s): s for s in students if s.cell.loss == "hard"}
+    budgets = sorted({s.cell.budget for s in mimic})
+    cells = {_key(s): s for s in mimic}
 
-    def family_at(family: str, budget: float) -> list[Student]:
-        return sorted((s for s in mimic if s.family == family and s.budget == budget),
-                      key=lambda s: s.depth)
+    def family_at(family: str, budget: float) -> list[CellSummary]:
+        return sorted((s for s in mimic if s.cell.family == family and s.cell.budget == budget),
+                      key=lambda s: s.cell.depth)
 
     findings = []
 
@@ -132,11 +86,11 @@ def check_findings(students: Sequence[Student], teacher: float | None) -> list[d
         mlps, cnns = family_at("mlp", budget), family_at("cnn", budget)
         if not mlps or not cnns:
             continue
-        best_mlp = max(s.best for s in mlps)
-        margins[budget] = min(s.best for s in cnns) - best_mlp
+        best_mlp = max(s.best_percent for s in mlps)
+        margins[budget] = min(s.best_percent for s in cnns) - best_mlp
         one_conv = cells.get(("cnn", 1, budget))
         if one_conv is not None:
-            gaps[budget] = one_conv.best - best_mlp
+            gaps[budget] = one_conv.best_percent - best_mlp
     holds = all(margin > 0 for margin in margins.values()) if margins else None
     paper_gap = paper_gaps()
     text = "; ".join(
@@ -157,8 +111,10 @@ def check_findings(students: Sequence[Student], teacher: float | None) -> list[d
     steps, failures = {}, []
     for budget in budgets:
         cnns = family_at("cnn", budget)
-        steps[budget] = [(a.depth, b.depth, b.best - a.best, b.top_mean - a.top_mean)
-                         for a, b in zip(cnns, cnns[1:], strict=False) if b.depth == a.depth + 1]
+        steps[budget] = [(a.cell.depth, b.cell.depth, b.best_percent - a.best_percent,
+                          b.mean_percent - a.mean_percent)
+                         for a, b in zip(cnns, cnns[1:], strict=False)
+                         if b.cell.depth == a.cell.depth + 1]
         failures += [(budget, d0, d1, delta) for d0, d1, delta, _ in steps[budget] if delta <= 0]
     holds = not failures if any(steps.values()) else None
     text = "; ".join(
@@ -180,25 +136,25 @@ def check_findings(students: Sequence[Student], teacher: float | None) -> list[d
     for budget in budgets:
         mlps = family_at("mlp", budget)
         if mlps:
-            best_depths[budget] = max(mlps, key=lambda s: s.best)
-    holds = all(s.depth in (2, 3) for s in best_depths.values()) if best_depths else None
+            best_depths[budget] = max(mlps, key=lambda s: s.best_percent)
+    holds = all(s.cell.depth in (2, 3) for s in best_depths.values()) if best_depths else None
     parts = []
     for budget, best_mlp in best_depths.items():
-        others = [s.best for s in family_at("mlp", budget) if s is not best_mlp]
-        lead = f", {best_mlp.best - max(others):.1f} points ahead of the next depth" \
+        others = [s.best_percent for s in family_at("mlp", budget) if s is not best_mlp]
+        lead = f", {best_mlp.best_percent - max(others):.1f} points ahead of the next depth" \
             if others else ""
-        parts.append(f"{budget_label(budget)}: {best_mlp.depth} hidden ({best_mlp.best:.1f}%"
-                     f"{lead})")
+        parts.append(f"{budget_label(budget)}: {best_mlp.cell.depth} hidden "
+                     f"({best_mlp.best_percent:.1f}%{lead})")
     text = "; ".join(parts)
     findings.append({
         "finding": 3, "claim": "the best MLPs have 2-3 hidden layers, not 1, 4 or 5",
         "holds": holds, "measured": holds is not None,
         "text": text or "no MLP searches in these results",
-        "best_mlp_depth": {budget_label(b): s.depth for b, s in best_depths.items()},
+        "best_mlp_depth": {budget_label(b): s.cell.depth for b, s in best_depths.items()},
     })
 
     # 4. Distillation beats hard labels, most for the shallowest CNN.
-    gains = {key: cells[key].best - baseline.best
+    gains = {key: cells[key].best_percent - baseline.best_percent
              for key, baseline in hard.items() if key in cells}
     cnn_gains = {key: gain for key, gain in gains.items() if key[0] == "cnn"}
     holds = bool(gains) and all(gain > 0 for gain in gains.values())
@@ -209,7 +165,8 @@ def check_findings(students: Sequence[Student], teacher: float | None) -> list[d
             most = at_budget[1] >= max(at_budget.values())
             shallowest_most = most if shallowest_most is None else shallowest_most and most
     holds = holds and shallowest_most is not False
-    text = "; ".join(f"{cells[key].name}: {_points(gain)}" for key, gain in sorted(gains.items()))
+    text = "; ".join(f"{cells[key].cell.label}: {_points(gain)}"
+                     for key, gain in sorted(gains.items()))
     if shallowest_most is not None:
         text += "; largest for 1 conv layer" if shallowest_most else \
             "; not largest for 1 conv layer"
@@ -224,17 +181,17 @@ def check_findings(students: Sequence[Student], teacher: float | None) -> list[d
     })
 
     # 5. The best student's distance to the teacher.
-    best = max(mimic, key=lambda s: s.best)
-    distance = None if teacher is None else teacher - best.best
+    best = max(mimic, key=lambda s: s.best_percent)
+    distance = None if teacher is None else teacher - best.best_percent
     findings.append({
         "finding": 5, "claim": "the best student comes close to the teacher ensemble",
         "holds": None,  # a distance, not a yes/no: the text gives it beside the paper's
         "measured": True,
-        "text": (f"best student {best.name}: {best.best:.1f}%; teacher "
+        "text": (f"best student {best.cell.label}: {best.best_percent:.1f}%; teacher "
                  + ("unknown" if teacher is None else
                     f"{teacher:.1f}%, {distance:.1f} points above it")
                  + f" (paper: {paper_teacher_distance()} points)"),
-        "best_student": best.name, "best_student_accuracy": round(best.best, 2),
+        "best_student": best.cell.label, "best_student_accuracy": round(best.best_percent, 2),
         "teacher_accuracy": None if teacher is None else round(teacher, 2),
         "distance": None if distance is None else round(distance, 2),
     })
@@ -262,12 +219,11 @@ def render_markdown(findings: Sequence[dict[str, Any]], source: str) -> str:
 
 def write_findings(directory: str | Path, out: str | Path | None = None) -> list[dict[str, Any]]:
     """Check the findings on `directory`'s result files; write findings.md and .json to `out`."""
-    directory = Path(directory)
-    out = Path(out) if out is not None else directory
-    findings = check_findings(read_students(directory / "results.csv"),
-                              read_teacher_accuracy(directory))
-    atomic_write_text(out / FINDINGS_JSON, json.dumps(findings, indent=2) + "\n")
-    atomic_write_text(out / FINDINGS_MD, render_markdown(findings, str(directory)))
+    layout = ExperimentLayout(Path(directory))
+    written = ExperimentLayout(Path(out)) if out is not None else layout
+    findings = check_findings(read_students(layout.results_csv), read_teacher_accuracy(layout))
+    atomic_write_text(written.findings_json, json.dumps(findings, indent=2) + "\n")
+    atomic_write_text(written.findings_md, render_markdown(findings, str(directory)))
     return findings
 
 

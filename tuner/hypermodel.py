@@ -1,7 +1,7 @@
 """`StudentHyperModel`: the paper's student search space, and one trial's training.
 
 `build(hp)` draws the optimisation hyperparameters and the free widths of one cell, builds a
-student of exactly the cell's budget (`mimic_tf.students.build_student` solves the dependent
+student of exactly the cell's budget (`mimic_tf.budgets.solve_widths` solves the dependent
 width, so no trial is ever oversized) and wraps it in a `Distiller` compiled with SGD and
 Nesterov momentum (Urban et al. 2017, section 3):
 
@@ -9,7 +9,7 @@ Nesterov momentum (Urban et al. 2017, section 3):
     momentum        log-uniform [0.68, 0.97]
     input_scale     uniform     [0.8, 1.25]     multiplies the standardised pixels
     init_scale      uniform     [0.4, 2.0]      multiplies the Glorot init
-    widths          the paper's ranges for the budget (`mimic_tf.students.search_space`)
+    widths          the paper's ranges for the budget (`mimic_tf.budgets.search_space`)
 
 `fit(hp, model, data, ...)` trains on the shared transfer set under the paper's plateau
 schedule, logs TensorBoard scalars and an HParams session for the trial, and survives diverging
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,11 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
+from mimic_tf.budgets import NUM_CLASSES, BudgetError, search_space
 from mimic_tf.config import StudentConfig
 from mimic_tf.distiller import Distiller
 from mimic_tf.schedule import plateau_callbacks
-from mimic_tf.students import NUM_CLASSES, BudgetError, build_student, search_space, solve_widths
+from mimic_tf.students import build_student
 from mimic_tf.transfer import TransferSet
 from tuner.cells import Cell
 
@@ -46,7 +46,6 @@ LEARNING_RATE = (0.0013, 0.016)  # log
 MOMENTUM = (0.68, 0.97)  # log
 INPUT_SCALE = (0.8, 1.25)
 INIT_SCALE = (0.4, 2.0)
-OPTIMISATION_HPARAMS = ("learning_rate", "momentum", "input_scale", "init_scale")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,17 +70,6 @@ class TrainingData:
             test=transfer_set.test_dataset(EVALUATION_BATCH_SIZE),
             steps_per_epoch=transfer_set.steps_per_epoch(batch_size),
         )
-
-
-def free_widths(hp: keras_tuner.HyperParameters | Mapping[str, Any], cell: Cell) -> dict:
-    """The cell's free widths as drawn in `hp` (a HyperParameters or its `.values`)."""
-    values = hp.values if isinstance(hp, keras_tuner.HyperParameters) else hp
-    return {name: values[name] for name in search_space(cell.family, cell.depth, cell.budget)}
-
-
-def realised_widths(cell: Cell, hyperparameters: Mapping[str, Any]) -> dict[str, int]:
-    """Every layer width of the student a trial's hyperparameter values describe."""
-    return solve_widths(cell.family, cell.depth, cell.budget, **free_widths(hyperparameters, cell))
 
 
 class StudentHyperModel(keras_tuner.HyperModel):
@@ -187,8 +175,8 @@ class StudentHyperModel(keras_tuner.HyperModel):
             *plateau_callbacks(config.schedule, monitor=OBJECTIVE, restore_best=False),
         ]
         writer = None
-        if self.log_dir is not None:
-            trial_dir = self.log_dir / str(trial_id)
+        trial_dir = self.trial_log_dir(trial_id)
+        if trial_dir is not None:
             writer = tf.summary.create_file_writer(str(trial_dir))
             trial_callbacks += [
                 keras.callbacks.TensorBoard(str(trial_dir), write_graph=False, profile_batch=0),
@@ -215,6 +203,10 @@ class StudentHyperModel(keras_tuner.HyperModel):
         finally:
             if writer is not None:
                 writer.close()
+
+    def trial_log_dir(self, trial_id: str) -> Path | None:
+        """The trial's TensorBoard run, `<log_dir>/<trial_id>` (None without a `log_dir`)."""
+        return None if self.log_dir is None else self.log_dir / str(trial_id)
 
     def trial_hparams(self, hp: keras_tuner.HyperParameters, realised: int) -> dict[str, Any]:
         """What the HParams dashboard lists for a trial: the cell, every hp, realised params."""

@@ -22,7 +22,6 @@ if __name__ == "__main__":  # before the imports below load TensorFlow: no C++ s
     import_tensorflow_quietly()
 
 import argparse
-import hashlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -33,42 +32,26 @@ import numpy as np
 
 from mimic_tf.config import ConfigError, ReleaseConfig, load_config
 from mimic_tf.layout import ExperimentLayout
-from mimic_tf.transfer import MANIFEST_FILE
 from serving.evaluator import Thresholds
 from serving.export import ExportError, export_student
 from serving.gate import release_candidate
-from tuner.cells import read_cell_file
-from tuner.search import (
-    BEST_STUDENT_FILE,
-    SEARCH_FILE,
-    read_evaluation,
-    write_evaluation,
-)
+from tuner import artifacts
+from tuner.artifacts import Evaluation
 
 
 def published_cells(layout: ExperimentLayout) -> list[str]:
     """The mimic searches of a run (baselines are not exported), by name."""
-    if not layout.searches.is_dir():
-        return []
-    names = []
-    for project in sorted(layout.searches.iterdir()):
-        cell = read_cell_file(project) if project.is_dir() else None
-        if cell is not None and not cell.is_baseline:
-            names.append(cell.name)
-    return names
+    return sorted(cell.name for cell, _ in artifacts.read_searches(layout)
+                  if not cell.is_baseline)
 
 
 def student_lineage(layout: ExperimentLayout, name: str,
-                    evaluation: dict[str, Any]) -> dict[str, Any]:
+                    evaluation: Evaluation) -> dict[str, Any]:
     """Where a search's best student came from: run, trial, fingerprints, config, metrics."""
-    project = layout.searches / name
     best = evaluation["best_student"]
     trial = evaluation.get("trials", {}).get(best["trial_id"], {})
-    search = json.loads((project / SEARCH_FILE).read_text()) \
-        if (project / SEARCH_FILE).is_file() else {}
-    manifest_path = layout.transfer / MANIFEST_FILE
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    config_bytes = layout.config_file.read_bytes() if layout.config_file.is_file() else b""
+    search = artifacts.read_settings(layout.search(name)) or {}
+    manifest = artifacts.read_transfer_manifest(layout)
     return {
         "run": str(layout.root.absolute()),
         "search": name,
@@ -76,7 +59,7 @@ def student_lineage(layout: ExperimentLayout, name: str,
         "hyperparameters": best.get("hyperparameters", {}),
         "teacher_fingerprint": (manifest.get("fingerprint") or {}).get("teacher_weights"),
         "transfer_fingerprint": search.get("transfer") or manifest.get("digest"),
-        "config_sha256": hashlib.sha256(config_bytes).hexdigest(),
+        "config_sha256": artifacts.config_sha256(layout),
         "val_accuracy": trial.get("val_accuracy"),
         "test_accuracy": trial.get("test_accuracy"),
         "params": trial.get("params"),
@@ -91,8 +74,8 @@ def export_best_students(layout: ExperimentLayout, names: Sequence[str] | None =
     """
     records = {}
     for name in names if names is not None else published_cells(layout):
-        project = layout.searches / name
-        evaluation = read_evaluation(project)
+        search = layout.search(name)
+        evaluation = artifacts.read_evaluation(search)
         best = evaluation.get("best_student")
         if not best:
             continue
@@ -105,7 +88,7 @@ def export_best_students(layout: ExperimentLayout, names: Sequence[str] | None =
             continue
         else:
             try:
-                path = export_student(project / BEST_STUDENT_FILE, layout.models, name,
+                path = export_student(search.best_student, layout.models, name,
                                       lineage=student_lineage(layout, name, evaluation))
             except (ExportError, OSError, ValueError) as error:
                 evaluation["exported"] = {"trial_id": best["trial_id"], "error": str(error)}
@@ -113,7 +96,7 @@ def export_best_students(layout: ExperimentLayout, names: Sequence[str] | None =
             else:
                 evaluation["exported"] = {"trial_id": best["trial_id"], "path": str(path)}
                 log(f"[{name}] exported trial {best['trial_id']} to {path}")
-        write_evaluation(project, evaluation)
+        artifacts.write_evaluation(search, evaluation)
         records[name] = evaluation["exported"]
     return records
 
@@ -151,8 +134,8 @@ def push_best_students(
     thresholds = release_thresholds(release)
     records = {}
     for name in names if names is not None else published_cells(layout):
-        project = layout.searches / name
-        evaluation = read_evaluation(project)
+        search = layout.search(name)
+        evaluation = artifacts.read_evaluation(search)
         exported = evaluation.get("exported") or {}
         if "path" not in exported:
             continue
@@ -173,7 +156,7 @@ def push_best_students(
             "reasons": outcome.reasons,
             "records": str(outcome.records_dir),
         }
-        write_evaluation(project, evaluation)
+        artifacts.write_evaluation(search, evaluation)
         records[name] = evaluation["pushed"]
     return records
 

@@ -1,4 +1,4 @@
-"""`python -m tuner.report DIR`: rebuild `results.csv`, `results.md` and `figure.png` of DIR.
+"""`python -m tuner.report DIR`: rebuild `results.csv`, `results.md`, `figure.png` of DIR.
 
 DIR is an experiment folder (`runs/<experiment>`). Whatever searches exist under
 `DIR/searches/`, MLP and CNN runs alike, are merged into one table and one figure; searches
@@ -10,6 +10,9 @@ dashed lines through the best and the k-th best of them, the teacher ensemble as
 horizontal line, hard-label baselines as short horizontal marks at their budgets. Where a
 budget coincides with one of the paper's, its Table 2 figure is drawn as a hollow marker in
 the architecture's colour, with the paper's teacher as a dotted line.
+
+The table and the figures also go to TensorBoard, as the run `logs/summary`
+(`tuner.summary_run`). Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
-RESULTS_CSV = "results.csv"
-RESULTS_MD = "results.md"
-FIGURE = "figure.png"
-COMMANDS_FILE = "commands.txt"  # the `tuner.run` command lines that made the searches
+from mimic_tf.config import atomic_write_text
+from mimic_tf.layout import ExperimentLayout
+from tuner import artifacts
+from tuner.paper import PAPER_TEACHER_ACCURACY, paper_figure, paper_table
+from tuner.results import CellSummary, TrialRow, collect_rows, markdown_table, summarise, write_csv
+from tuner.summary_run import TABLE_PAGE, write_summary_run
 
 
 @dataclasses.dataclass
@@ -37,43 +42,34 @@ class Report:
     results_csv: Path
     results_md: Path
     figure: Path
-    rows: list  # tuner.results.TrialRow
-    summaries: list  # tuner.results.CellSummary
+    rows: list[TrialRow]
+    summaries: list[CellSummary]
+    summary_run: Path  # the event file of the TensorBoard run `logs/summary`
 
 
 def write_report(root: str | Path, top_k: int | None = None) -> Report:
-    """Write the three result files of the experiment folder `root`; returns what was written.
+    """Write the result files of the experiment folder `root`; returns what was written.
 
     `top_k` only labels the table; the evaluated trials are whatever the searches recorded.
     """
-    from tuner.results import (
-        collect_rows,
-        markdown_table,
-        summarise,
-        teacher_summary,
-        write_csv,
-    )
-
-    root = Path(root)
-    rows = collect_rows(root)
+    layout = ExperimentLayout(Path(root))
+    rows = collect_rows(layout)
     summaries = summarise(rows)
     if top_k is None:
         top_k = max((len(s.top_tests) for s in summaries), default=None)
-    write_csv(rows, root / RESULTS_CSV)
-    from mimic_tf.config import atomic_write_text
-
-    atomic_write_text(root / RESULTS_MD, markdown_table(root, summaries, top_k))
-    teacher = teacher_summary(root) or {}
-    draw_figure(summaries, root / FIGURE, teacher.get("test_accuracy"),
-                title=f"{root.name}: students' test accuracy by parameter budget\n"
+    write_csv(rows, layout.results_csv)
+    atomic_write_text(layout.results_md, markdown_table(layout, summaries, top_k))
+    teacher = artifacts.read_teacher_summary(layout.teacher_summary)
+    draw_figure(summaries, layout.figure, teacher.test_accuracy if teacher else None,
+                title=f"{layout.root.name}: students' test accuracy by parameter budget\n"
                 f"top-{top_k} mean (solid), best and worst of the top {top_k} (dashed)")
-    return Report(root / RESULTS_CSV, root / RESULTS_MD, root / FIGURE, rows, summaries)
+    event_file = write_summary_run(layout)
+    return Report(layout.results_csv, layout.results_md, layout.figure, rows, summaries,
+                  event_file)
 
 
-def paper_points(summaries: Sequence) -> list[tuple[str, int, float, float]]:
+def paper_points(summaries: Sequence[CellSummary]) -> list[tuple[str, int, float, float]]:
     """(family, depth, budget, paper's %) for each mimic cell at one of the paper's budgets."""
-    from tuner.results import paper_figure, paper_table
-
     table = paper_table()
     points = []
     for summary in summaries:
@@ -87,7 +83,7 @@ def paper_points(summaries: Sequence) -> list[tuple[str, int, float, float]]:
 
 
 def draw_figure(
-    summaries: Sequence,  # tuner.results.CellSummary
+    summaries: Sequence[CellSummary],
     path: Path,
     teacher_accuracy: float | None = None,
     title: str = "",
@@ -96,8 +92,6 @@ def draw_figure(
 
     Uses matplotlib's object API (no pyplot): no global backend or figure state is touched.
     """
-    from tuner.results import PAPER_TEACHER_ACCURACY
-
     figure = Figure(figsize=(9.0, 5.0), dpi=120)
     axes = figure.add_subplot()
     lines: dict[str, list] = {}
@@ -161,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tuner.report",
         description="Rebuild results.csv, results.md and figure.png of an experiment folder "
-        "from the searches it holds (MLP and CNN runs merged).",
+        "from the searches it holds (MLP and CNN runs merged), and its TensorBoard run "
+        "logs/summary (the table and the figures).",
     )
     parser.add_argument("directory", help="experiment folder, e.g. runs/default")
     return parser
@@ -169,14 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    root = Path(args.directory)
-    if not (root / "searches").is_dir():
-        print(f"error: {root} holds no searches/ folder; pass an experiment folder such as "
-              "runs/default (the one `python -m tuner.run` wrote)", file=sys.stderr)
+    layout = ExperimentLayout(Path(args.directory))
+    if not layout.searches.is_dir():
+        print(f"error: {layout.root} holds no searches/ folder; pass an experiment folder such "
+              "as runs/default (the one `python -m tuner.run` wrote)", file=sys.stderr)
         return 2
-    report = write_report(root)
+    report = write_report(layout.root)
     print(report.results_md.read_text())
-    print(f"wrote {report.results_csv}, {report.results_md} and {report.figure}")
+    print(f"wrote {report.results_csv}, {report.results_md}, {report.figure} and the "
+          f"TensorBoard run {report.summary_run.parent}")
+    print(f"TensorBoard: tensorboard --logdir {layout.root} (its first page shows Figure 1; "
+          f"the table: http://localhost:6006/{TABLE_PAGE})")
     return 0
 
 

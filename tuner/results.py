@@ -1,39 +1,36 @@
 """An experiment's searches as rows, `results.csv` and the paper's Table 2 (`results.md`).
 
-Everything is read back from disk (`searches/*/cell.json`, KerasTuner's `trial.json` files,
-`evaluation.json`, `teacher/teacher.json`), so any set of finished or half-finished searches,
-MLP and CNN alike, makes one table.
+Everything is read back from disk through `tuner.artifacts` (`searches/*/cell.json`,
+KerasTuner's `trial.json` files read as plain JSON, `evaluation.json`, `teacher/teacher.json`),
+so any set of finished or half-finished searches, MLP and CNN alike, makes one table, and no
+TensorFlow is imported to make it.
 
 Table cells show the test accuracy of the search's best trial (by validation accuracy, the
 search's objective) and the mean test accuracy of its top k trials, with the paper's figure
-beside it where the paper has that cell.
+beside it where the paper has that cell. `CellSummary` is that per-search result; the figure
+(`tuner.report`) and the findings (`tuner.findings`, from `results.csv`) read it too.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib.metadata
 import io
-import json
 import math
 import platform
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import keras
-import keras_tuner
-import tensorflow as tf
-import yaml
-
+from mimic_tf.budgets import budget_label
 from mimic_tf.config import atomic_write_text
-from mimic_tf.students import budget_label
-from tuner.cells import Cell, read_cell_file
-from tuner.search import EVALUATION_FILE, SEARCH_FILE, load_trials, rank_key, realised_params
+from mimic_tf.layout import ExperimentLayout
+from tuner import artifacts
+from tuner.artifacts import TrialEvaluation, TrialRecord
+from tuner.cells import Cell
+from tuner.paper import PAPER_TEACHER_ACCURACY, paper_figure, paper_table
 
-PAPER_RESULTS = Path(__file__).with_name("paper_results.csv")
-PAPER_HARD_LABELS = Path(__file__).with_name("paper_hard_labels.csv")
-PAPER_TEACHER_ACCURACY = 93.8  # the 16-CNN ensemble (Urban et al. 2017, Table 1)
 OPTIMISATION_COLUMNS = ("learning_rate", "momentum", "input_scale", "init_scale")
 CSV_COLUMNS = (
     "cell", "family", "depth", "budget", "loss", "params", "trial_id", "rank", "status",
@@ -78,62 +75,62 @@ class TrialRow:
 
 @dataclasses.dataclass
 class CellSummary:
-    """One search's line of the table: best (rank 1) and top-k test accuracies."""
+    """One search's result: best (rank 1) and top-k test accuracies, as fractions."""
 
     cell: Cell
     trials: int  # completed trials
     best_test: float | None  # test accuracy of the best trial by validation accuracy
     top_tests: list[float]  # test accuracies of the top-k trials, by rank
 
+    @classmethod
+    def from_ranked(cls, cell: Cell, ranked: Sequence[tuple[int, float | None]]) -> CellSummary:
+        """From (rank, test accuracy or None) of each completed trial; None until rank 1 is."""
+        ranked = sorted(ranked)
+        return cls(
+            cell=cell,
+            trials=len(ranked),
+            best_test=next((test for rank, test in ranked if rank == 1), None),
+            top_tests=[test for _, test in ranked if test is not None],
+        )
+
     @property
     def mean_test(self) -> float | None:
         return sum(self.top_tests) / len(self.top_tests) if self.top_tests else None
+
+    @property
+    def best_percent(self) -> float | None:
+        return None if self.best_test is None else 100 * self.best_test
+
+    @property
+    def mean_percent(self) -> float | None:
+        return None if self.mean_test is None else 100 * self.mean_test
 
 
 def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
-def search_folders(root: Path) -> list[tuple[Cell, Path]]:
-    """The searches under `<root>/searches/`, in a stable order (family, depth, budget)."""
-    found = []
-    for project in sorted((root / "searches").glob("*/")):
-        cell = read_cell_file(project)
-        if cell is not None:
-            found.append((cell, project))
-    order = {"mlp": 0, "cnn": 1}
-    return sorted(found, key=lambda item: (item[0].is_baseline, order[item[0].family],
-                                           item[0].depth, item[0].budget))
-
-
-def collect_rows(root: str | Path) -> list[TrialRow]:
-    """Every trial of every search under `root`, ranked within its search."""
+def collect_rows(layout: ExperimentLayout) -> list[TrialRow]:
+    """Every trial of every search of an experiment, ranked within its search."""
     rows = []
-    for cell, project in search_folders(Path(root)):
-        evaluation_path = project / EVALUATION_FILE
-        evaluated = json.loads(evaluation_path.read_text())["trials"] \
-            if evaluation_path.exists() else {}
-        trials = load_trials(project)
-        completed = sorted((t for t in trials if t.status == "COMPLETED" and t.score is not None),
-                           key=rank_key)
-        ranks = {t.trial_id: rank for rank, t in enumerate(completed, start=1)}
+    for cell, search in artifacts.read_searches(layout):
+        evaluated = artifacts.read_evaluation(search)["trials"]
+        trials = artifacts.read_trials(search)
+        ranks = {t.trial_id: rank for rank, t in enumerate(artifacts.ranked(trials), start=1)}
         for trial in sorted(trials, key=lambda t: (ranks.get(t.trial_id, math.inf), t.trial_id)):
             rows.append(_row(cell, trial, ranks.get(trial.trial_id), evaluated))
     return rows
 
 
-def _row(cell: Cell, trial: keras_tuner.engine.trial.Trial, rank: int | None,
-         evaluated: dict[str, Any]) -> TrialRow:
-    values = dict(trial.hyperparameters.values)
+def _row(cell: Cell, trial: TrialRecord, rank: int | None,
+         evaluated: dict[str, TrialEvaluation]) -> TrialRow:
+    values = trial.hyperparameters
     record = evaluated.get(trial.trial_id, {})
     widths = record.get("widths")
     params = record.get("params")
-    if widths is None:
+    if widths is None:  # outside the top k: the widths and size follow from the values
         try:
-            from tuner.hypermodel import realised_widths
-
-            widths = realised_widths(cell, values)
-            params = realised_params(cell, values)
+            widths, params = cell.realised_widths(values), cell.realised_params(values)
         except (KeyError, ValueError):
             widths, params = {}, None
     return TrialRow(
@@ -155,17 +152,9 @@ def summarise(rows: Sequence[TrialRow]) -> list[CellSummary]:
     by_cell: dict[str, list[TrialRow]] = {}
     for row in rows:
         by_cell.setdefault(row.cell.name, []).append(row)
-    summaries = []
-    for cell_rows in by_cell.values():
-        ranked = sorted((r for r in cell_rows if r.rank is not None), key=lambda r: r.rank)
-        tested = [r for r in ranked if r.test_accuracy is not None]
-        summaries.append(CellSummary(
-            cell=cell_rows[0].cell,
-            trials=len(ranked),
-            best_test=ranked[0].test_accuracy if ranked else None,
-            top_tests=[r.test_accuracy for r in tested],
-        ))
-    return summaries
+    return [CellSummary.from_ranked(cell_rows[0].cell, [(r.rank, r.test_accuracy)
+                                                        for r in cell_rows if r.rank is not None])
+            for cell_rows in by_cell.values()]
 
 
 def write_csv(rows: Sequence[TrialRow], path: Path) -> None:
@@ -180,37 +169,30 @@ def write_csv(rows: Sequence[TrialRow], path: Path) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def paper_table() -> dict[tuple[str, int, float], float]:
-    """The paper's Table 2: (family, depth, budget) -> test accuracy in percent."""
-    with PAPER_RESULTS.open() as stream:
-        return {
-            (r["family"], int(r["depth"]), float(r["budget"])): float(r["test_accuracy_percent"])
-            for r in csv.DictReader(stream)
-        }
-
-
-def paper_figure(table: dict[tuple[str, int, float], float], cell: Cell) -> float | None:
-    """The paper's number for a cell's architecture and budget (budgets match within 1%)."""
-    for (family, depth, budget), accuracy in table.items():
-        same_budget = abs(budget - cell.budget) <= 0.01 * budget
-        if (family, depth) == (cell.family, cell.depth) and same_budget:
-            return accuracy
-    return None
-
-
-def teacher_summary(root: Path) -> dict[str, Any] | None:
-    """The ensemble's entry of `teacher/teacher.json` (accuracies, members, params)."""
-    path = root / "teacher" / "teacher.json"
-    if not path.exists():
-        return None
-    return json.loads(path.read_text()).get("ensemble")
+def read_summaries(path: Path) -> list[CellSummary]:
+    """The per-search results in a `results.csv` (columns cell, family, depth, budget, loss,
+    rank and test_accuracy are read), one per search in the file's order."""
+    cells: dict[str, Cell] = {}
+    ranked: dict[str, list[tuple[int, float | None]]] = {}
+    with path.open() as stream:
+        for row in csv.DictReader(stream):
+            name = row["cell"]
+            if name not in cells:
+                cells[name] = Cell(row["family"], int(row["depth"]), float(row["budget"]),
+                                   loss=row["loss"])
+                ranked[name] = []
+            if row["rank"]:
+                test = float(row["test_accuracy"]) if row["test_accuracy"] else None
+                ranked[name].append((int(row["rank"]), test))
+    return [CellSummary.from_ranked(cells[name], ranked[name]) for name in cells]
 
 
 def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
-def markdown_table(root: Path, summaries: Sequence[CellSummary], top_k: int | None) -> str:
+def markdown_table(layout: ExperimentLayout, summaries: Sequence[CellSummary],
+                   top_k: int | None) -> str:
     """`results.md`: Table 2's layout (architectures x budgets), baselines, teacher, provenance."""
     table = paper_table()
     mimic = [s for s in summaries if not s.cell.is_baseline]
@@ -222,7 +204,7 @@ def markdown_table(root: Path, summaries: Sequence[CellSummary], top_k: int | No
         rows.setdefault(summary.cell.architecture, {})[summary.cell.budget] = summary
     k = f"top {top_k}" if top_k else "top k"
     lines = [
-        f"# {root.name}: students mimicking the teacher (the paper's Table 2)",
+        f"# {layout.root.name}: students mimicking the teacher (the paper's Table 2)",
         "",
         f"Test accuracy (%) of each search's best student (best validation accuracy) / mean of "
         f"its {k} trials; in brackets the paper's figure for that cell (Urban et al. 2017, "
@@ -244,14 +226,14 @@ def markdown_table(root: Path, summaries: Sequence[CellSummary], top_k: int | No
                 text += f" ({paper:.1f})"
             cells.append(text)
         lines.append(f"| {architecture} | " + " | ".join(cells) + " |")
-    teacher = teacher_summary(root)
+    teacher = artifacts.read_teacher_summary(layout.teacher_summary)
     lines.append("")
-    if teacher:
+    if teacher is not None and teacher.members is not None:
         lines.append(
-            f"Teacher: ensemble of {teacher.get('members')} CNNs "
-            f"({teacher.get('params', 0):,} parameters), test accuracy "
-            f"{_percent(teacher.get('test_accuracy'))}%, validation "
-            f"{_percent(teacher.get('validation_accuracy'))}% (paper: 16 CNNs, "
+            f"Teacher: ensemble of {teacher.members} CNNs "
+            f"({teacher.params:,} parameters), test accuracy "
+            f"{_percent(teacher.test_accuracy)}%, validation "
+            f"{_percent(teacher.validation_accuracy)}% (paper: 16 CNNs, "
             f"{PAPER_TEACHER_ACCURACY}%)."
         )
     if hard:
@@ -277,40 +259,31 @@ def markdown_table(root: Path, summaries: Sequence[CellSummary], top_k: int | No
                 f"{_percent(baseline.best_test)} / {_percent(baseline.mean_test)} | "
                 f"{_percent(summary.best_test)} | {gain_text} |"
             )
-    lines += ["", "## How this was made", ""] + _provenance(root, summaries)
+    lines += ["", "## How this was made", ""] + _provenance(layout, summaries)
     return "\n".join(lines) + "\n"
 
 
-def _commands(root: Path) -> list[str]:
-    path = root / "commands.txt"
-    return [line for line in path.read_text().splitlines() if line] if path.exists() else []
+def _version(*distributions: str) -> str:
+    """The installed version of the first of `distributions` that is installed."""
+    for distribution in distributions:
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "?"
 
 
-def _data_source(root: Path) -> str:
-    """Where the images came from: the teacher's record, else the saved config."""
-    summary_path = root / "teacher" / "teacher.json"
-    if summary_path.exists():
-        source = json.loads(summary_path.read_text()).get("source")
-        if source:
-            return str(source)
-    config_path = root / "config.yaml"
-    if config_path.exists():
-        return str((yaml.safe_load(config_path.read_text()) or {}).get("data", {})
-                   .get("source", "unknown"))
-    return "unknown"
-
-
-def _provenance(root: Path, summaries: Sequence[CellSummary]) -> list[str]:
-    settings_path = next(iter(sorted((root / "searches").glob(f"*/{SEARCH_FILE}"))), None)
-    settings = json.loads(settings_path.read_text()) if settings_path else {}
+def _provenance(layout: ExperimentLayout, summaries: Sequence[CellSummary]) -> list[str]:
+    settings = next(filter(None, map(artifacts.read_settings, layout.search_folders())), {})
     student = settings.get("student", {})
     schedule = student.get("schedule", {})
     trials = sorted({s.trials for s in summaries})
-    source = _data_source(root)
+    source = artifacts.read_data_source(layout)
     caveat = ""
     if "cifar10-jpeg" in source or source.startswith("folder:"):
         caveat = (" The shared CIFAR-10 copy is JPEG at quality 75, so accuracies run somewhat "
                   "below those on the original images.")
+    tensorflow = _version("tensorflow", "tensorflow-cpu", "tf-nightly")
     lines = [
         f"- Searches: {len(summaries)}; completed trials per search: "
         f"{', '.join(map(str, trials)) or '0'}; tuner: {settings.get('tuner', '?')}; "
@@ -319,11 +292,11 @@ def _provenance(root: Path, summaries: Sequence[CellSummary]) -> list[str]:
         f"{student.get('precision', 'float32')}.",
         f"- Data source: {source}.{caveat} The paper trained longer, on budgets of 1M-31.6M "
         "parameters, mimicking a 16-CNN teacher of 93.8%.",
-        *[f"- Made by `{command}`." for command in _commands(root)],
+        *[f"- Made by `{command}`." for command in artifacts.read_commands(layout)],
         f"- Rebuild this file, `results.csv` and `figure.png` with "
-        f"`python -m tuner.report {root}`.",
+        f"`python -m tuner.report {layout.root}`.",
         f"- Machine: {platform.machine()} {platform.processor() or ''}".rstrip()
-        + f", Python {platform.python_version()}, TensorFlow {tf.__version__}, "
-        f"Keras {keras.__version__}, KerasTuner {keras_tuner.__version__}.",
+        + f", Python {platform.python_version()}, TensorFlow {tensorflow}, "
+        f"Keras {_version('keras')}, KerasTuner {_version('keras-tuner')}.",
     ]
     return lines

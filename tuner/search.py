@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import math
 import shutil
 import warnings
 import zlib
@@ -34,21 +32,17 @@ import keras
 import keras_tuner
 import tensorflow as tf
 
-from mimic_tf.config import ExperimentConfig, atomic_write_text
-from mimic_tf.layout import ExperimentLayout
-from mimic_tf.students import count_parameters, search_space
+from mimic_tf.config import ExperimentConfig
+from mimic_tf.layout import ExperimentLayout, SearchLayout
 from mimic_tf.teachers import atomic_save_model
-from tuner import distributed
-from tuner.cells import Cell, read_cell_file, write_cell_file
-from tuner.hypermodel import OBJECTIVE, StudentHyperModel, TrainingData, realised_widths
+from tuner import artifacts, distributed
+from tuner.artifacts import Evaluation, TrialRecord
+from tuner.cells import Cell
+from tuner.hypermodel import StudentHyperModel, TrainingData
 from tuner.progress import Progress
 from tuner.tuners import make_tuner
 
-SEARCH_FILE = "search.json"
-EVALUATION_FILE = "evaluation.json"
-BEST_STUDENT_FILE = "best_student.keras"  # the student the export stage exports
 DIVERGED_ERROR = "every evaluated trial diverged (non-finite loss)"
-CHECKPOINT_FILE = "checkpoint.weights.h5"  # KerasTuner's best-epoch weights of a trial
 
 
 class SearchMismatchError(RuntimeError):
@@ -68,11 +62,6 @@ class SearchContext:
     strategy: tf.distribute.Strategy | None = None
 
 
-def project_dir(layout: ExperimentLayout, cell: Cell) -> Path:
-    """`searches/<cell>/`: the cell's KerasTuner project."""
-    return layout.searches / cell.name
-
-
 def search_seed(seed: int, cell: Cell) -> int:
     """The oracle's seed: the config's, varied per cell so searches explore independently."""
     return seed * 100_003 + zlib.crc32(cell.name.encode()) % 100_003
@@ -88,16 +77,13 @@ def search_settings(config: ExperimentConfig, transfer_fingerprint: str) -> dict
     }
 
 
-def _check_settings(project: Path, settings: dict[str, Any]) -> None:
-    path = project / SEARCH_FILE
-    if not path.exists():
-        return
-    previous = json.loads(path.read_text())
-    if previous == settings:
+def _check_settings(search: SearchLayout, settings: dict[str, Any]) -> None:
+    previous = artifacts.read_settings(search)
+    if previous is None or previous == settings:
         return
     changed = sorted(key for key in settings if previous.get(key) != settings[key])
     raise SearchMismatchError(
-        f"search '{project.name}' in {project.parent} was run with other settings "
+        f"search '{search.name}' in {search.root.parent} was run with other settings "
         f"({', '.join(changed)} changed); rerun with --overwrite to start it afresh, or pass "
         "another --out"
     )
@@ -106,29 +92,29 @@ def _check_settings(project: Path, settings: dict[str, Any]) -> None:
 def build_tuner(cell: Cell, context: SearchContext) -> keras_tuner.Tuner:
     """The cell's tuner, reloading its project when one exists (a stale baseline restarts)."""
     config, layout = context.config, context.layout
-    project = project_dir(layout, cell)
+    search = layout.search(cell.name)
     settings = search_settings(config, context.transfer_fingerprint)
-    previous_cell = read_cell_file(project)
+    previous_cell = artifacts.read_cell(search)
     restart = previous_cell is not None and previous_cell.to_dict() != cell.to_dict()
     if restart and not distributed.is_worker():
         # A baseline pinned to an architecture that is no longer its cell's best.
         print(f"{cell.name}: the best architecture changed; restarting this baseline search")
-        shutil.rmtree(layout.logs / cell.name, ignore_errors=True)
+        shutil.rmtree(layout.search_logs(cell.name), ignore_errors=True)
     else:
-        _check_settings(project, settings)
+        _check_settings(search, settings)
     hypermodel = StudentHyperModel(
         cell,
         config.student,
         teacher=context.teacher,
         seed=config.seed,
-        log_dir=layout.logs / cell.name,
+        log_dir=layout.search_logs(cell.name),
         progress=context.progress.trial_callback if context.progress else None,
     )
     tuner = make_tuner(
         config.search.tuner,
         hypermodel,
-        directory=layout.searches,
-        project_name=cell.name,
+        directory=search.root.parent,
+        project_name=search.name,
         max_trials=config.search.trials,
         max_epochs=config.student.schedule.epochs,
         seed=search_seed(config.seed, cell),
@@ -136,8 +122,8 @@ def build_tuner(cell: Cell, context: SearchContext) -> keras_tuner.Tuner:
         distribution_strategy=context.strategy,
     )
     if not distributed.is_worker():
-        write_cell_file(cell, project)
-        atomic_write_text(project / SEARCH_FILE, json.dumps(settings, indent=2) + "\n")
+        artifacts.write_cell(search, cell)
+        artifacts.write_settings(search, settings)
     return tuner
 
 
@@ -175,23 +161,15 @@ def best_score(tuner: keras_tuner.Tuner) -> float | None:
     return best[0].score if best else None
 
 
-def diverged(trial: keras_tuner.engine.trial.Trial) -> bool:
-    """True when a trial's loss turned non-finite (`DivergenceGuard` scored it at chance)."""
-    if not trial.metrics.exists("val_loss"):
-        return False
-    return not math.isfinite(trial.metrics.get_last_value("val_loss"))
-
-
-def rank_key(trial: keras_tuner.engine.trial.Trial) -> tuple:
-    """Sort key: best validation accuracy first, then trials that did not diverge, then id."""
-    return (-trial.score, diverged(trial), trial.trial_id)
+def record(trial: keras_tuner.engine.trial.Trial) -> TrialRecord:
+    """A live trial as the record `tuner.artifacts` reads from its `trial.json`."""
+    return TrialRecord.from_state(trial.get_state())
 
 
 def ranked_trials(tuner: keras_tuner.Tuner) -> list[keras_tuner.engine.trial.Trial]:
-    """Completed trials, best validation accuracy first (see `rank_key`)."""
-    completed = [t for t in tuner.oracle.trials.values()
-                 if t.status == "COMPLETED" and t.score is not None]
-    return sorted(completed, key=rank_key)
+    """Completed trials, best validation accuracy first (`TrialRecord.rank_key`)."""
+    records = artifacts.ranked([record(t) for t in tuner.oracle.trials.values()])
+    return [tuner.oracle.trials[r.trial_id] for r in records]
 
 
 def load_trial_model(tuner: keras_tuner.Tuner, trial: keras_tuner.engine.trial.Trial):
@@ -206,23 +184,14 @@ def load_trial_model(tuner: keras_tuner.Tuner, trial: keras_tuner.engine.trial.T
         scope = tuner.distribution_strategy.scope() if tuner.distribution_strategy else None
         with scope or contextlib.nullcontext():
             model = tuner.hypermodel.build(trial.hyperparameters)
-            model.load_weights(Path(tuner.get_trial_dir(trial.trial_id)) / CHECKPOINT_FILE)
+            search = SearchLayout(Path(tuner.project_dir))
+            model.load_weights(search.checkpoint(trial.trial_id))
     return model
-
-
-def read_evaluation(project: Path) -> dict[str, Any]:
-    path = project / EVALUATION_FILE
-    return json.loads(path.read_text()) if path.exists() else {"trials": {}}
-
-
-def write_evaluation(project: Path, evaluation: dict[str, Any]) -> None:
-    """Write a search's `evaluation.json` (write-then-rename)."""
-    atomic_write_text(project / EVALUATION_FILE, json.dumps(evaluation, indent=2) + "\n")
 
 
 def evaluate_top_trials(
     cell: Cell, tuner: keras_tuner.Tuner, context: SearchContext, keep_best: bool = False
-) -> dict[str, Any]:
+) -> Evaluation:
     """Test metrics of the `config.search.top_k` best trials (by validation accuracy).
 
     Each trial's best-epoch checkpoint is evaluated once; later runs reuse the numbers. With
@@ -230,20 +199,21 @@ def evaluate_top_trials(
     `searches/<cell>/best_student.keras` (the export stage, `tuner.publish`, reads it) unless it
     is there already; `evaluation.json` names it under `best_student`.
     """
-    project = project_dir(context.layout, cell)
-    evaluation = read_evaluation(project)
+    search = context.layout.search(cell.name)
+    evaluation = artifacts.read_evaluation(search)
     evaluation["cell"] = cell.to_dict()
     top = ranked_trials(tuner)[: context.config.search.top_k]
+    diverged = {trial.trial_id: record(trial).diverged for trial in top}
     # The student to keep: the best trial whose training did not diverge.
-    best = next((t for t in top if not diverged(t)), None) if keep_best else None
+    best = next((t for t in top if not diverged[t.trial_id]), None) if keep_best else None
     if keep_best and best is None and top:
         evaluation["best_student"] = {"trial_id": top[0].trial_id, "error": DIVERGED_ERROR}
         _report(context, f"[{cell.name}] no student to export: every evaluated trial diverged")
     keras.backend.clear_session()
     for rank, trial in enumerate(top, start=1):
-        record = evaluation["trials"].get(trial.trial_id)
-        needs_saving = trial is best and not _kept(evaluation, project, trial.trial_id)
-        if record is not None and record.get("val_accuracy") == trial.score \
+        known = evaluation["trials"].get(trial.trial_id)
+        needs_saving = trial is best and not _kept(evaluation, search, trial.trial_id)
+        if known is not None and known.get("val_accuracy") == trial.score \
                 and not needs_saving:
             continue
         model = load_trial_model(tuner, trial)
@@ -254,29 +224,29 @@ def evaluate_top_trials(
             "test_loss": float(metrics["loss"]),
             "test_agreement": float(metrics.get("agreement", float("nan"))),
             "params": int(model.student.count_params()),
-            "widths": realised_widths(cell, trial.hyperparameters.values),
-            "diverged": diverged(trial),
+            "widths": cell.realised_widths(trial.hyperparameters.values),
+            "diverged": diverged[trial.trial_id],
         }
         _report(context, f"[{cell.name}] rank {rank}: trial {trial.trial_id} test accuracy "
                          f"{metrics['accuracy']:.4f} (val {trial.score:.4f})")
         if needs_saving:
-            atomic_save_model(model.student, project / BEST_STUDENT_FILE)
+            atomic_save_model(model.student, search.best_student)
             evaluation["best_student"] = {
                 "trial_id": trial.trial_id,
-                "path": BEST_STUDENT_FILE,
+                "path": search.best_student.name,  # relative to the search folder
                 "hyperparameters": dict(trial.hyperparameters.values),
             }
-        write_evaluation(project, evaluation)
+        artifacts.write_evaluation(search, evaluation)
         del model
-    write_evaluation(project, evaluation)
+    artifacts.write_evaluation(search, evaluation)
     keras.backend.clear_session()
     return evaluation
 
 
-def _kept(evaluation: dict[str, Any], project: Path, trial_id: str) -> bool:
+def _kept(evaluation: Evaluation, search: SearchLayout, trial_id: str) -> bool:
     """Whether this trial's student is saved as the best one already."""
     best = evaluation.get("best_student") or {}
-    return best.get("trial_id") == trial_id and (project / best.get("path", "-")).is_file()
+    return best.get("trial_id") == trial_id and (search.root / best.get("path", "-")).is_file()
 
 
 def _report(context: SearchContext, line: str) -> None:
@@ -286,43 +256,8 @@ def _report(context: SearchContext, line: str) -> None:
 
 def baseline_cell(cell: Cell, layout: ExperimentLayout) -> Cell | None:
     """The hard-label twin of a mimic cell: its best architecture, pinned; None before any."""
-    best = best_trial_on_disk(project_dir(layout, cell))
-    if best is None:
+    ranked = artifacts.ranked(artifacts.read_trials(layout.search(cell.name)))
+    if not ranked:
         return None
-    names = search_space(cell.family, cell.depth, cell.budget)
-    widths = {name: best.hyperparameters.values[name] for name in names}
+    widths = cell.free_widths(ranked[0].hyperparameters)
     return Cell(cell.family, cell.depth, cell.budget, loss="hard", fixed_widths=widths)
-
-
-def best_trial_on_disk(project: Path) -> keras_tuner.engine.trial.Trial | None:
-    """The completed trial of a search folder with the best validation accuracy."""
-    trials = [t for t in load_trials(project) if t.status == "COMPLETED" and t.score is not None]
-    return min(trials, key=rank_key) if trials else None
-
-
-def load_trials(project: Path) -> list[keras_tuner.engine.trial.Trial]:
-    """Every trial KerasTuner recorded in a search folder."""
-    return [keras_tuner.engine.trial.Trial.load(str(path))
-            for path in sorted(project.glob("trial_*/trial.json"))]
-
-
-def realised_params(cell: Cell, hyperparameters: dict[str, Any]) -> int:
-    """Parameters of the student a trial describes, in closed form (no model is built)."""
-    return count_parameters(cell.family, cell.depth, realised_widths(cell, hyperparameters))
-
-
-__all__ = [
-    "OBJECTIVE",
-    "SearchContext",
-    "SearchMismatchError",
-    "baseline_cell",
-    "best_trial_on_disk",
-    "build_tuner",
-    "diverged",
-    "evaluate_top_trials",
-    "load_trials",
-    "rank_key",
-    "ranked_trials",
-    "realised_params",
-    "run_search",
-]

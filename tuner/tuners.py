@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import keras_tuner
-from keras_tuner.src.tuners.bayesian import BayesianOptimizationOracle
-from keras_tuner.src.tuners.hyperband import HyperbandOracle
-from keras_tuner.src.tuners.randomsearch import RandomSearchOracle
+from keras_tuner.oracles import BayesianOptimizationOracle, HyperbandOracle, RandomSearchOracle
 
 from mimic_tf.config import atomic_write_text
+from mimic_tf.layout import SearchLayout
 from tuner import distributed
 from tuner.hypermodel import OBJECTIVE
 
@@ -61,12 +60,17 @@ class AtomicRandomOracle(AtomicOracleMixin, RandomSearchOracle):
     """Random search."""
 
 
-class StudentTunerMixin:
-    """Passes the trial id to `HyperModel.fit`, clears a rerun trial's old logs, saves atomically.
+class StudentTuner(keras_tuner.Tuner):
+    """The tuner of every search: a KerasTuner `Tuner` around one of the atomic oracles above.
 
-    `BaseTuner.save` writes the oracle and then `<tuner_id>.json`; workers in a distributed
-    search keep no oracle of their own. A distributed chief serves its oracle with
-    `distributed.serve_oracle` (prompt exit, port freed) instead of KerasTuner's loop.
+    It passes the trial id to `HyperModel.fit`, clears a rerun trial's old logs and writes its
+    own state atomically. `BaseTuner.save` writes the oracle and then `<tuner_id>.json`; workers
+    in a distributed search keep no oracle of their own. A distributed chief serves its oracle
+    with `distributed.serve_oracle` (prompt exit, port freed) instead of KerasTuner's loop.
+
+    `keras_tuner.BayesianOptimization` and `keras_tuner.RandomSearch` are this same `Tuner`
+    with an oracle they build from their own arguments (not atomic); here the oracle is passed
+    in, so nothing of theirs is needed.
     """
 
     def search(self, *fit_args, **fit_kwargs) -> None:
@@ -80,10 +84,10 @@ class StudentTunerMixin:
         super().search(*fit_args, **fit_kwargs)
 
     def run_trial(self, trial, *args, **kwargs):
-        log_dir = getattr(self.hypermodel, "log_dir", None)
-        if log_dir is not None:
+        trial_logs = self.hypermodel.trial_log_dir(trial.trial_id)
+        if trial_logs is not None:
             # A trial that was killed and is rerun starts its TensorBoard run afresh.
-            shutil.rmtree(Path(log_dir) / str(trial.trial_id), ignore_errors=True)
+            shutil.rmtree(trial_logs, ignore_errors=True)
         kwargs["trial_id"] = trial.trial_id
         return super().run_trial(trial, *args, **kwargs)
 
@@ -93,25 +97,29 @@ class StudentTunerMixin:
         write_json_atomically(self._get_tuner_fname(), self.get_state())
 
 
-class BayesianTuner(StudentTunerMixin, keras_tuner.BayesianOptimization):
-    """`keras_tuner.BayesianOptimization` with atomic state files."""
+class HyperbandTuner(StudentTuner):
+    """`StudentTuner` with the two things `keras_tuner.Hyperband` adds to a `Tuner`.
 
-    def __init__(self, oracle, hypermodel, **kwargs):
-        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+    A trial trains for its bracket's epochs (`tuner/initial_epoch` to `tuner/epochs`), and a
+    trial promoted from an earlier round starts from that round's best-epoch weights
+    (`tuner/trial_id`). `keras_tuner.Hyperband` itself is not the parent: its `__init__` builds
+    its own (not atomic) oracle.
+    """
 
+    def run_trial(self, trial, *args, **kwargs):
+        values = trial.hyperparameters.values
+        if "tuner/epochs" in values:
+            kwargs["epochs"] = values["tuner/epochs"]
+            kwargs["initial_epoch"] = values["tuner/initial_epoch"]
+        return super().run_trial(trial, *args, **kwargs)
 
-class HyperbandTuner(StudentTunerMixin, keras_tuner.Hyperband):
-    """`keras_tuner.Hyperband` (epochs per bracket, warm starts) with atomic state files."""
-
-    def __init__(self, oracle, hypermodel, **kwargs):
-        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
-
-
-class RandomTuner(StudentTunerMixin, keras_tuner.RandomSearch):
-    """`keras_tuner.RandomSearch` with atomic state files."""
-
-    def __init__(self, oracle, hypermodel, **kwargs):
-        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+    def _build_hypermodel(self, hp: keras_tuner.HyperParameters):
+        # The hook `Tuner` builds every model through (the one `keras_tuner.Hyperband` uses).
+        model = super()._build_hypermodel(hp)
+        previous = hp.values.get("tuner/trial_id")
+        if previous is not None:
+            model.load_weights(SearchLayout(Path(self.project_dir)).checkpoint(previous))
+        return model
 
 
 def initial_random_points(max_trials: int) -> int:
@@ -143,7 +151,7 @@ def make_tuner(
             objective=objective, max_trials=max_trials, seed=seed,
             num_initial_points=initial_random_points(max_trials),
         )
-        tuner_class = BayesianTuner
+        tuner_class = StudentTuner
     elif kind == "hyperband":
         oracle = AtomicHyperbandOracle(
             objective=objective, max_epochs=max(max_epochs, 2), factor=3, seed=seed,
@@ -152,7 +160,7 @@ def make_tuner(
         tuner_class = HyperbandTuner
     elif kind == "random":
         oracle = AtomicRandomOracle(objective=objective, max_trials=max_trials, seed=seed)
-        tuner_class = RandomTuner
+        tuner_class = StudentTuner
     else:
         raise ValueError(f"unknown tuner {kind!r}; choose one of {TUNERS}")
     return tuner_class(

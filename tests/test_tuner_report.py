@@ -1,0 +1,153 @@
+"""The read side of `tuner` on a hand-made experiment folder: no search is run.
+
+`tiny_run` writes what a run leaves on disk (cell and search records, KerasTuner's trial.json
+files, an evaluation of the top trial, the teacher's record, a served comparison image); the
+report, the findings and the TensorBoard summary run are made from it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from matplotlib.figure import Figure
+from tensorboard.backend.event_processing import event_accumulator
+
+from mimic_tf.layout import ExperimentLayout
+from tuner import artifacts
+from tuner.cells import Cell
+from tuner.report import write_report
+from tuner.summary_run import FIGURE_TAG, SERVED_TAG, TABLE_TAG, png_size
+
+REPO = Path(__file__).resolve().parent.parent
+BUDGET = 3.0e4
+SEARCHES = {  # cell -> (val accuracy, test accuracy of the evaluated top trial, free widths)
+    Cell("mlp", 1, BUDGET): [(0.30, 0.29, {"hidden": 300}), (0.35, 0.33, {"hidden": 500})],
+    Cell("cnn", 1, BUDGET): [(0.45, 0.44, {"filters_1": 16, "hidden": 100}),
+                             (0.40, 0.41, {"filters_1": 8, "hidden": 200})],
+}
+
+
+def trial_state(trial_id: str, score: float, values: dict) -> dict:
+    """A `trial.json` as KerasTuner writes it (the fields the report reads)."""
+    return {
+        "trial_id": trial_id,
+        "hyperparameters": {"space": [], "values": {"learning_rate": 0.005, **values}},
+        "metrics": {"metrics": {"val_loss": {"direction": "min", "observations": [
+            {"value": [2.5], "step": 0}, {"value": [1.5], "step": 1}]}}},
+        "score": score,
+        "best_step": 1,
+        "status": "COMPLETED",
+        "message": None,
+    }
+
+
+def png_bytes(width_inches: float, height_inches: float) -> bytes:
+    figure = Figure(figsize=(width_inches, height_inches), dpi=50)
+    figure.add_subplot().plot([0, 1], [1, 0])
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def tiny_run(tmp_path) -> ExperimentLayout:
+    layout = ExperimentLayout(tmp_path / "tiny")
+    for cell, trials in SEARCHES.items():
+        search = layout.search(cell.name)
+        artifacts.write_cell(search, cell)
+        artifacts.write_settings(search, {"tuner": "bayesian", "student": {"batch_size": 8}})
+        for index, (score, _, widths) in enumerate(trials):
+            search.trial_dir(str(index)).mkdir(parents=True)
+            search.trial_file(str(index)).write_text(
+                json.dumps(trial_state(str(index), score, widths)))
+        best = max(range(len(trials)), key=lambda index: trials[index][0])
+        score, test, widths = trials[best]
+        artifacts.write_evaluation(search, {"trials": {str(best): {
+            "val_accuracy": score, "test_accuracy": test, "test_loss": 1.0,
+            "test_agreement": 0.5, "params": cell.realised_params(widths),
+            "widths": cell.realised_widths(widths), "diverged": False}}})
+    layout.teacher.mkdir()
+    layout.teacher_summary.write_text(json.dumps({"source": "synthetic", "ensemble": {
+        "members": 2, "params": 1000, "test_accuracy": 0.6, "validation_accuracy": 0.61}}))
+    artifacts.record_command(layout, "python -m tuner.run --family all --config smoke")
+    layout.comparison_png.write_bytes(png_bytes(4, 2))
+    return layout
+
+
+def test_report_and_findings_run_without_tensorflow(tiny_run):
+    """`python -m tuner.report` and `python -m tuner.findings` import no TensorFlow."""
+    script = textwrap.dedent(f"""
+        import runpy, sys
+        for module in ("tuner.report", "tuner.findings"):
+            sys.argv = [module, {str(tiny_run.root)!r}]
+            try:
+                runpy.run_module(module, run_name="__main__")
+            except SystemExit as exit:
+                assert exit.code in (0, None), (module, exit.code)
+        loaded = [name for name in ("tensorflow", "keras", "keras_tuner") if name in sys.modules]
+        print("loaded:", loaded)
+        assert not loaded, loaded
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "loaded: []" in result.stdout
+    for path in (tiny_run.results_csv, tiny_run.results_md, tiny_run.figure,
+                 tiny_run.findings_md, tiny_run.findings_json):
+        assert path.stat().st_size > 0, path
+
+
+def test_report_ranks_trials_from_their_json_and_sizes_the_untested_ones(tiny_run):
+    report = write_report(tiny_run.root)
+    rows = {(row.cell.name, row.trial_id): row for row in report.rows}
+    best, other = rows[("mlp-d1-b30k", "1")], rows[("mlp-d1-b30k", "0")]
+    assert (best.rank, best.test_accuracy) == (1, 0.33)
+    assert (other.rank, other.test_accuracy) == (2, None)
+    assert abs(other.params - BUDGET) <= 0.005 * BUDGET  # closed form, no model built
+    assert other.widths == Cell("mlp", 1, BUDGET).realised_widths({"hidden": 300})
+    summaries = {s.cell.name: s for s in report.summaries}
+    assert summaries["cnn-d1-b30k"].best_test == 0.44 and summaries["cnn-d1-b30k"].trials == 2
+    text = report.results_md.read_text()
+    assert "| CNN 1 conv | 44.0 / 44.0 |" in text
+    assert "Made by `python -m tuner.run --family all --config smoke`" in text
+
+
+def test_summary_run_shows_the_table_and_the_figures_in_tensorboard(tiny_run):
+    write_report(tiny_run.root)
+    first = sorted(tiny_run.summary_logs.iterdir())
+    report = write_report(tiny_run.root)  # a second report replaces the run
+    assert sorted(tiny_run.summary_logs.iterdir()) == [report.summary_run] != first
+    assert tiny_run.summary_logs == tiny_run.root / "logs" / "summary"
+
+    events = event_accumulator.EventAccumulator(
+        str(tiny_run.summary_logs), size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    assert set(events.PluginTagToContent("text")) == {TABLE_TAG}
+    assert set(events.PluginTagToContent("images")) == {FIGURE_TAG, SERVED_TAG}
+    (table,) = events.Tensors(TABLE_TAG)
+    assert table.step == 0
+    assert table.tensor_proto.string_val[0].decode() == tiny_run.results_md.read_text()
+    for tag, path in ((FIGURE_TAG, tiny_run.figure), (SERVED_TAG, tiny_run.comparison_png)):
+        (image,) = events.Tensors(tag)
+        width, height, png = image.tensor_proto.string_val
+        assert png == path.read_bytes()
+        assert (int(width), int(height)) == png_size(png)
+    assert png_size(tiny_run.comparison_png.read_bytes()) == (200, 100)
+
+
+def test_layout_names_each_file_of_a_search(tmp_path):
+    layout = ExperimentLayout(tmp_path)
+    search = layout.search("mlp-d2-b1M")
+    assert search.root == tmp_path / "searches" / "mlp-d2-b1M"
+    assert search.checkpoint("3") == search.root / "trial_3" / "checkpoint.weights.h5"
+    assert [p.name for p in (search.cell_file, search.settings_file, search.evaluation_file,
+                             search.best_student)] == [
+        "cell.json", "search.json", "evaluation.json", "best_student.keras"]
+    assert layout.search_logs("mlp-d2-b1M") == tmp_path / "logs" / "mlp-d2-b1M"
+    assert layout.search_folders() == [] and artifacts.read_searches(layout) == []
