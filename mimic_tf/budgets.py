@@ -20,8 +20,8 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 
-FAMILIES = {"mlp": (1, 2, 3, 4, 5), "cnn": (1, 2, 3, 4)}
-NUM_CLASSES = 10
+from mimic_tf.vocabulary import DEPTHS, MLP, NUM_CLASSES
+
 IMAGE_SIZE = 32
 INPUT_VALUES = IMAGE_SIZE * IMAGE_SIZE * 3
 KERNEL_SIZE = 5
@@ -65,16 +65,16 @@ class Architecture:
 
 def architecture(family: str, depth: int) -> Architecture:
     """The width names of one student family and depth; raises ValueError if unknown."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown student family {family!r}; choose one of {sorted(FAMILIES)}")
-    if depth not in FAMILIES[family]:
+    if family not in DEPTHS:
+        raise ValueError(f"unknown student family {family!r}; choose one of {sorted(DEPTHS)}")
+    if depth not in DEPTHS[family]:
         raise ValueError(
-            f"{family} students have depth {FAMILIES[family][0]}..{FAMILIES[family][-1]}, "
+            f"{family} students have depth {DEPTHS[family][0]}..{DEPTHS[family][-1]}, "
             f"got {depth}"
         )
-    if family == "mlp" and depth == 1:
+    if family == MLP and depth == 1:
         return Architecture(family, depth, ("hidden",), "bottleneck", "hidden")
-    if family == "mlp":
+    if family == MLP:
         ratios = tuple(f"ratio_{i}" for i in range(1, depth + 1))
         return Architecture(family, depth, ratios, f"hidden_{depth}", f"hidden_{depth - 1}")
     if depth == 1:
@@ -110,7 +110,7 @@ def search_space(family: str, depth: int, budget: float) -> dict[str, tuple[floa
     Integer ranges for filters and units; float ranges `RATIO_RANGE` for MLP width ratios.
     """
     arch = architecture(family, depth)
-    if family == "mlp" and depth > 1:
+    if family == MLP and depth > 1:
         return {name: RATIO_RANGE for name in arch.free}
     anchors = _PAPER_RANGES[(family, depth)]
     return {name: _interpolated_range(anchors[name], budget) for name in arch.free}
@@ -135,13 +135,13 @@ def _dense_params(inputs: int, units: int) -> int:
 
 def count_parameters(family: str, depth: int, widths: Mapping[str, int]) -> int:
     """Trainable parameters of a student with all widths given, in closed form."""
-    if family == "mlp" and depth == 1:
+    if family == MLP and depth == 1:
         return (
             _dense_params(INPUT_VALUES, widths["bottleneck"])
             + _dense_params(widths["bottleneck"], widths["hidden"])
             + _dense_params(widths["hidden"], NUM_CLASSES)
         )
-    if family == "mlp":
+    if family == MLP:
         units = [INPUT_VALUES] + [widths[f"hidden_{i}"] for i in range(1, depth + 1)]
         hidden = sum(_dense_params(a, b) for a, b in zip(units[:-1], units[1:], strict=True))
         return hidden + _dense_params(units[-1], NUM_CLASSES)
@@ -198,7 +198,7 @@ def solve_widths(
             f"{family} depth {depth} has no width {unknown}; its free widths are {list(arch.free)}"
         )
     free = {**default_widths(family, depth, budget), **free_widths}
-    if family == "mlp" and depth > 1:
+    if family == MLP and depth > 1:
         widths = _mlp_scaled_widths(depth, free, budget)
     else:
         widths = {name: int(round(value)) for name, value in free.items()}

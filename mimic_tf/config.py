@@ -22,6 +22,7 @@ import yaml
 
 from mimic_tf.files import atomic_write_text
 from mimic_tf.vocabulary import (
+    CANARY,
     LOSSES,
     PRECISIONS,
     RELEASE_LABELS,
@@ -359,7 +360,7 @@ class ReleaseConfig:
 
     push: bool = False  # at the end of tuner.run (python -m tuner.publish --push does it later)
     serving_base: str = ""  # the folder a model server serves; "": runs/<experiment>/serving
-    label: str = "canary"  # label of a pushed version: canary (promote later) | stable
+    label: str = CANARY  # label of a pushed version: canary (promote later) | stable
     split: str = "validation"  # the labelled split the gate evaluates on
     min_accuracy: float = 0.0  # value threshold on served accuracy (0: off)
     max_accuracy_drop: float = 0.01  # change threshold: stable's accuracy - candidate's (1: off)

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import keras
 
-from mimic_tf.budgets import IMAGE_SIZE, KERNEL_SIZE, NUM_CLASSES, budget_label, solve_widths
+from mimic_tf.budgets import IMAGE_SIZE, KERNEL_SIZE, budget_label, solve_widths
 from mimic_tf.preprocessing import PerImageStandardization
+from mimic_tf.vocabulary import NUM_CLASSES
 
 
 def _glorot(init_scale: float, seed: int | None) -> keras.initializers.Initializer:

@@ -30,12 +30,12 @@ from mimic_tf import airbench, data
 from mimic_tf.airbench import HorizontalFlip, TrainingPlan
 from mimic_tf.config import ExperimentConfig, TeacherConfig, save_config
 from mimic_tf.files import atomic_path, atomic_write_text
+from mimic_tf.layout import TEACHER_SUMMARY_FILE as SUMMARY_FILE
 from mimic_tf.preprocessing import PerImageStandardization
 from mimic_tf.schedule import plateau_callbacks
 
 CONV_GROUPS = (2, 2, 4)  # conv layers per group; a max-pool closes each group
 ENSEMBLE_FILE = "ensemble.keras"
-SUMMARY_FILE = "teacher.json"
 
 
 def member_widths(config: TeacherConfig, member_index: int, seed: int) -> tuple[list, list]:

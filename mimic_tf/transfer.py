@@ -35,12 +35,12 @@ import tensorflow as tf
 from mimic_tf import data
 from mimic_tf.config import AugmentConfig, ExperimentConfig, save_config
 from mimic_tf.files import atomic_path, atomic_write_text
+from mimic_tf.layout import TRANSFER_MANIFEST_FILE as MANIFEST_FILE
 from mimic_tf.teachers import predict_logits
 
 FORMAT_VERSION = 1
 LOGITS_FILE = "logits.npy"
 EVALUATION_FILE = "evaluation_logits.npz"
-MANIFEST_FILE = "manifest.json"
 
 
 def weights_fingerprint(model: keras.Model) -> str:

@@ -43,6 +43,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from mimic_tf.layout import MODELS_CONFIG_FILE as MODELS_CONFIG
 from serving import tensors
 from serving.files import atomic_write_bytes, atomic_write_text
 from serving.model_config import (
@@ -65,7 +66,6 @@ from serving.signatures import (
     encode_image_example,
 )
 
-MODELS_CONFIG = "models.config"
 DOCKER_MODELS_CONFIG = "models.docker.config"
 DOCKER_MODEL_ROOT = "/models"  # where `docker run -v BASE:/models` mounts the base folder
 BATCHING_PARAMETERS = "batching_parameters.txt"

@@ -47,6 +47,7 @@ from serving.infra_validation import (
 )
 from serving.model_base import (
     CANARY,
+    MODELS_CONFIG,
     RECORDS_DIR,
     ReleaseError,
     check_push,
@@ -253,7 +254,7 @@ def reload_live_server(target: str, serving_base: str | Path) -> None:
     """
     try:
         with ServingClient(target, timeout_s=300) as client:
-            client.reload_config(read_model_server_config(Path(serving_base) / "models.config"))
+            client.reload_config(read_model_server_config(Path(serving_base) / MODELS_CONFIG))
     except grpc.RpcError as error:
         raise ReleaseError(f"the server at {target} did not reload the config "
                            f"({error.code().name}: {error.details()}); the serving base is "

@@ -29,6 +29,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2, prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from mimic_tf.layout import MODELS_CONFIG_FILE
 from serving import tensors
 from serving.client import ServingClient
 from serving.files import atomic_write_text
@@ -94,7 +95,7 @@ class SandboxServer:
 
     @property
     def config_path(self) -> Path:
-        return self.work_dir / "models.config"
+        return self.work_dir / MODELS_CONFIG_FILE
 
     def _add_links(self, models: Mapping[str, str | Path]) -> None:
         for name, saved_model_dir in models.items():

@@ -38,7 +38,10 @@ from typing import Any
 
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.files import atomic_write_text
+from mimic_tf.files import atomic_write_text
+from mimic_tf.layout import MODELS_CONFIG_FILE as MODELS_CONFIG
+from mimic_tf.vocabulary import CANARY, STABLE
+from mimic_tf.vocabulary import RELEASE_LABELS as LABELS
 from serving.model_config import (
     MODEL_NAME_PATTERN,
     VERSION_FOLDER_PATTERN,
@@ -48,10 +51,6 @@ from serving.model_config import (
     write_model_server_config,
 )
 
-CANARY = "canary"  # the label of a pushed version still on trial
-STABLE = "stable"  # the label production clients ask for
-LABELS = (CANARY, STABLE)
-MODELS_CONFIG = "models.config"
 RELEASE_FILE = "release.json"  # lineage, inside each pushed version folder
 HISTORY_FILE = "stable_history.json"
 RECORDS_DIR = "_releases"  # cannot clash with a model name (those start with a letter or digit)

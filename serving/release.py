@@ -25,6 +25,7 @@ from typing import Any
 from serving.model_base import (
     CANARY,
     LABELS,
+    MODELS_CONFIG,
     ModelState,
     ReleaseError,
     check_model_name,
@@ -204,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from serving.gate import reload_live_server
 
             reload_live_server(args.server, args.serving_base)
-            print(f"{args.server} reloaded {args.serving_base / 'models.config'}")
+            print(f"{args.server} reloaded {args.serving_base / MODELS_CONFIG}")
         return 0
     except ReleaseError as error:
         print(f"{parser.prog} {args.command}: error: {error}", file=sys.stderr)

@@ -7,8 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from mimic_tf.budgets import FAMILIES, BudgetError, count_parameters, search_space, solve_widths
+from mimic_tf.budgets import BudgetError, count_parameters, search_space, solve_widths
 from mimic_tf.students import build_student
+from mimic_tf.vocabulary import DEPTHS as FAMILIES
 
 ARCHITECTURES = [(family, depth) for family, depths in FAMILIES.items() for depth in depths]
 BUDGETS = [1.0e5, 3.16e5, 1.0e6, 3.16e6, 1.0e7, 3.16e7]

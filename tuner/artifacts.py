@@ -24,7 +24,7 @@ from typing import Any, TypedDict
 
 import yaml
 
-from mimic_tf.config import atomic_write_text
+from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import ExperimentLayout, SearchLayout
 from tuner.cells import Cell
 

@@ -15,8 +15,9 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mimic_tf.budgets import FAMILIES, budget_label, count_parameters, search_space, solve_widths
+from mimic_tf.budgets import budget_label, count_parameters, search_space, solve_widths
 from mimic_tf.config import ExperimentConfig
+from mimic_tf.vocabulary import DEPTHS, HARD_LOSS, architecture_label
 
 HARD_SUFFIX = "-hard"
 
@@ -36,16 +37,16 @@ class Cell:
     fixed_widths: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"unknown family {self.family!r}; choose one of {sorted(FAMILIES)}")
-        if self.depth not in FAMILIES[self.family]:
-            raise ValueError(f"{self.family} depth must be one of {FAMILIES[self.family]}, "
+        if self.family not in DEPTHS:
+            raise ValueError(f"unknown family {self.family!r}; choose one of {sorted(DEPTHS)}")
+        if self.depth not in DEPTHS[self.family]:
+            raise ValueError(f"{self.family} depth must be one of {DEPTHS[self.family]}, "
                              f"got {self.depth}")
 
     @property
     def is_baseline(self) -> bool:
         """True for a hard-label baseline search."""
-        return self.loss == "hard"
+        return self.loss == HARD_LOSS
 
     @property
     def name(self) -> str:
@@ -56,9 +57,7 @@ class Cell:
     @property
     def architecture(self) -> str:
         """The row label of Table 2: 'MLP 2 hidden', 'CNN 3 conv'."""
-        if self.family == "mlp":
-            return f"MLP {self.depth} hidden"
-        return f"CNN {self.depth} conv"
+        return architecture_label(self.family, self.depth)
 
     @property
     def label(self) -> str:

@@ -29,6 +29,7 @@ from mimic_tf.data import load_splits
 from mimic_tf.layout import ExperimentLayout
 from mimic_tf.teachers import ensure_teacher
 from mimic_tf.transfer import build_transfer_set
+from mimic_tf.vocabulary import HARD_LOSS
 from tuner import artifacts, distributed
 from tuner.cells import Cell, planned_cells
 from tuner.hypermodel import TrainingData
@@ -58,7 +59,7 @@ def distribution_strategy() -> tf.distribute.Strategy | None:
 def remove_searches(layout: ExperimentLayout, cells: Sequence[Cell]) -> None:
     """Delete the searches of `cells` and of their baselines: folders, logs, exported models."""
     for cell in cells:
-        baseline = dataclasses.replace(cell, loss="hard", fixed_widths=None)
+        baseline = dataclasses.replace(cell, loss=HARD_LOSS, fixed_widths=None)
         for name in {cell.name, baseline.name}:
             for folder in (layout.search(name).root, layout.search_logs(name), layout.model(name)):
                 shutil.rmtree(folder, ignore_errors=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mimic_tf.budgets import budget_label
-from mimic_tf.config import atomic_write_text
+from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import ExperimentLayout
 from tuner import artifacts
 from tuner.paper import paper_gaps, paper_teacher_distance
@@ -70,7 +70,7 @@ def _points(value: float) -> str:
 def check_findings(students: Sequence[CellSummary], teacher: float | None) -> list[dict[str, Any]]:
     """The five findings: for each, whether it holds here, the numbers, and one line of text."""
     mimic = [s for s in students if s.cell.loss == "mimic"]
-    hard = {_key(s): s for s in students if s.cell.loss == "hard"}
+    hard = {_key(s): s for s in students if s.cell.is_baseline}
     budgets = sorted({s.cell.budget for s in mimic})
     cells = {_key(s): s for s in mimic}
 

@@ -29,12 +29,13 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
-from mimic_tf.budgets import NUM_CLASSES, BudgetError, search_space
+from mimic_tf.budgets import BudgetError, search_space
 from mimic_tf.config import StudentConfig
 from mimic_tf.distiller import Distiller
 from mimic_tf.schedule import plateau_callbacks
 from mimic_tf.students import build_student
 from mimic_tf.transfer import TransferSet
+from mimic_tf.vocabulary import NUM_CLASSES
 from tuner.cells import Cell
 
 OBJECTIVE = "val_accuracy"

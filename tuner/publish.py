@@ -32,6 +32,7 @@ import numpy as np
 
 from mimic_tf.config import ConfigError, ReleaseConfig, load_config
 from mimic_tf.layout import ExperimentLayout
+from mimic_tf.vocabulary import RELEASE_LABELS
 from serving.evaluator import Thresholds
 from serving.export import ExportError, export_student
 from serving.gate import release_candidate
@@ -174,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also push (the run's release.* config keys, overridden below)")
     parser.add_argument("--serving-base", help="serving base (default: release.serving_base, "
                         "else RUN/serving)")
-    parser.add_argument("--label", choices=("canary", "stable"), help="label of pushed versions")
+    parser.add_argument("--label", choices=RELEASE_LABELS, help="label of pushed versions")
     parser.add_argument("--min-accuracy", type=float)
     parser.add_argument("--max-accuracy-drop", type=float)
     parser.add_argument("--max-p99-ms", type=float)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
-from mimic_tf.config import atomic_write_text
+from mimic_tf.files import atomic_path, atomic_write_text
 from mimic_tf.layout import ExperimentLayout
 from tuner import artifacts
 from tuner.paper import PAPER_TEACHER_ACCURACY, paper_figure, paper_table
@@ -142,13 +141,8 @@ def draw_figure(
     if lines or baselines or teacher_accuracy is not None:
         axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    try:
+    with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mimic_tf.budgets import budget_label
-from mimic_tf.config import atomic_write_text
+from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import ExperimentLayout
 from tuner import artifacts
 from tuner.artifacts import TrialEvaluation, TrialRecord

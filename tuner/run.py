@@ -17,10 +17,8 @@ import sys
 from collections.abc import Sequence
 
 from mimic_tf.config import ConfigError, load_config
+from mimic_tf.vocabulary import ALL_FAMILIES, STUDENT_FAMILIES, TUNERS
 
-FAMILIES = ("mlp", "cnn")
-ALL_FAMILIES = "all"
-TUNERS = ("bayesian", "hyperband", "random")
 _SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9}
 
 
@@ -54,13 +52,13 @@ def parse_families(text: str) -> tuple[str, ...]:
     """'mlp', 'cnn', 'all' or a comma list such as 'mlp,cnn' -> ('mlp', 'cnn')."""
     items = [item.strip().lower() for item in text.split(",") if item.strip()]
     if items == [ALL_FAMILIES]:
-        return FAMILIES
-    unknown = [item for item in items if item not in FAMILIES]
+        return STUDENT_FAMILIES
+    unknown = [item for item in items if item not in STUDENT_FAMILIES]
     if not items or unknown:
         raise argparse.ArgumentTypeError(
             f"family {text!r} is not one of mlp, cnn, all (or a comma list such as mlp,cnn)"
         )
-    return tuple(family for family in FAMILIES if family in items)
+    return tuple(family for family in STUDENT_FAMILIES if family in items)
 
 
 def positive_int(text: str) -> int:

@@ -35,6 +35,7 @@ import tensorflow as tf
 from mimic_tf.config import ExperimentConfig
 from mimic_tf.layout import ExperimentLayout, SearchLayout
 from mimic_tf.teachers import atomic_save_model
+from mimic_tf.vocabulary import HARD_LOSS
 from tuner import artifacts, distributed
 from tuner.artifacts import Evaluation, TrialRecord
 from tuner.cells import Cell
@@ -260,4 +261,4 @@ def baseline_cell(cell: Cell, layout: ExperimentLayout) -> Cell | None:
     if not ranked:
         return None
     widths = cell.free_widths(ranked[0].hyperparameters)
-    return Cell(cell.family, cell.depth, cell.budget, loss="hard", fixed_widths=widths)
+    return Cell(cell.family, cell.depth, cell.budget, loss=HARD_LOSS, fixed_widths=widths)

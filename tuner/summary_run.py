@@ -36,8 +36,8 @@ from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.text import metadata as text_metadata
 from tensorboard.summary.writer.record_writer import RecordWriter
 
+from mimic_tf.files import atomic_write_bytes
 from mimic_tf.layout import SUMMARY_RUN, ExperimentLayout
-from serving.files import atomic_write_bytes
 
 # "Results" with a capital: the Time Series page sorts tag groups by name, capitals first, and
 # opens the first two, so the figures lead TensorBoard's first page.

@@ -22,12 +22,11 @@ from typing import Any
 import keras_tuner
 from keras_tuner.oracles import BayesianOptimizationOracle, HyperbandOracle, RandomSearchOracle
 
-from mimic_tf.config import atomic_write_text
+from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import SearchLayout
+from mimic_tf.vocabulary import TUNERS
 from tuner import distributed
 from tuner.hypermodel import OBJECTIVE
-
-TUNERS = ("bayesian", "hyperband", "random")
 
 
 def write_json_atomically(path: str | os.PathLike[str], state: Any) -> str:
