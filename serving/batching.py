@@ -98,13 +98,15 @@ class BatchScheduler:
                     f"{self.name} is being unloaded and takes no new requests; retry, the "
                     "request will go to the version that replaces it",
                 )
-            open_batches = -(-self._queued_examples // max_batch)
-            if open_batches >= self.parameters.max_enqueued_batches:
+            # Batches queued with this task, the one being filled included (TF Serving's
+            # count); a task into an empty queue is always taken (a big one runs alone).
+            batches = -(-(self._queued_examples + size) // max_batch)
+            if self._queue and batches > self.parameters.max_enqueued_batches:
                 raise ServingError(
                     grpc.StatusCode.UNAVAILABLE,
                     f"the batch scheduling queue of {self.name} is full "
-                    f"({open_batches} batches of up to {max_batch} examples); retry later or "
-                    "raise max_enqueued_batches",
+                    f"({self.parameters.max_enqueued_batches} batches of up to {max_batch} "
+                    "examples); retry later or raise max_enqueued_batches",
                 )
             self._queue.append(task)
             self._queued_examples += size

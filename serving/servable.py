@@ -96,6 +96,11 @@ class Servable:
         """Examples waiting in this version's batch queues (0 without batching)."""
         return sum(scheduler.queued_examples for scheduler in list(self._schedulers.values()))
 
+    @property
+    def expired_tasks(self) -> int:
+        """Batched requests dropped unrun because their deadline passed (0 without batching)."""
+        return sum(scheduler.expired_tasks for scheduler in list(self._schedulers.values()))
+
     def signature_def(self, signature_name: str) -> meta_graph_pb2.SignatureDef:
         """The signature def called `signature_name` (empty: serving_default).
 

@@ -409,6 +409,41 @@ def test_stop_drains_requests_in_flight(models):
     assert outcome["logits"].shape == (1, 10)
 
 
+def test_full_batch_queue_is_unavailable_at_once_and_late_requests_never_run(models):
+    base, _ = models
+    options = ServerOptions(base / "models.config", port=0, rest_port=None,
+                            file_system_poll_wait_seconds=0,
+                            batching=BatchingParameters(max_batch_size=2,
+                                                        batch_timeout_micros=1_000_000,
+                                                        num_batch_threads=1,
+                                                        max_enqueued_batches=1),
+                            enable_model_warmup=False)
+    with EmbeddedServer(options) as server, ServingClient(server.target,
+                                                          max_attempts=1) as client:
+        servable = server.manager.resolve(predict_request("mlp", IMAGES[:1]).model_spec)
+
+        def wait_for_queue(examples):
+            deadline = time.monotonic() + 10
+            while servable.queued_examples != examples and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+        with pytest.raises(grpc.RpcError) as raised:  # waits 1 s for a batch: gives up first
+            client.predict("mlp", IMAGES[:1], timeout_s=0.2)
+        assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        wait_for_queue(0)  # the batch formed after 1 s, without the request nobody waits for
+        assert servable.expired_tasks == 1
+
+        waiting = ThreadPoolExecutor(1).submit(client.predict, "mlp", IMAGES[:1])
+        wait_for_queue(1)  # one batch being filled: the limit
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as raised:  # two more need a second batch
+            client.predict("mlp", IMAGES[:2])
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - started < 0.5  # at once, not after the 1 s batch timeout
+        assert "queue" in raised.value.details()
+        assert waiting.result(10)["logits"].shape == (1, 10)
+
+
 def test_failed_warmup_keeps_version_unavailable_and_config_file_is_polled(tmp_path):
     from serving.model_manager import ModelManager
     from serving.servable import WARMUP_FILE
