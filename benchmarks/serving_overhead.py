@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -136,11 +137,11 @@ class ServerProcess:
     """`python -m serving.server` in a child process on a free loopback port."""
 
     def __init__(self, config: Path, log_path: Path, batching_file: Path | None = None,
-                 intra_op_threads: int = 0) -> None:
+                 intra_op_threads: int = 0, extra_args: Sequence[str] = ()) -> None:
         command = [sys.executable, "-m", "serving.server", "--backend", "embedded",
                    "--model-config", str(config), "--port", "0", "--rest-port", "0",
                    "--file-system-poll-wait-seconds", "0",
-                   "--tensorflow-intra-op-parallelism", str(intra_op_threads)]
+                   "--tensorflow-intra-op-parallelism", str(intra_op_threads), *extra_args]
         if batching_file is not None:
             command += ["--batching-parameters-file", str(batching_file)]
         self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
@@ -150,6 +151,8 @@ class ServerProcess:
         for line in self.process.stdout:
             if "ready:" in line:
                 self.target = line.split("grpc=")[1].split()[0]
+                rest = line.split("rest=")[1].split()[0]
+                self.rest_port = None if rest == "None" else int(rest)
                 return
         raise RuntimeError(f"the server exited before it was ready; see {log_path}")
 
