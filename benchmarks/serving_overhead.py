@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -39,12 +40,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent import futures
 from pathlib import Path
 
 import grpc
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from mimic_tf.preprocessing import PerImageStandardization
 from serving import tensors
@@ -60,8 +63,11 @@ CONCURRENCY = 16  # concurrent callers in the throughput test
 REQUEST_BATCH = 16  # images per request in the throughput test (total batch = 16 x 16 = 256)
 THROUGHPUT_SECONDS = 10.0  # total throughput measurement per side
 ROUNDS = 10  # in-process and served measurements alternate in this many rounds
-# Server batching, as TF Serving advises: callers = 2 x max batch, so one batch fills while the
-# other runs. max_batch_size = half the total batch (8 requests of 16 images).
+# Server batching: 4 batches in flight for 2 batch threads (max_batch_size = a quarter of the
+# total batch, 4 requests of 16 images), so a full batch waits whenever a thread finishes one.
+# Profiled (docs/serving.md): the server spends the same CPU per image as the in-process call;
+# with 2 batches of 128 in flight a thread sat idle while its batch's callers sent new requests.
+BATCHES_IN_FLIGHT = 4
 BATCH_TIMEOUT_MICROS = 1000  # wait up to 1 ms for a batch to fill
 NUM_BATCH_THREADS = 2  # batches run at once
 # The server's --tensorflow-intra-op-parallelism. With 1, each batch thread runs its batch on
@@ -88,6 +94,45 @@ def build_student(seed: int = SEED) -> keras.Model:
 def percentiles(seconds: list[float]) -> dict[str, float]:
     p50, p95, p99 = np.percentile(np.asarray(seconds) * 1e3, [50, 95, 99])
     return {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99)}
+
+
+class EchoServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Answers every Predict with the outputs of a batch-1 student call, precomputed."""
+
+    def __init__(self) -> None:
+        self.response = predict_pb2.PredictResponse()
+        for key, value in (("logits", np.zeros((1, 10), np.float32)),
+                           ("probabilities", np.zeros((1, 10), np.float32)),
+                           ("classes", np.zeros((1,), np.int64))):
+            tensors.fill_tensor_proto(self.response.outputs[key], value)
+
+    def Predict(self, request, context):
+        tensors.to_ndarray(request.inputs["images"])
+        return self.response
+
+
+def serve_echo(port_queue) -> None:
+    """A gRPC server process with no model: the floor under the served overhead."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(EchoServicer(), server)
+    port_queue.put(server.add_insecure_port("127.0.0.1:0"))
+    server.start()
+    server.wait_for_termination()
+
+
+def echo_latency(images: np.ndarray, count: int) -> dict[str, float]:
+    """p50/p95/p99 of batch-1 Predict round trips to `serve_echo` in a child process."""
+    context = multiprocessing.get_context("spawn")
+    port_queue = context.Queue()
+    process = context.Process(target=serve_echo, args=(port_queue,), daemon=True)
+    process.start()
+    try:
+        with ServingClient(f"127.0.0.1:{port_queue.get(timeout=120)}") as client:
+            call = functools.partial(served_call, client)
+            timed_calls(call, images, 0, LATENCY_WARMUP)
+            return percentiles(timed_calls(call, images, 0, count))
+    finally:
+        process.kill()
 
 
 def in_process_call(signature, images: np.ndarray) -> None:
@@ -176,7 +221,7 @@ def main() -> None:
     parser.add_argument("--batch-timeout-micros", type=int, default=BATCH_TIMEOUT_MICROS)
     parser.add_argument("--batch-threads", type=int, default=NUM_BATCH_THREADS)
     parser.add_argument("--max-batch-size", type=int,
-                        help="server max_batch_size (default: half the total batch)")
+                        help="server max_batch_size (default: a quarter of the total batch)")
     parser.add_argument("--server-intra-op-threads", type=int, default=SERVER_INTRA_OP_THREADS,
                         help="the server's --tensorflow-intra-op-parallelism (0: every core)")
     args = parser.parse_args()
@@ -217,9 +262,10 @@ def main() -> None:
             server.stop()
         local_latency = percentiles(local_durations)
         remote_latency = percentiles(remote_durations)
+        echo = echo_latency(images, len(remote_durations))
 
         # Throughput: the batching server, rounds alternating.
-        max_batch_size = args.max_batch_size or max(1, total_batch // 2)
+        max_batch_size = args.max_batch_size or max(1, total_batch // BATCHES_IN_FLIGHT)
         batching = BatchingParameters(max_batch_size=max_batch_size,
                                       batch_timeout_micros=args.batch_timeout_micros,
                                       num_batch_threads=args.batch_threads,
@@ -255,6 +301,7 @@ def main() -> None:
         "throughput_ratio": remote_throughput / local_throughput,
         "in_process_latency_ms": local_latency,
         "served_latency_ms": remote_latency,
+        "grpc_echo_latency_ms": echo,
         "in_process_images_per_s": local_throughput,
         "served_images_per_s": remote_throughput,
         "concurrency": args.concurrency,
