@@ -11,7 +11,6 @@ are not the request type INVALID_ARGUMENT (gRPC itself would answer INTERNAL).
 from __future__ import annotations
 
 import functools
-import logging
 
 import grpc
 from tensorflow_serving.apis import (
@@ -34,8 +33,6 @@ from serving.model_manager import ModelManager
 from serving.servable import Servable, examples_from_input
 from serving.signatures import PREDICT_SIGNATURE
 from serving.validation import RequestLimits
-
-logger = logging.getLogger(__name__)
 
 SIGNATURE_DEF_FIELD = "signature_def"
 
@@ -127,7 +124,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         _require_model_spec(request)
         servable = self.manager.resolve(request.model_spec)
         signature_name = request.model_spec.signature_name or PREDICT_SIGNATURE
-        classes, scores = servable.classify(signature_name, examples_from_input(request.input),
+        examples = examples_from_input(request.input, self.limits.max_merged_bytes)
+        classes, scores = servable.classify(signature_name, examples,
                                             deadline=deadline_of(context))
         response = classification_pb2.ClassificationResponse(
             model_spec=_response_spec(servable, signature_name)

@@ -143,8 +143,10 @@ def _example(features: Any) -> bytes:
 class RestApi:
     """The JSON handlers, independent of the HTTP server (so they are easy to test)."""
 
-    def __init__(self, manager: ModelManager) -> None:
+    def __init__(self, manager: ModelManager,
+                 max_merged_bytes: int = validation.RequestLimits.max_merged_bytes) -> None:
         self.manager = manager
+        self.max_merged_bytes = max_merged_bytes  # classify examples, context merged in
 
     @staticmethod
     def model_spec(match: re.Match) -> model_pb2.ModelSpec:
@@ -237,7 +239,8 @@ class RestApi:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "the request body must hold "
                                "'examples': a list of {feature: value} objects")
         context = _example(_decode_b64(body["context"])) if "context" in body else b""
-        serialized = [context + _example(example) for example in examples]
+        serialized = validation.merge_context(context, [_example(example) for example in examples],
+                                              self.max_merged_bytes)
         classes, scores = servable.classify(_string_field(body, "signature_name"), serialized)
         result = []
         for row in range(len(serialized)):
@@ -296,7 +299,7 @@ class RestServer:
     def __init__(self, manager: ModelManager, host: str = "127.0.0.1", port: int = 8501,
                  max_body_bytes: int = 64 * 1024 * 1024, max_connections: int = 64,
                  idle_timeout_s: float = 30.0) -> None:
-        api = RestApi(manager)
+        api = RestApi(manager, max_body_bytes)
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"

@@ -265,16 +265,19 @@ class Servable:
         return scheduler.run(inputs, deadline=deadline)
 
 
-def examples_from_input(request_input) -> list[bytes]:
-    """The serialized examples of a `tensorflow.serving.Input`, context merged in."""
+def examples_from_input(request_input, max_bytes: int = validation.RequestLimits.max_merged_bytes
+                        ) -> list[bytes]:
+    """The serialized examples of a `tensorflow.serving.Input`, context merged in.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT when merging the context would exceed `max_bytes`.
+    """
     kind = request_input.WhichOneof("kind")
     if kind == "example_list":
         return [example.SerializeToString() for example in request_input.example_list.examples]
     if kind == "example_list_with_context":
-        context = request_input.example_list_with_context.context.SerializeToString()
-        return [
-            context + example.SerializeToString()
-            for example in request_input.example_list_with_context.examples
-        ]
+        with_context = request_input.example_list_with_context
+        return validation.merge_context(
+            with_context.context.SerializeToString(),
+            [example.SerializeToString() for example in with_context.examples], max_bytes)
     return []
-

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import grpc
 import numpy as np
@@ -36,12 +36,14 @@ class RequestLimits:
     """
 
     max_tensor_elements: int = 64 * 1024 * 1024  # elements one input tensor may declare
+    max_merged_bytes: int = 64 * 1024 * 1024  # tf.Examples once their context is merged in
 
     @classmethod
     def from_message_bytes(cls, max_message_bytes: int,
                            max_tensor_elements: int | None = None) -> RequestLimits:
         """The limits for a server whose messages are at most `max_message_bytes`."""
-        return cls(max_tensor_elements=max_tensor_elements or max_message_bytes)
+        return cls(max_tensor_elements=max_tensor_elements or max_message_bytes,
+                   max_merged_bytes=max_message_bytes)
 
 
 def invalid(message: str) -> ServingError:
@@ -158,6 +160,24 @@ def decode_inputs(inputs: Mapping[str, tensor_pb2.TensorProto],
         return {key: tensors.to_ndarray(proto) for key, proto in inputs.items()}
     except ValueError as error:
         raise invalid(str(error)) from None
+
+
+def merge_context(context: bytes, examples: Sequence[bytes], max_bytes: int) -> list[bytes]:
+    """Each serialized example with the serialized context prepended, as TF Serving merges
+    `example_list_with_context`; refused before merging when that would exceed `max_bytes`
+    (a large context shared by many tiny examples would otherwise multiply a request's size).
+
+    Raises:
+        ServingError: INVALID_ARGUMENT when the merged examples would exceed `max_bytes`.
+    """
+    if not context:
+        return list(examples)
+    merged = len(context) * len(examples) + sum(len(example) for example in examples)
+    if merged > max_bytes:
+        raise invalid(f"{len(examples)} examples sharing a context of {len(context)} bytes "
+                      f"make {merged} bytes once merged, more than the {max_bytes} allowed; "
+                      "send fewer examples per request or a smaller context")
+    return [context + example for example in examples]
 
 
 def check_arrays(signature: meta_graph_pb2.SignatureDef, signature_name: str,

@@ -114,6 +114,18 @@ def classify(examples=None, name="mlp", signature="classify", spec=True):
     return ("Classify", request)
 
 
+def classify_with_context(context_bytes: int, count: int):
+    """A Classify request whose examples share a context of `context_bytes` of padding."""
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name, request.model_spec.signature_name = "mlp", "classify"
+    with_context = request.input.example_list_with_context
+    with_context.context.ParseFromString(example(pad=tf.train.Feature(
+        bytes_list=tf.train.BytesList(value=[bytes(context_bytes)]))))
+    for _ in range(count):
+        with_context.examples.add().ParseFromString(encode_image_example(IMAGE[0]))
+    return ("Classify", request)
+
+
 def example(**features) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
@@ -264,6 +276,8 @@ CASES = [
             value=[png(8, 8)]))})]), INVALID),
     ("classify good and bad example", classify(examples=[encode_image_example(IMAGE[0]),
                                                           example()]), INVALID),
+    ("classify context x examples over the limit", classify_with_context(100_000, 20),
+     INVALID),
     ("classify garbage bytes", raw("Classify", b"\x12\xff\xff\xff\xff\x0f"), INVALID),
     ("classify empty body", raw("Classify", b""), INVALID),
     # GetModelMetadata
@@ -329,6 +343,10 @@ CASES = [
     ("rest classify b64 a number", rest("/v1/models/mlp:classify", json.dumps(
         {"signature_name": "classify", "examples": [{"image/encoded": {"b64": 5}}]}).encode()),
      INVALID),
+    ("rest classify context x examples over the limit", rest("/v1/models/mlp:classify",
+                                                             json.dumps({
+        "signature_name": "classify", "context": {"pad": "p" * 100_000},
+        "examples": [{}] * 20}).encode()), INVALID),
     ("rest classify feature an object", rest("/v1/models/mlp:classify", json.dumps(
         {"signature_name": "classify", "examples": [{"image/encoded": {"a": 1}}]}).encode()),
      INVALID),
@@ -436,10 +454,10 @@ def test_server_still_answers_good_requests(fuzz_server):
         request, timeout=20)
     np.testing.assert_allclose(tensors.to_ndarray(response.outputs["logits"]), expected,
                                atol=1e-5)
-    _, request = classify()
-    classified = prediction_service_pb2_grpc.PredictionServiceStub(channel).Classify(
-        request, timeout=20)
-    assert len(classified.result.classifications[0].classes) == 10
+    for _, request in (classify(), classify_with_context(10, 2)):
+        classified = prediction_service_pb2_grpc.PredictionServiceStub(channel).Classify(
+            request, timeout=20)
+        assert len(classified.result.classifications[-1].classes) == 10
     status_code, body = _rest_call(server.rest_port, "POST", "/v1/models/mlp:predict",
                                    json.dumps({"instances": IMAGE.tolist()}).encode(), {})
     assert status_code == 200
