@@ -46,7 +46,7 @@ SEED = 0
 STEP_CALLS = 3000  # timed calls per handler step (after 200 untimed)
 CONCURRENCY = 16
 REQUEST_BATCH = 16
-MAX_BATCH_SIZE = 64  # as serving_overhead.py: 4 batches in flight for 2 batch threads
+MAX_BATCH_SIZE = 128  # as serving_overhead.py: half the 256 images in flight
 SECONDS = 10.0  # per throughput side
 
 
