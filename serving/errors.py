@@ -117,3 +117,19 @@ def from_exception(error: BaseException) -> ServingError:
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT, "the server could not process this "
                         f"request (incident {incident}, logged server-side); check it against "
                         "the model's signature (GetModelMetadata)")
+
+
+def load_failure(error: BaseException) -> ServingError:
+    """Map an exception met while loading a version to the status `GetModelStatus` reports.
+
+    TensorFlow errors keep their code (without the Python stack in the message), a
+    `ServingError` is kept as it is, and anything else is FAILED_PRECONDITION with its message
+    but not its exception name (the caller logs the traceback).
+    """
+    if isinstance(error, ServingError):
+        return error
+    tf_code = getattr(error, "error_code", None)
+    if tf_code is not None and hasattr(error, "message"):
+        return ServingError(code_from_number(tf_code), clean_tensorflow_message(error.message))
+    return ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                        f"the version could not be loaded: {error}")

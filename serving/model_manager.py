@@ -20,7 +20,7 @@ from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.admission import ConcurrencyLimit
-from serving.errors import ServingError, describe_name, from_exception
+from serving.errors import ServingError, describe_name, load_failure
 from serving.model_config import (
     BatchingParameters,
     ModelConfigError,
@@ -263,9 +263,9 @@ class ModelManager:
                 logger.info("model '%s' version %d: %d warmup requests run", entry.name,
                             version, records)
         except Exception as error:  # a bad version must not stop the others from loading
-            failure = from_exception(error)
+            failure = load_failure(error)
             logger.error("model '%s' version %d failed to load: %s", entry.name, version,
-                         failure.message)
+                         failure.message, exc_info=error)
             self._failed.add((entry.name, version))
             self._set_state(entry.name, VersionState(version, State.END, failure.code,
                                                      failure.message))

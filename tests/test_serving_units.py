@@ -289,3 +289,31 @@ def test_server_and_compare_cli_bad_flags_exit_2(capsys):
 
 def test_empty_config_parses():
     assert model_entries(model_server_config_pb2.ModelServerConfig()) == []
+
+
+def test_errors_never_answer_unknown_internal_or_python_names(caplog):
+    from serving.errors import from_exception, load_failure
+
+    tf_error = tf.errors.InternalError(None, None, 'Graph execution error:\n\nDetected at node '
+                                       'x defined at (most recent call last):\n  File "a.py", '
+                                       'line 1, in f\n\n<stack traces unavailable> boom\n'
+                                       '\t [[{{node x}}]]')
+    cases = {
+        "tf internal": (tf_error, grpc.StatusCode.INVALID_ARGUMENT),
+        "tf invalid": (tf.errors.InvalidArgumentError(None, None, "bad image"),
+                       grpc.StatusCode.INVALID_ARGUMENT),
+        "memory": (MemoryError(), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        "recursion": (RecursionError("maximum recursion depth"),
+                      grpc.StatusCode.INVALID_ARGUMENT),
+        "bug": (KeyError("resource"), grpc.StatusCode.INVALID_ARGUMENT),
+    }
+    for name, (error, code) in cases.items():
+        failure = from_exception(error)
+        assert failure.code == code, name
+        assert not any(word in failure.message for word in (
+            "Error", "Traceback", "File \"", "most recent call")), failure.message
+    assert "incident" in from_exception(KeyError("x")).message
+    assert "KeyError" in caplog.text  # the traceback is in the server's log, not the answer
+    loaded = load_failure(tf.errors.DataLossError(None, None, "corrupt record"))
+    assert (loaded.code, loaded.message) == (grpc.StatusCode.DATA_LOSS, "corrupt record")
+    assert load_failure(OSError("disk gone")).code == grpc.StatusCode.FAILED_PRECONDITION
