@@ -8,6 +8,8 @@ Modules (import the one you need; nothing is imported or started here):
     serving.model_manager   ModelManager: versions loaded per policy, polling, labels, status
     serving.servable        Servable: one loaded version, request checks, warmup
     serving.batching        BatchScheduler: server-side batching of concurrent requests
+    serving.validation      request checks in TF Serving's order, before any allocation
+    serving.admission       client deadlines, the limit on unbatched requests in flight
     serving.grpc_services   PredictionService / ModelService servicers (official base classes)
     serving.rest            TF Serving's REST API
     serving.server          EmbeddedServer, the real tensorflow_model_server's command, the CLI

@@ -6,7 +6,9 @@ holds `max_batch_size` examples or `batch_timeout_micros` have passed since that
 arrived, then runs the signature once on the concatenated inputs and splits the outputs back.
 `num_batch_threads` batches run at once; a task bigger than `max_batch_size` runs alone; when
 `allowed_batch_sizes` is set a batch is padded (with copies of its first example) up to the
-next allowed size. A full queue answers UNAVAILABLE, as TF Serving does.
+next allowed size. A full queue answers UNAVAILABLE at once, as TF Serving does. A task whose
+deadline has passed (or whose caller stopped waiting) when its batch is formed is dropped
+with DEADLINE_EXCEEDED, never run.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import grpc
 import numpy as np
 
+from serving.admission import expired
 from serving.errors import ServingError
 from serving.model_config import BatchingParameters
 
@@ -34,6 +38,7 @@ class _Task:
     size: int  # examples in this task (leading dimension of its inputs)
     future: Future
     enqueued_at: float  # time.monotonic() when submitted
+    deadline: float | None = None  # time.monotonic() after which it is not started
 
 
 class BatchScheduler:
@@ -60,6 +65,7 @@ class BatchScheduler:
         self._condition = threading.Condition()
         self._gather_lock = threading.Lock()
         self._closed = False
+        self.expired_tasks = 0  # tasks dropped unrun: deadline passed or caller gone
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-batch-{index}", daemon=True)
             for index in range(parameters.num_batch_threads)
@@ -72,14 +78,18 @@ class BatchScheduler:
         """Examples waiting in the queue (not yet in a running batch)."""
         return self._queued_examples
 
-    def submit(self, inputs: Mapping[str, np.ndarray]) -> Future:
+    def submit(self, inputs: Mapping[str, np.ndarray], deadline: float | None = None) -> Future:
         """Queue one task; the future resolves to its slice of the batch's outputs.
+
+        Args:
+            deadline: `time.monotonic()` instant after which the task is dropped unrun.
 
         Raises:
             ServingError: UNAVAILABLE when the queue is full or the scheduler is closing.
         """
         size = int(next(iter(inputs.values())).shape[0]) if inputs else 0
-        task = _Task(inputs=inputs, size=size, future=Future(), enqueued_at=time.monotonic())
+        task = _Task(inputs=inputs, size=size, future=Future(), enqueued_at=time.monotonic(),
+                     deadline=deadline)
         max_batch = self.parameters.max_batch_size
         with self._condition:
             if self._closed:
@@ -88,22 +98,35 @@ class BatchScheduler:
                     f"{self.name} is being unloaded and takes no new requests; retry, the "
                     "request will go to the version that replaces it",
                 )
-            open_batches = -(-self._queued_examples // max_batch)
-            if open_batches >= self.parameters.max_enqueued_batches:
+            # Batches queued with this task, the one being filled included (TF Serving's
+            # count); a task into an empty queue is always taken (a big one runs alone).
+            batches = -(-(self._queued_examples + size) // max_batch)
+            if self._queue and batches > self.parameters.max_enqueued_batches:
                 raise ServingError(
                     grpc.StatusCode.UNAVAILABLE,
                     f"the batch scheduling queue of {self.name} is full "
-                    f"({open_batches} batches of up to {max_batch} examples); retry later or "
-                    "raise max_enqueued_batches",
+                    f"({self.parameters.max_enqueued_batches} batches of up to {max_batch} "
+                    "examples); retry later or raise max_enqueued_batches",
                 )
             self._queue.append(task)
             self._queued_examples += size
             self._condition.notify_all()
         return task.future
 
-    def run(self, inputs: Mapping[str, np.ndarray], timeout_s: float | None = None) -> Tensors:
-        """Submit one task and wait for its outputs."""
-        return self.submit(inputs).result(timeout=timeout_s)
+    def run(self, inputs: Mapping[str, np.ndarray], deadline: float | None = None) -> Tensors:
+        """Submit one task and wait for its outputs, at most until `deadline`.
+
+        Raises:
+            ServingError: UNAVAILABLE (see `submit`); DEADLINE_EXCEEDED when the deadline
+                passes first (the task is then dropped unless its batch already runs).
+        """
+        future = self.submit(inputs, deadline)
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            return future.result(timeout=timeout)
+        except FutureTimeout:
+            future.cancel()  # dropped when its batch forms, unless that batch already runs
+            raise expired(self.name) from None
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Stop taking tasks, run the ones already queued, and stop the batch threads."""
@@ -130,12 +153,20 @@ class BatchScheduler:
                 if remaining <= 0:
                     break
                 self._condition.wait(remaining)
-            batch = [self._queue.popleft()]
-            batch_size = batch[0].size
-            while self._queue and batch_size + self._queue[0].size <= max_batch:
-                batch_size += self._queue[0].size
-                batch.append(self._queue.popleft())
-            self._queued_examples -= batch_size
+            batch: list[_Task] = []
+            batch_size = 0
+            now = time.monotonic()
+            while self._queue and (not batch or batch_size + self._queue[0].size <= max_batch):
+                task = self._queue.popleft()
+                self._queued_examples -= task.size
+                if not task.future.set_running_or_notify_cancel():
+                    self.expired_tasks += 1  # its caller stopped waiting
+                elif task.deadline is not None and now >= task.deadline:
+                    self.expired_tasks += 1
+                    task.future.set_exception(expired(self.name))
+                else:
+                    batch.append(task)
+                    batch_size += task.size
             return batch
 
     def _work(self) -> None:
@@ -143,7 +174,8 @@ class BatchScheduler:
             batch = self._next_batch()
             if batch is None:
                 return
-            self._process(batch)
+            if batch:
+                self._process(batch)
 
     def _padded_size(self, batch_size: int) -> int:
         sizes = self.parameters.allowed_batch_sizes

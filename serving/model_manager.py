@@ -19,7 +19,8 @@ import grpc
 from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.errors import ServingError, from_exception
+from serving.admission import ConcurrencyLimit
+from serving.errors import ServingError, describe_name, load_failure
 from serving.model_config import (
     BatchingParameters,
     ModelConfigError,
@@ -48,11 +49,12 @@ class VersionState:
 def describe_request(model_spec: model_pb2.ModelSpec) -> str:
     """TF Serving's wording for the servable a request asks for: `Latest(m)`, `Specific(m, 2)`."""
     choice = model_spec.WhichOneof("version_choice")
+    name = describe_name(model_spec.name)
     if choice == "version":
-        return f"Specific({model_spec.name}, {model_spec.version.value})"
+        return f"Specific({name}, {model_spec.version.value})"
     if choice == "version_label":
-        return f"Label({model_spec.name}, {model_spec.version_label})"
-    return f"Latest({model_spec.name})"
+        return f"Label({name}, {describe_name(model_spec.version_label)})"
+    return f"Latest({name})"
 
 
 class ModelManager:
@@ -67,6 +69,8 @@ class ModelManager:
         enable_warmup: replay each version's warmup requests before it becomes AVAILABLE.
         config_path: the file the config came from, re-read when it changes if
             `config_poll_interval_s` > 0 (TF Serving's `--model_config_file_poll_wait_seconds`).
+        concurrency: without batching, the limit on requests running and waiting at once,
+            shared by every version; None: no limit.
     """
 
     def __init__(
@@ -78,11 +82,13 @@ class ModelManager:
         enable_warmup: bool = True,
         config_path: str | Path | None = None,
         config_poll_interval_s: float = 0.0,
+        concurrency: ConcurrencyLimit | None = None,
     ) -> None:
         self._entries: dict[str, ModelEntry] = {entry.name: entry for entry in
                                                 model_entries(config)}
         self.poll_interval_s = float(poll_interval_s)
         self.batching = batching
+        self.concurrency = concurrency
         self.enable_warmup = enable_warmup
         self.config_path = Path(config_path) if config_path else None
         self.config_poll_interval_s = float(config_poll_interval_s)
@@ -187,9 +193,10 @@ class ModelManager:
                 if model_spec.version_label not in labels:
                     raise ServingError(
                         grpc.StatusCode.INVALID_ARGUMENT,
-                        f"Unrecognized servable version label: {model_spec.version_label}; "
-                        f"labels of model '{name}': {', '.join(sorted(labels)) or 'none'} (set "
-                        "them with version_labels in models.config)",
+                        f"Unrecognized servable version label: "
+                        f"{describe_name(model_spec.version_label)}; labels of model '{name}': "
+                        f"{', '.join(sorted(labels)) or 'none'} (set them with version_labels "
+                        "in models.config)",
                     )
                 version = labels[model_spec.version_label]
             servable = versions.get(version)
@@ -212,7 +219,7 @@ class ModelManager:
         if name not in self._entries or not states:
             raise ServingError(
                 grpc.StatusCode.NOT_FOUND,
-                f"Could not find any versions of model {name}"
+                f"Could not find any versions of model {describe_name(name)}"
                 + ("" if name in self._entries else f"; served models: "
                    f"{', '.join(self.model_names) or 'none'}"),
             )
@@ -225,7 +232,7 @@ class ModelManager:
             labels = self._entries[name].version_labels
             if model_spec.version_label not in labels:
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Unrecognized servable "
-                                   f"version label: {model_spec.version_label}")
+                                   f"version label: {describe_name(model_spec.version_label)}")
             version = labels[model_spec.version_label]
         if version not in states:
             raise ServingError(grpc.StatusCode.NOT_FOUND,
@@ -259,15 +266,15 @@ class ModelManager:
                     entry.base_path / str(version))
         try:
             servable = Servable(entry.name, version, entry.base_path / str(version),
-                                batching=self.batching)
+                                batching=self.batching, concurrency=self.concurrency)
             if self.enable_warmup:
                 records = servable.warmup()
                 logger.info("model '%s' version %d: %d warmup requests run", entry.name,
                             version, records)
         except Exception as error:  # a bad version must not stop the others from loading
-            failure = from_exception(error)
+            failure = load_failure(error)
             logger.error("model '%s' version %d failed to load: %s", entry.name, version,
-                         failure.message)
+                         failure.message, exc_info=error)
             self._failed.add((entry.name, version))
             self._set_state(entry.name, VersionState(version, State.END, failure.code,
                                                      failure.message))

@@ -20,9 +20,10 @@ from google.protobuf import text_format
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from serving import tensors
+from serving import tensors, validation
+from serving.admission import ConcurrencyLimit, check_deadline
 from serving.batching import BatchScheduler
-from serving.errors import ServingError, from_exception
+from serving.errors import ServingError, describe_name, from_exception
 from serving.model_config import BatchingParameters
 from serving.signatures import (
     CLASSIFY_CLASSES,
@@ -54,21 +55,6 @@ def read_signature_defs(saved_model_dir: str | Path) -> dict[str, meta_graph_pb2
     raise ValueError(f"{saved_model_dir} has no meta graph tagged '{SERVE_TAG}'")
 
 
-def _format_shape(shape_proto) -> str:
-    if shape_proto.unknown_rank:
-        return "<any shape>"
-    return "[" + ", ".join(str(dim.size) for dim in shape_proto.dim) + "]"
-
-
-def _shape_matches(shape: tuple[int, ...], shape_proto) -> bool:
-    if shape_proto.unknown_rank:
-        return True
-    if len(shape) != len(shape_proto.dim):
-        return False
-    pairs = zip(shape_proto.dim, shape, strict=True)
-    return all(dim.size < 0 or dim.size == size for dim, size in pairs)
-
-
 class Servable:
     """One version of one model, loaded and ready to run.
 
@@ -77,6 +63,8 @@ class Servable:
         version: the version number (the folder name).
         path: the SavedModel folder.
         batching: batch concurrent requests with these parameters; None runs each alone.
+        concurrency: without batching, the limit on requests running and waiting at once
+            (shared by every servable of a server); None: no limit.
     """
 
     def __init__(
@@ -85,6 +73,7 @@ class Servable:
         version: int,
         path: str | Path,
         batching: BatchingParameters | None = None,
+        concurrency: ConcurrencyLimit | None = None,
     ) -> None:
         self.name = name
         self.version = int(version)
@@ -93,6 +82,7 @@ class Servable:
         self.saved_model = tf.saved_model.load(str(self.path), tags=[SERVE_TAG])
         self._functions = dict(self.saved_model.signatures)
         self._batching = batching
+        self._concurrency = concurrency
         self._schedulers: dict[str, BatchScheduler] = {}
         self._schedulers_lock = threading.Lock()
 
@@ -106,6 +96,11 @@ class Servable:
         """Examples waiting in this version's batch queues (0 without batching)."""
         return sum(scheduler.queued_examples for scheduler in list(self._schedulers.values()))
 
+    @property
+    def expired_tasks(self) -> int:
+        """Batched requests dropped unrun because their deadline passed (0 without batching)."""
+        return sum(scheduler.expired_tasks for scheduler in list(self._schedulers.values()))
+
     def signature_def(self, signature_name: str) -> meta_graph_pb2.SignatureDef:
         """The signature def called `signature_name` (empty: serving_default).
 
@@ -116,86 +111,63 @@ class Servable:
         if signature_name not in self._functions:
             raise ServingError(
                 grpc.StatusCode.NOT_FOUND,
-                f"Serving signature key \"{signature_name}\" not found in model '{self.name}' "
+                f"Serving signature key \"{describe_name(signature_name)}\" not found in model "
+                f"'{self.name}' "
                 f"version {self.version}; available signatures: "
                 f"{', '.join(self.signature_names)}",
             )
         return self.signature_defs[signature_name]
 
     def check_inputs(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> None:
-        """Check input names, dtypes and shapes against the signature def.
+        """Check decoded input names, dtypes and shapes against the signature def.
 
         Raises:
             ServingError: NOT_FOUND for an unknown signature, INVALID_ARGUMENT for a missing or
                 extra input, a wrong dtype or a wrong shape (naming the expected one).
         """
         signature_name = signature_name or PREDICT_SIGNATURE
-        signature = self.signature_def(signature_name)
-        expected = signature.inputs
-        missing = sorted(set(expected) - set(inputs))
-        extra = sorted(set(inputs) - set(expected))
-        if missing or extra:
-            raise ServingError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"input size does not match signature: {len(inputs)}!={len(expected)} "
-                f"len({sorted(inputs)}) != len({sorted(expected)}). Sent extra: {extra}. "
-                f"Missing but required: {missing}. Signature '{signature_name}' of model "
-                f"'{self.name}' takes: " + ", ".join(
-                    f"'{key}' {tensors.dtype_name(info.dtype)} {_format_shape(info.tensor_shape)}"
-                    for key, info in sorted(expected.items())
-                ),
-            )
-        for key, value in inputs.items():
-            info = expected[key]
-            expected_dtype = tensors.numpy_dtype(info.dtype)
-            is_string = expected_dtype.kind == "O"
-            if (is_string and value.dtype.kind not in "OSU") or (
-                not is_string and value.dtype != expected_dtype
-            ):
-                raise ServingError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"input '{key}' of signature '{signature_name}' expects dtype "
-                    f"{tensors.dtype_name(info.dtype)} but "
-                    f"{tensors.dtype_name(tensors.dtype_enum_of(value))} was sent; send the "
-                    f"tensor as {tensors.dtype_name(info.dtype)}",
-                )
-            if not _shape_matches(tuple(value.shape), info.tensor_shape):
-                raise ServingError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"input '{key}' of signature '{signature_name}' expects shape "
-                    f"{_format_shape(info.tensor_shape)} (-1: any size) but shape "
-                    f"{list(value.shape)} was sent",
-                )
+        validation.check_arrays(self.signature_def(signature_name), signature_name, inputs)
 
     def predict(
         self,
         signature_name: str,
         inputs: Mapping[str, np.ndarray],
         output_filter: Sequence[str] = (),
+        *,
+        deadline: float | None = None,
+        checked: bool = False,
     ) -> dict[str, np.ndarray]:
         """Check the inputs, run the signature and return its (filtered) outputs.
 
+        Args:
+            deadline: `time.monotonic()` instant after which the work is not started.
+            checked: the inputs were already checked against the signature
+                (`validation.decode_inputs`).
+
         Raises:
             ServingError: for a bad request (see `check_inputs`), an unknown output in
-                `output_filter` (INVALID_ARGUMENT), or a runtime failure.
+                `output_filter` (INVALID_ARGUMENT), a full queue (UNAVAILABLE), a passed
+                deadline (DEADLINE_EXCEEDED), or a runtime failure.
         """
         signature_name = signature_name or PREDICT_SIGNATURE
-        self.check_inputs(signature_name, inputs)
+        if not checked:
+            self.check_inputs(signature_name, inputs)
         outputs_def = self.signature_defs[signature_name].outputs
         unknown = [key for key in output_filter if key not in outputs_def]
         if unknown:
             raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"output tensor alias not found in signature: {unknown[0]}. Outputs expected to "
-                f"be in the set {{{','.join(sorted(outputs_def))}}}.",
+                f"output tensor alias not found in signature: {describe_name(unknown[0])}. "
+                f"Outputs expected to be in the set {{{','.join(sorted(outputs_def))}}}.",
             )
-        outputs = self._run(signature_name, inputs)
+        outputs = self._run(signature_name, inputs, deadline)
         if output_filter:
             outputs = {key: outputs[key] for key in output_filter}
         return outputs
 
     def classify(
-        self, signature_name: str, serialized_examples: Sequence[bytes]
+        self, signature_name: str, serialized_examples: Sequence[bytes], *,
+        deadline: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Run a classification signature on serialized `tf.Example`s.
 
@@ -219,7 +191,7 @@ class Servable:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Input is empty: send at least "
                                "one tf.Example in input.example_list")
         inputs = {CLASSIFY_INPUTS: np.array(list(serialized_examples), dtype=object)}
-        outputs = self.predict(signature_name, inputs)
+        outputs = self.predict(signature_name, inputs, deadline=deadline)
         scores = outputs.get(CLASSIFY_SCORES)
         classes = outputs.get(CLASSIFY_CLASSES)
         if scores is None and classes is None:
@@ -272,9 +244,13 @@ class Servable:
             raise from_exception(error) from None
         return {key: value.numpy() for key, value in outputs.items()}
 
-    def _run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, signature_name: str, inputs: Mapping[str, np.ndarray],
+             deadline: float | None = None) -> dict[str, np.ndarray]:
         if self._batching is None:
-            return self._call(signature_name, inputs)
+            if self._concurrency is None:
+                check_deadline(deadline, f"model '{self.name}'")
+                return self._call(signature_name, inputs)
+            return self._concurrency.run(lambda: self._call(signature_name, inputs), deadline)
         scheduler = self._schedulers.get(signature_name)
         if scheduler is None:
             with self._schedulers_lock:
@@ -286,19 +262,22 @@ class Servable:
                         name=f"model '{self.name}' version {self.version} ({signature_name})",
                     )
                     self._schedulers[signature_name] = scheduler
-        return scheduler.run(inputs)
+        return scheduler.run(inputs, deadline=deadline)
 
 
-def examples_from_input(request_input) -> list[bytes]:
-    """The serialized examples of a `tensorflow.serving.Input`, context merged in."""
+def examples_from_input(request_input, max_bytes: int = validation.RequestLimits.max_merged_bytes
+                        ) -> list[bytes]:
+    """The serialized examples of a `tensorflow.serving.Input`, context merged in.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT when merging the context would exceed `max_bytes`.
+    """
     kind = request_input.WhichOneof("kind")
     if kind == "example_list":
         return [example.SerializeToString() for example in request_input.example_list.examples]
     if kind == "example_list_with_context":
-        context = request_input.example_list_with_context.context.SerializeToString()
-        return [
-            context + example.SerializeToString()
-            for example in request_input.example_list_with_context.examples
-        ]
+        with_context = request_input.example_list_with_context
+        return validation.merge_context(
+            with_context.context.SerializeToString(),
+            [example.SerializeToString() for example in with_context.examples], max_bytes)
     return []
-

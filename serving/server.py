@@ -25,10 +25,10 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
+from serving.admission import ConcurrencyLimit
 from serving.files import atomic_write_text
-from serving.grpc_services import ModelServicer, PredictionServicer
+from serving.grpc_services import add_services
 from serving.model_config import (
     BatchingParameters,
     ModelConfigError,
@@ -38,6 +38,7 @@ from serving.model_config import (
 )
 from serving.model_manager import ModelManager
 from serving.rest import RestServer
+from serving.validation import RequestLimits
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,16 @@ class ServerOptions:
     batching: BatchingParameters | None = None  # None: no server-side batching (TF default)
     batching_parameters_file: Path | None = None  # where `batching` came from, if a file
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES  # gRPC send/receive limit
+    # Elements one input tensor may declare; None: max_message_bytes (an honest request
+    # spends at least a byte per element). Above it: INVALID_ARGUMENT, nothing allocated.
+    max_tensor_elements: int | None = None
     grpc_max_threads: int = 32  # concurrent RPC handlers
+    # Without batching: requests running at once (0: one per core) and waiting for a slot;
+    # one more is answered UNAVAILABLE at once. Keep running + waiting < grpc_max_threads so
+    # refusals are quick. gRPC itself refuses (RESOURCE_EXHAUSTED) beyond 4 x grpc_max_threads
+    # RPCs in flight, batching or not.
+    max_concurrent_requests: int = 0
+    max_queued_requests: int = 16
     enable_model_warmup: bool = True  # replay assets.extra/tf_serving_warmup_requests
     grace_period_s: float = 30.0  # how long SIGTERM waits for requests in flight
     # Threads TensorFlow runs one op on (intra) and independent ops on (inter); 0 lets
@@ -121,6 +131,11 @@ class EmbeddedServer:
 
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
+        self.limits = RequestLimits.from_message_bytes(options.max_message_bytes,
+                                                       options.max_tensor_elements)
+        self.concurrency = None if options.batching is not None else ConcurrencyLimit(
+            options.max_concurrent_requests or os.cpu_count() or 1,
+            options.max_queued_requests, name="the server")
         self.manager = ModelManager(
             read_model_server_config(options.model_config_file),
             poll_interval_s=options.file_system_poll_wait_seconds,
@@ -128,6 +143,7 @@ class EmbeddedServer:
             enable_warmup=options.enable_model_warmup,
             config_path=options.model_config_file,
             config_poll_interval_s=options.model_config_file_poll_wait_seconds,
+            concurrency=self.concurrency,
         )
         self._grpc_server: grpc.Server | None = None
         self._rest_server: RestServer | None = None
@@ -155,11 +171,9 @@ class EmbeddedServer:
                 ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 0),
             ],
+            maximum_concurrent_rpcs=4 * self.options.grpc_max_threads,
         )
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.manager), server)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelServicer(self.manager), server)
+        add_services(server, self.manager, self.limits)
         address = f"{self.options.host}:{self.options.port}"
         try:
             port = server.add_insecure_port(address)
@@ -307,7 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="BatchingParameters text proto; implies --enable-batching")
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
                         help="largest gRPC request or response, in bytes")
+    parser.add_argument("--max-tensor-elements", type=int,
+                        help="elements one input tensor may declare (default: the message "
+                        "size limit in bytes)")
     parser.add_argument("--grpc-max-threads", type=int, default=32)
+    parser.add_argument("--max-concurrent-requests", type=int, default=0,
+                        help="without batching: requests running at once (0: one per core)")
+    parser.add_argument("--max-queued-requests", type=int, default=16,
+                        help="without batching: requests waiting before UNAVAILABLE")
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip assets.extra/tf_serving_warmup_requests")
     parser.add_argument("--tensorflow-intra-op-parallelism", type=int, default=0,
@@ -341,7 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             batching=batching,
             batching_parameters_file=args.batching_parameters_file,
             max_message_bytes=args.max_message_bytes,
+            max_tensor_elements=args.max_tensor_elements,
             grpc_max_threads=args.grpc_max_threads,
+            max_concurrent_requests=args.max_concurrent_requests,
+            max_queued_requests=args.max_queued_requests,
             enable_model_warmup=not args.no_warmup,
             tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
             tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,

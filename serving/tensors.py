@@ -91,28 +91,97 @@ def to_tensor_proto(array: np.ndarray | Sequence) -> tensor_pb2.TensorProto:
     return proto
 
 
-def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """Decode a `TensorProto` into a numpy array.
+# The repeated field each dtype's values travel in when `tensor_content` is empty, and the
+# dtype that field holds them as (half floats travel as their 16 bits in int32s).
+_VALUE_FIELD_BY_ENUM: dict[int, tuple[str, np.dtype]] = {
+    types_pb2.DT_FLOAT: ("float_val", np.dtype(np.float32)),
+    types_pb2.DT_DOUBLE: ("double_val", np.dtype(np.float64)),
+    types_pb2.DT_HALF: ("half_val", np.dtype(np.int64)),
+    **{enum: ("int_val", np.dtype(np.int64)) for enum in (
+        types_pb2.DT_UINT8, types_pb2.DT_INT8, types_pb2.DT_UINT16, types_pb2.DT_INT16,
+        types_pb2.DT_INT32)},
+    types_pb2.DT_UINT32: ("uint32_val", np.dtype(np.uint64)),
+    types_pb2.DT_INT64: ("int64_val", np.dtype(np.int64)),
+    types_pb2.DT_UINT64: ("uint64_val", np.dtype(np.uint64)),
+    types_pb2.DT_BOOL: ("bool_val", np.dtype(np.bool_)),
+    types_pb2.DT_STRING: ("string_val", np.dtype(object)),
+}
+
+
+def is_decodable(dtype_enum: int) -> bool:
+    """Whether requests may carry this dtype (numbers, bools, strings; not resource/variant)."""
+    return dtype_enum in _VALUE_FIELD_BY_ENUM
+
+
+def check_content(proto: tensor_pb2.TensorProto, shape: tuple[int, ...]) -> None:
+    """Check that a `TensorProto` of a decodable dtype carries exactly `shape`'s values.
+
+    This looks at lengths only (no copy), so it runs before anything the size of the
+    declared shape is allocated. TensorFlow repeats the last value of a short `*_val` field
+    to fill the shape; this refuses it instead, so a request never costs more memory than
+    its own bytes.
 
     Raises:
-        ValueError: the proto is malformed (for example `tensor_content` of the wrong length
-            for its shape and dtype, or a negative dimension).
+        ValueError: content shorter or longer than the shape (the message says both).
     """
-    shape = shape_of(proto)
-    if any(size < 0 for size in shape):
-        raise ValueError(f"tensor shape {list(shape)} has a negative dimension; send a fully "
-                         "defined shape")
+    elements = math.prod(shape)
     dtype = _NUMPY_BY_ENUM.get(proto.dtype)
     if dtype is not None and proto.tensor_content:
-        expected_bytes = math.prod(shape) * dtype.itemsize
+        expected_bytes = elements * dtype.itemsize
         if len(proto.tensor_content) != expected_bytes:
             raise ValueError(
                 f"tensor_content has {len(proto.tensor_content)} bytes but shape {list(shape)} "
                 f"of {dtype_name(proto.dtype)} needs {expected_bytes}"
             )
+        return
+    field, _ = _VALUE_FIELD_BY_ENUM[proto.dtype]
+    count = len(getattr(proto, field))
+    if count != elements:
+        raise ValueError(
+            f"tensor holds {count} values in {field} but shape {list(shape)} needs {elements}; "
+            "send one value per element (or the raw bytes in tensor_content)"
+        )
+
+
+def _from_value_field(proto: tensor_pb2.TensorProto, shape: tuple[int, ...]) -> np.ndarray:
+    """Decode a `TensorProto` whose values are in its `*_val` field (checked lengths)."""
+    field, carrier = _VALUE_FIELD_BY_ENUM[proto.dtype]
+    values = getattr(proto, field)
+    if proto.dtype == types_pb2.DT_STRING:
+        array = np.empty(len(values), dtype=object)
+        array[:] = list(values)
+        return array.reshape(shape)
+    array = np.array(values, dtype=carrier)
+    if proto.dtype == types_pb2.DT_HALF:
+        return (array & 0xFFFF).astype(np.uint16).view(np.float16).reshape(shape)
+    dtype = _NUMPY_BY_ENUM[proto.dtype]
+    if dtype.kind in "iu" and array.size and dtype.itemsize < carrier.itemsize:
+        info = np.iinfo(dtype)
+        if array.min() < info.min or array.max() > info.max:
+            raise ValueError(f"{field} holds values outside [{info.min}, {info.max}] of "
+                             f"{dtype_name(proto.dtype)}")
+    return array.astype(dtype, copy=False).reshape(shape)
+
+
+def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """Decode a `TensorProto` into a numpy array.
+
+    Raises:
+        ValueError: the proto is malformed (for example `tensor_content` of the wrong length
+            for its shape and dtype, a negative dimension, or a dtype with no numpy
+            equivalent such as resource or variant).
+    """
+    if proto.tensor_shape.unknown_rank:
+        raise ValueError("tensor declares an unknown rank; send a fully defined shape")
+    shape = shape_of(proto)
+    if any(size < 0 for size in shape):
+        raise ValueError(f"tensor shape {list(shape)} has a negative dimension; send a fully "
+                         "defined shape")
+    if not is_decodable(proto.dtype):
+        raise ValueError(f"tensors of dtype {dtype_name(proto.dtype)} cannot be decoded; send "
+                         "numbers, booleans or strings")
+    check_content(proto, shape)
+    dtype = _NUMPY_BY_ENUM.get(proto.dtype)
+    if dtype is not None and proto.tensor_content:
         return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
-    try:
-        return tf.make_ndarray(proto)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"cannot decode tensor of dtype {dtype_name(proto.dtype)} and shape "
-                         f"{list(shape)}: {error}") from None
+    return _from_value_field(proto, shape)

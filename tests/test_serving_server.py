@@ -319,14 +319,22 @@ def test_compare_writes_results(server, models, tmp_path):
 # --- servers of their own: batching, new versions, reload, drain --------------------------
 
 
+def batching_options(models, **batching) -> ServerOptions:
+    """Options of a server of the test models that batches with these parameters.
+
+    Warmup is off when batches wait long: each warmup request would wait the timeout.
+    """
+    base, _ = models
+    return ServerOptions(base / "models.config", port=0, rest_port=None,
+                         file_system_poll_wait_seconds=0,
+                         batching=BatchingParameters(**batching),
+                         enable_model_warmup=batching["batch_timeout_micros"] < 100_000)
+
+
 @pytest.fixture(scope="module")
 def batching_server(models):
-    base, _ = models
-    options = ServerOptions(base / "models.config", port=0, rest_port=None,
-                            file_system_poll_wait_seconds=0,
-                            batching=BatchingParameters(max_batch_size=16,
-                                                        batch_timeout_micros=2000,
-                                                        num_batch_threads=2))
+    options = batching_options(models, max_batch_size=16, batch_timeout_micros=2000,
+                               num_batch_threads=2)
     with EmbeddedServer(options) as running:
         yield running
 
@@ -384,13 +392,8 @@ def test_new_version_is_picked_up_and_reload_config(tmp_path):
 
 
 def test_stop_drains_requests_in_flight(models):
-    base, _ = models
-    options = ServerOptions(base / "models.config", port=0, rest_port=None,
-                            file_system_poll_wait_seconds=0,
-                            batching=BatchingParameters(max_batch_size=64,
-                                                        batch_timeout_micros=1_000_000,
-                                                        num_batch_threads=1),
-                            enable_model_warmup=False)  # warmup would wait on the timeout
+    options = batching_options(models, max_batch_size=64, batch_timeout_micros=1_000_000,
+                               num_batch_threads=1)
     server = EmbeddedServer(options).start()
     outcome = {}
 
@@ -407,6 +410,35 @@ def test_stop_drains_requests_in_flight(models):
     server.stop(grace_s=10)
     thread.join(10)
     assert outcome["logits"].shape == (1, 10)
+
+
+def test_full_batch_queue_is_unavailable_at_once_and_late_requests_never_run(models):
+    options = batching_options(models, max_batch_size=2, batch_timeout_micros=1_000_000,
+                               num_batch_threads=1, max_enqueued_batches=1)
+    with EmbeddedServer(options) as server, ServingClient(server.target,
+                                                          max_attempts=1) as client:
+        servable = server.manager.resolve(predict_request("mlp", IMAGES[:1]).model_spec)
+
+        def wait_for_queue(examples):
+            deadline = time.monotonic() + 10
+            while servable.queued_examples != examples and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+        with pytest.raises(grpc.RpcError) as raised:  # waits 1 s for a batch: gives up first
+            client.predict("mlp", IMAGES[:1], timeout_s=0.2)
+        assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        wait_for_queue(0)  # the batch formed after 1 s, without the request nobody waits for
+        assert servable.expired_tasks == 1
+
+        waiting = ThreadPoolExecutor(1).submit(client.predict, "mlp", IMAGES[:1])
+        wait_for_queue(1)  # one batch being filled: the limit
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as raised:  # two more need a second batch
+            client.predict("mlp", IMAGES[:2])
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - started < 0.5  # at once, not after the 1 s batch timeout
+        assert "queue" in raised.value.details()
+        assert waiting.result(10)["logits"].shape == (1, 10)
 
 
 def test_failed_warmup_keeps_version_unavailable_and_config_file_is_polled(tmp_path):

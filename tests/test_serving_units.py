@@ -5,15 +5,18 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import tensors
+from serving.admission import ConcurrencyLimit
 from serving.batching import BatchScheduler
 from serving.errors import ServingError
 from serving.model_config import (
@@ -111,12 +114,12 @@ def test_batch_scheduler_timeout_oversize_and_padding():
         max_batch_size=8, batch_timeout_micros=1000, num_batch_threads=2,
         allowed_batch_sizes=(4, 8)))
     started = time.monotonic()
-    result = scheduler.run({"x": np.arange(3)}, timeout_s=5)
+    result = scheduler.run({"x": np.arange(3)}, deadline=time.monotonic() + 5)
     assert time.monotonic() - started < 1.0
     np.testing.assert_array_equal(result["y"], [0, 2, 4])
     assert calls == [4] and result["n"][0] == 4  # padded from 3 to 4
-    np.testing.assert_array_equal(scheduler.run({"x": np.arange(20)}, timeout_s=5)["y"],
-                                  np.arange(20) * 2)  # larger than max_batch_size: alone
+    alone = scheduler.run({"x": np.arange(20)}, deadline=time.monotonic() + 5)
+    np.testing.assert_array_equal(alone["y"], np.arange(20) * 2)  # > max_batch_size: alone
     scheduler.close()
 
 
@@ -143,6 +146,80 @@ def test_batch_scheduler_errors_reach_every_task_and_queue_limit():
     scheduler.close()
     with pytest.raises(ServingError, match="being unloaded"):
         scheduler.submit({"x": np.zeros(1)})
+
+
+def test_batch_scheduler_drops_tasks_whose_deadline_passed():
+    calls, started, release = [], threading.Event(), threading.Event()
+
+    def blocking(inputs):
+        calls.append(inputs["x"].tolist())
+        started.set()
+        release.wait(5)
+        return {"y": inputs["x"]}
+
+    scheduler = BatchScheduler(blocking, BatchingParameters(
+        max_batch_size=1, batch_timeout_micros=0, num_batch_threads=1))
+    first = scheduler.submit({"x": np.array([1])})
+    assert started.wait(5)  # the only batch thread is busy with the first task
+    past = scheduler.submit({"x": np.array([2])}, deadline=time.monotonic() - 1)
+    with pytest.raises(ServingError) as raised:  # the caller gives up after 50 ms
+        scheduler.run({"x": np.array([3])}, deadline=time.monotonic() + 0.05)
+    assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    release.set()
+    assert first.result(5)["y"].tolist() == [1]
+    with pytest.raises(ServingError, match="deadline passed"):
+        past.result(5)
+    scheduler.close()
+    assert calls == [[1]] and scheduler.expired_tasks == 2  # neither late task ever ran
+
+
+def test_concurrency_limit_refuses_at_once_and_skips_expired_work():
+    limit = ConcurrencyLimit(max_concurrent=1, max_waiting=1, name="test")
+    running, release, ran = threading.Event(), threading.Event(), []
+
+    def hold():
+        running.set()
+        release.wait(5)
+        return "held"
+
+    holder = ThreadPoolExecutor(2)
+    first = holder.submit(limit.run, hold)
+    assert running.wait(5)
+    with pytest.raises(ServingError) as raised:  # waits for the slot past its deadline
+        limit.run(lambda: ran.append("late"), deadline=time.monotonic() + 0.05)
+    assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    waiting = holder.submit(limit.run, lambda: ran.append("waited"))
+    deadline = time.monotonic() + 5
+    while limit.admitted < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    started = time.monotonic()
+    with pytest.raises(ServingError) as raised:  # one running, one waiting: full
+        limit.run(lambda: ran.append("refused"))
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    assert time.monotonic() - started < 0.1  # at once, not after the running call
+    release.set()
+    assert first.result(5) == "held"
+    waiting.result(5)
+    holder.shutdown()
+    assert ran == ["waited"] and (limit.refused, limit.expired, limit.admitted) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("field, values, dtype", [
+    ("float_val", [1.5, -2.0], types_pb2.DT_FLOAT),
+    ("int_val", [0, 255], types_pb2.DT_UINT8),
+    ("int64_val", [-(2**40), 7], types_pb2.DT_INT64),
+    ("bool_val", [True, False], types_pb2.DT_BOOL),
+    ("string_val", [b"a", b"\x00b"], types_pb2.DT_STRING),
+])
+def test_value_fields_decode_exactly_one_value_per_element(field, values, dtype):
+    proto = tf.make_tensor_proto(values, dtype=tf.dtypes.as_dtype(dtype))
+    proto.ClearField("tensor_content")
+    getattr(proto, field)[:] = values
+    np.testing.assert_array_equal(tensors.to_ndarray(proto), np.array(values, dtype=object)
+                                  if field == "string_val" else values)
+    proto.tensor_shape.dim[0].size = 3  # one value short: TensorFlow would repeat the last
+    with pytest.raises(ValueError, match="needs 3"):
+        tensors.to_ndarray(proto)
 
 
 @pytest.mark.parametrize("array", [
@@ -212,3 +289,31 @@ def test_server_and_compare_cli_bad_flags_exit_2(capsys):
 
 def test_empty_config_parses():
     assert model_entries(model_server_config_pb2.ModelServerConfig()) == []
+
+
+def test_errors_never_answer_unknown_internal_or_python_names(caplog):
+    from serving.errors import from_exception, load_failure
+
+    tf_error = tf.errors.InternalError(None, None, 'Graph execution error:\n\nDetected at node '
+                                       'x defined at (most recent call last):\n  File "a.py", '
+                                       'line 1, in f\n\n<stack traces unavailable> boom\n'
+                                       '\t [[{{node x}}]]')
+    cases = {
+        "tf internal": (tf_error, grpc.StatusCode.INVALID_ARGUMENT),
+        "tf invalid": (tf.errors.InvalidArgumentError(None, None, "bad image"),
+                       grpc.StatusCode.INVALID_ARGUMENT),
+        "memory": (MemoryError(), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        "recursion": (RecursionError("maximum recursion depth"),
+                      grpc.StatusCode.INVALID_ARGUMENT),
+        "bug": (KeyError("resource"), grpc.StatusCode.INVALID_ARGUMENT),
+    }
+    for name, (error, code) in cases.items():
+        failure = from_exception(error)
+        assert failure.code == code, name
+        assert not any(word in failure.message for word in (
+            "Error", "Traceback", "File \"", "most recent call")), failure.message
+    assert "incident" in from_exception(KeyError("x")).message
+    assert "KeyError" in caplog.text  # the traceback is in the server's log, not the answer
+    loaded = load_failure(tf.errors.DataLossError(None, None, "corrupt record"))
+    assert (loaded.code, loaded.message) == (grpc.StatusCode.DATA_LOSS, "corrupt record")
+    assert load_failure(OSError("disk gone")).code == grpc.StatusCode.FAILED_PRECONDITION
