@@ -22,5 +22,4 @@ Modules (import the one you need; nothing is imported or started here):
     serving.release         python -m serving.release push|promote|rollback|status
     serving.tensors         TensorProto <-> numpy
     serving.errors          ServingError (a gRPC status code and a message)
-    serving.files           write-then-rename helpers
 """

@@ -37,9 +37,9 @@ import grpc
 import numpy as np
 import tensorflow as tf
 
+from mimic_tf.files import atomic_write_bytes, atomic_write_text
 from serving.client import ServingClient, predict_request, run_closed_loop
 from serving.export import METADATA_FILE
-from serving.files import atomic_write_bytes, atomic_write_text
 from serving.model_config import ModelConfigError, model_entries, read_model_server_config
 from serving.signatures import IMAGES_INPUT, LOGITS_OUTPUT, PREDICT_SIGNATURE
 

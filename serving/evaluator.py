@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from mimic_tf.files import atomic_write_text
 from serving.client import ServingClient, predict_request
 from serving.compare import parameter_count, percentiles_ms
-from serving.files import atomic_write_text
 from serving.signatures import IMAGES_INPUT, LOGITS_OUTPUT, PREDICT_SIGNATURE
 
 BLESSED = "BLESSED"

@@ -43,9 +43,9 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from mimic_tf.files import atomic_write_bytes, atomic_write_text
 from mimic_tf.layout import MODELS_CONFIG_FILE as MODELS_CONFIG
 from serving import tensors
-from serving.files import atomic_write_bytes, atomic_write_text
 from serving.model_config import (
     MODEL_NAME_PATTERN,
     BatchingParameters,

@@ -28,6 +28,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from mimic_tf.files import atomic_write_text
 from serving.client import ServingClient
 from serving.evaluator import (
     NOT_BLESSED,
@@ -37,7 +38,6 @@ from serving.evaluator import (
     measure_latencies,
     measure_served,
 )
-from serving.files import atomic_write_text
 from serving.infra_validation import (
     CANDIDATE,
     InfraValidation,

@@ -29,10 +29,10 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2, prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import MODELS_CONFIG_FILE
 from serving import tensors
 from serving.client import ServingClient
-from serving.files import atomic_write_text
 from serving.model_config import write_model_server_config
 from serving.servable import WARMUP_FILE, read_signature_defs
 from serving.signatures import (
@@ -121,7 +121,7 @@ class SandboxServer:
         """
         self.port = free_loopback_port()
         package_root = str(Path(__file__).absolute().parent.parent)
-        environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+        environment = {**os.environ,
                        "PYTHONPATH": os.pathsep.join(
                            filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         self._log = open(self.log_path, "ab")

@@ -18,7 +18,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.files import atomic_write_text
+from mimic_tf.files import atomic_write_text
 
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 VERSION_FOLDER_PATTERN = re.compile(r"^\d+$")

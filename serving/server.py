@@ -9,8 +9,14 @@ official `PredictionService` and `ModelService` servicers over a `ModelManager`,
 Serving's REST API; it binds 127.0.0.1 unless told otherwise, loads and warms every model
 before it listens, and on SIGTERM stops taking requests, finishes those in flight and exits.
 """
+# ruff: noqa: E402 (TensorFlow is imported quietly first when run as a command)
 
 from __future__ import annotations
+
+if __name__ == "__main__":  # before the imports below load TensorFlow: no C++ start-up lines
+    from mimic_tf.cli import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
 import argparse
 import dataclasses
@@ -26,8 +32,8 @@ from pathlib import Path
 
 import grpc
 
+from mimic_tf.files import atomic_write_text
 from serving.admission import ConcurrencyLimit
-from serving.files import atomic_write_text
 from serving.grpc_services import add_services
 from serving.model_config import (
     BatchingParameters,
@@ -306,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-config", required=True, type=Path,
                         help="ModelServerConfig text proto, e.g. runs/EXP/models/models.config")
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (0: a free one)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's C++ start-up and runtime log lines")
     parser.add_argument("--rest-port", type=int, default=8501,
                         help="REST port (0: no REST API, as TF Serving)")
     parser.add_argument("--host", default="127.0.0.1",

@@ -12,8 +12,12 @@ import pytest
 ROOT = Path(__file__).parent.parent
 COMMANDS = [
     "mimic_tf.train_teacher",
+    "tuner.run",
     "tuner.publish",
+    "tuner.report",
+    "tuner.findings",
     "serving.export",
+    "serving.server",
     "serving.compare",
     "serving.release",
 ]

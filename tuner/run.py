@@ -16,6 +16,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from mimic_tf.cli import VERBOSE_FLAG, VERBOSE_HELP, import_tensorflow_quietly
 from mimic_tf.config import ConfigError, load_config
 from mimic_tf.vocabulary import ALL_FAMILIES, STUDENT_FAMILIES, TUNERS
 
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="delete this run's searches, their logs and exported models "
                         "and start afresh (the cached teacher and transfer set are kept)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument(VERBOSE_FLAG, action="store_true", help=VERBOSE_HELP)
     return parser
 
 
@@ -148,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     # Heavy imports (TensorFlow) only once the flags are known to be good.
+    import_tensorflow_quietly(args.verbose)
     from mimic_tf.data import DataError
     from mimic_tf.teachers import TeacherMismatchError
     from tuner.distributed import DistributedSetupError
