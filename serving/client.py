@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import grpc
 import numpy as np
@@ -134,15 +135,15 @@ class ServingClient:
         name: str,
         inputs: np.ndarray | Mapping[str, np.ndarray],
         *,
-        version: int | None = None,
-        version_label: str | None = None,
-        signature_name: str = PREDICT_SIGNATURE,
-        output_filter: Sequence[str] = (),
         timeout_s: float | None = None,
+        **request_options: Any,
     ) -> dict[str, np.ndarray]:
-        """`Predict`: the signature's outputs as numpy arrays (a bare array is `images`)."""
-        request = predict_request(name, inputs, version=version, version_label=version_label,
-                                  signature_name=signature_name, output_filter=output_filter)
+        """`Predict`: the signature's outputs as numpy arrays (a bare array is `images`).
+
+        `request_options` are `predict_request`'s: `version`, `version_label`,
+        `signature_name`, `output_filter`.
+        """
+        request = predict_request(name, inputs, **request_options)
         response = self.prediction.Predict(request, timeout=timeout_s or self.timeout_s)
         return {key: tensors.to_ndarray(value) for key, value in response.outputs.items()}
 

@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from mimic_tf.files import atomic_write_bytes, atomic_write_text
+from mimic_tf.layout import ExperimentLayout
 from serving.client import ServingClient, predict_request, run_closed_loop
 from serving.export import METADATA_FILE
 from serving.model_config import ModelConfigError, model_entries, read_model_server_config
@@ -288,8 +289,9 @@ def environment_line() -> str:
 
 def write_comparison(results: Sequence[ModelComparison], out_dir: str | Path, *,
                      command: str, data: str) -> dict[str, Path]:
-    """Write `comparison.csv`, `comparison.md` and `comparison.png` into `out_dir`."""
-    out_dir = Path(out_dir)
+    """Write `comparison.csv`, `comparison.md` and `comparison.png` into `out_dir` (an
+    experiment folder: the files `ExperimentLayout` names)."""
+    layout = ExperimentLayout(Path(out_dir))
     rows = [result.row() for result in results]
     buffer = io.StringIO()
     if rows:
@@ -305,9 +307,9 @@ def write_comparison(results: Sequence[ModelComparison], out_dir: str | Path, *,
     title = "\n".join(["Served students: accuracy against latency and throughput over gRPC",
                        *textwrap.wrap(f"{command} | {data} | {environment_line()} | 1 run", 150)])
     return {
-        "csv": atomic_write_text(out_dir / "comparison.csv", buffer.getvalue()),
-        "md": atomic_write_text(out_dir / "comparison.md", markdown),
-        "png": atomic_write_bytes(out_dir / "comparison.png", _figure_png(results, title)),
+        "csv": atomic_write_text(layout.comparison_csv, buffer.getvalue()),
+        "md": atomic_write_text(layout.comparison_md, markdown),
+        "png": atomic_write_bytes(layout.comparison_png, _figure_png(results, title)),
     }
 
 

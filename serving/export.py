@@ -45,6 +45,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from mimic_tf.files import atomic_write_bytes, atomic_write_text
 from mimic_tf.layout import MODELS_CONFIG_FILE as MODELS_CONFIG
+from mimic_tf.vocabulary import CLASS_NAMES
 from serving import tensors
 from serving.model_config import (
     MODEL_NAME_PATTERN,
@@ -56,7 +57,6 @@ from serving.model_config import (
     write_model_server_config,
 )
 from serving.signatures import (
-    CIFAR10_CLASS_NAMES,
     CLASSIFY_METHOD,
     CLASSIFY_SIGNATURE,
     IMAGES_INPUT,
@@ -240,7 +240,7 @@ def export_student(
     warmup_images = np.asarray(warmup_images, dtype=np.uint8)
     num_classes = int(model(warmup_images[:1], training=False).shape[-1])
     if class_names is None:
-        class_names = (CIFAR10_CLASS_NAMES if num_classes == len(CIFAR10_CLASS_NAMES)
+        class_names = (CLASS_NAMES if num_classes == len(CLASS_NAMES)
                        else [str(index) for index in range(num_classes)])
     if len(class_names) != num_classes:
         raise ExportError(f"{len(class_names)} class names for {num_classes} logits; pass one "

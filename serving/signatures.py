@@ -41,9 +41,6 @@ CLASSIFY_CLASSES = "classes"  # == tf.saved_model.CLASSIFY_OUTPUT_CLASSES
 CLASSIFY_SCORES = "scores"  # == tf.saved_model.CLASSIFY_OUTPUT_SCORES
 IMAGE_FEATURE = "image/encoded"
 
-CIFAR10_CLASS_NAMES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)
 
 
 def build_signature_functions(
