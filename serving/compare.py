@@ -40,9 +40,8 @@ import tensorflow as tf
 from mimic_tf.files import atomic_write_bytes, atomic_write_text
 from mimic_tf.layout import ExperimentLayout
 from serving.client import ServingClient, predict_request, run_closed_loop
-from serving.export import METADATA_FILE
 from serving.model_config import ModelConfigError, model_entries, read_model_server_config
-from serving.signatures import IMAGES_INPUT, LOGITS_OUTPUT, PREDICT_SIGNATURE
+from serving.signatures import IMAGES_INPUT, LOGITS_OUTPUT, METADATA_FILE, PREDICT_SIGNATURE
 
 THROUGHPUT_BATCH_SIZES = (1, 32, 256)
 THROUGHPUT_CONCURRENCIES = (1, 8)

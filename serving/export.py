@@ -48,6 +48,7 @@ from mimic_tf.layout import MODELS_CONFIG_FILE as MODELS_CONFIG
 from mimic_tf.vocabulary import CLASS_NAMES
 from serving import tensors
 from serving.model_config import (
+    BATCHING_PARAMETERS_FILE,
     MODEL_NAME_PATTERN,
     BatchingParameters,
     ModelConfigError,
@@ -61,16 +62,15 @@ from serving.signatures import (
     CLASSIFY_SIGNATURE,
     IMAGES_INPUT,
     LOGITS_OUTPUT,
+    METADATA_FILE,
     PREDICT_SIGNATURE,
+    WARMUP_FILE,
     build_signature_functions,
     encode_image_example,
 )
 
 DOCKER_MODELS_CONFIG = "models.docker.config"
 DOCKER_MODEL_ROOT = "/models"  # where `docker run -v BASE:/models` mounts the base folder
-BATCHING_PARAMETERS = "batching_parameters.txt"
-METADATA_FILE = Path("assets.extra") / "mimic_tf.json"
-WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 WARMUP_BATCH_SIZES = (1, 8, 32)  # one predict record per size, plus one classify record
 EXPORT_TOLERANCE = 1e-5  # max |SavedModel logits - Keras logits| accepted at export
 
@@ -347,7 +347,7 @@ def write_batching_parameters(
     base: str | Path, parameters: BatchingParameters = RECOMMENDED_BATCHING
 ) -> Path:
     """Write `<base>/batching_parameters.txt` (for `--batching-parameters-file`)."""
-    return atomic_write_text(Path(base) / BATCHING_PARAMETERS,
+    return atomic_write_text(Path(base) / BATCHING_PARAMETERS_FILE,
                              format_batching_parameters(parameters.validate()))
 
 
@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's C++ start-up and runtime log lines")
     parser.add_argument("--write-batching-parameters", action="store_true",
-                        help=f"also write <base>/{BATCHING_PARAMETERS}")
+                        help=f"also write <base>/{BATCHING_PARAMETERS_FILE}")
     return parser
 
 

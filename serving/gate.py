@@ -55,9 +55,9 @@ from serving.model_base import (
     read_state,
 )
 from serving.model_config import read_model_server_config
+from serving.signatures import METADATA_FILE
 
 RESULT_FILE = "result.json"
-METADATA_FILE = Path("assets.extra") / "mimic_tf.json"  # written by serving.export
 BASELINE = "baseline"  # the stable version's model name inside the sandbox
 
 

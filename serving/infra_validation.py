@@ -34,13 +34,14 @@ from mimic_tf.layout import MODELS_CONFIG_FILE
 from serving import tensors
 from serving.client import ServingClient
 from serving.model_config import write_model_server_config
-from serving.servable import WARMUP_FILE, read_signature_defs
+from serving.servable import read_signature_defs
 from serving.signatures import (
     CLASSIFY_SCORES,
     CLASSIFY_SIGNATURE,
     IMAGES_INPUT,
     LOGITS_OUTPUT,
     PREDICT_SIGNATURE,
+    WARMUP_FILE,
     encode_image_example,
 )
 

@@ -20,6 +20,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from mimic_tf.files import atomic_write_text
 
+BATCHING_PARAMETERS_FILE = "batching_parameters.txt"  # beside models.config
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 VERSION_FOLDER_PATTERN = re.compile(r"^\d+$")
 SUPPORTED_PLATFORMS = ("", "tensorflow")

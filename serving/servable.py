@@ -31,9 +31,9 @@ from serving.signatures import (
     CLASSIFY_METHOD,
     CLASSIFY_SCORES,
     PREDICT_SIGNATURE,
+    WARMUP_FILE,
 )
 
-WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many warmup records
 SERVE_TAG = "serve"
 

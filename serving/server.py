@@ -36,6 +36,7 @@ from mimic_tf.files import atomic_write_text
 from serving.admission import ConcurrencyLimit
 from serving.grpc_services import add_services
 from serving.model_config import (
+    BATCHING_PARAMETERS_FILE,
     BatchingParameters,
     ModelConfigError,
     format_batching_parameters,
@@ -267,7 +268,7 @@ def _batching_file_for(options: ServerOptions) -> ServerOptions:
     """Write the batching parameters to a file when the real binary needs one."""
     if options.batching is None or options.batching_parameters_file is not None:
         return options
-    path = Path(options.model_config_file).absolute().parent / "batching_parameters.txt"
+    path = Path(options.model_config_file).absolute().parent / BATCHING_PARAMETERS_FILE
     atomic_write_text(path, format_batching_parameters(options.batching))
     return dataclasses.replace(options, batching_parameters_file=path)
 

@@ -22,13 +22,13 @@ The tensor names of the classify signature are TF Serving's (`tf.saved_model.CLA
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 PREDICT_SIGNATURE = "serving_default"
 CLASSIFY_SIGNATURE = "classify"
-PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 
 IMAGES_INPUT = "images"
@@ -40,6 +40,10 @@ CLASSIFY_INPUTS = "inputs"  # == tf.saved_model.CLASSIFY_INPUTS
 CLASSIFY_CLASSES = "classes"  # == tf.saved_model.CLASSIFY_OUTPUT_CLASSES
 CLASSIFY_SCORES = "scores"  # == tf.saved_model.CLASSIFY_OUTPUT_SCORES
 IMAGE_FEATURE = "image/encoded"
+
+# Files an export carries in its SavedModel folder besides the model.
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"  # TF Serving replays them
+METADATA_FILE = Path("assets.extra") / "mimic_tf.json"  # params, source, lineage
 
 
 
