@@ -23,7 +23,9 @@ The server runs with `--tensorflow-intra-op-parallelism 1` (`--server-intra-op-t
 Reference runs: 2-core x86_64 CPU (AMD EPYC), no GPU, other jobs loading the machine (load
 average 2-3), Python 3.11, TF 2.21, Keras 3.15, grpcio 1.85, command
 `python benchmarks/serving_overhead.py`, 3 runs: p50 overhead 1.392, 1.188, 0.902 ms (gRPC
-echo floor 1.021, 0.924, 0.777 ms); throughput ratio 0.900, 0.926, 0.986. Earlier runs on a
+echo floor 1.021, 0.924, 0.777 ms); throughput ratio 0.900, 0.926, 0.986. Three runs with
+nothing else running: overhead 1.160, 1.263, 1.308 ms (echo 1.091, 0.978, 0.877 ms); ratio
+0.907, 0.863, 0.852. Earlier runs on a
 2-core Intel Xeon, other job paused: overhead 0.665-0.763 ms, ratio 0.747-0.772.
 Prints one JSON object last.
 """
