@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -44,6 +44,11 @@ from serving.signatures import (
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.State.AVAILABLE
+END = get_model_status_pb2.ModelVersionStatus.State.END
+
+
+class ModelLoadError(RuntimeError):
+    """A model a client waits for failed to load, or the wait was given up."""
 
 
 def model_spec(
@@ -192,22 +197,34 @@ class ServingClient:
                       if status.state == AVAILABLE)
 
     def wait_until_available(self, name: str, *, version: int | None = None,
-                             timeout_s: float = 60.0) -> int:
+                             timeout_s: float = 60.0,
+                             give_up: Callable[[], str | None] | None = None) -> int:
         """Poll until the model (or that version) is AVAILABLE; return the version.
 
+        `give_up`, called between polls, returns a reason to stop waiting (e.g. the server
+        process exited) or None.
+
         Raises:
+            ModelLoadError: the version (or every version) failed to load, or `give_up` gave a
+                reason.
             TimeoutError: it did not become available in time.
         """
         deadline = time.monotonic() + timeout_s
         last_error = "no answer yet"
         while time.monotonic() < deadline:
+            reason = give_up() if give_up is not None else None
+            if reason:
+                raise ModelLoadError(reason)
             try:
-                versions = self.available_versions(name)
-                if version is None and versions:
-                    return versions[-1]
-                if version in versions:
-                    return version
-                last_error = f"available versions: {versions}"
+                statuses = [status for status in self.model_status(name)
+                            if version is None or status.version == version]
+                available = sorted(s.version for s in statuses if s.state == AVAILABLE)
+                if available:
+                    return available[-1]
+                if statuses and all(status.state == END for status in statuses):
+                    raise ModelLoadError(f"model '{name}' (version {version or 'latest'}) "
+                                         f"failed to load: {statuses[0].status.error_message}")
+                last_error = f"states {[status.state for status in statuses]}"
             except grpc.RpcError as error:
                 last_error = f"{error.code().name}: {error.details()}"
             time.sleep(0.1)

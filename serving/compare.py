@@ -108,18 +108,44 @@ def _batches(count: int, batch_size: int):
         yield slice(start, min(start + batch_size, count))
 
 
+def served_and_in_process_logits(
+    client: ServingClient, name: str, signature, images: np.ndarray, batch_size: int = 256,
+    version: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The logits of `images` served over gRPC and from the SavedModel's `signature` in process,
+    the same batches of `batch_size` on both sides."""
+    served_logits, local_logits = [], []
+    for rows in _batches(len(images), batch_size):
+        served_logits.append(client.predict(name, images[rows], version=version,
+                                            output_filter=[LOGITS_OUTPUT])[LOGITS_OUTPUT])
+        local = signature(**{IMAGES_INPUT: tf.constant(images[rows])})
+        local_logits.append(local[LOGITS_OUTPUT].numpy())
+    return np.concatenate(served_logits), np.concatenate(local_logits)
+
+
+def batch1_durations(client: ServingClient, names: Sequence[str], images: np.ndarray,
+                     requests: int = 1000, warmup: int = 50,
+                     version: int | None = None) -> dict[str, list[float]]:
+    """Seconds of sequential batch-1 `Predict` calls per model after `warmup` calls, the models'
+    calls interleaved so that every model meets the same machine load."""
+    prepared = {name: [predict_request(name, images[index % len(images)][None], version=version,
+                                       output_filter=[LOGITS_OUTPUT]) for index in range(64)]
+                for name in names}
+    durations: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(warmup + requests):
+        for name in names:
+            started = time.perf_counter()
+            client.prediction.Predict(prepared[name][index % 64], timeout=client.timeout_s)
+            if index >= warmup:
+                durations[name].append(time.perf_counter() - started)
+    return durations
+
+
 def measure_latency(client: ServingClient, name: str, version: int, images: np.ndarray,
                     requests: int = 1000, warmup: int = 50) -> tuple[float, float, float]:
     """p50/p95/p99 ms of sequential batch-1 `Predict` calls, after `warmup` calls."""
-    prepared = [predict_request(name, images[index % len(images)][None], version=version,
-                                output_filter=[LOGITS_OUTPUT]) for index in range(64)]
-    durations = []
-    for index in range(warmup + requests):
-        started = time.perf_counter()
-        client.prediction.Predict(prepared[index % len(prepared)], timeout=client.timeout_s)
-        if index >= warmup:
-            durations.append(time.perf_counter() - started)
-    return percentiles_ms(durations)
+    durations = batch1_durations(client, [name], images, requests, warmup, version=version)
+    return percentiles_ms(durations[name])
 
 
 def measure_throughput(client: ServingClient, name: str, version: int, images: np.ndarray,
@@ -156,14 +182,8 @@ def compare_model(
     saved_model_dir = Path(base_path) / str(version)
     loaded = tf.saved_model.load(str(saved_model_dir))
     signature = loaded.signatures[PREDICT_SIGNATURE]
-    served_logits, local_logits = [], []
-    for rows in _batches(len(images), accuracy_batch_size):
-        served_logits.append(client.predict(name, images[rows], version=version,
-                                            output_filter=[LOGITS_OUTPUT])[LOGITS_OUTPUT])
-        local = signature(**{IMAGES_INPUT: tf.constant(images[rows])})
-        local_logits.append(local[LOGITS_OUTPUT].numpy())
-    served = np.concatenate(served_logits)
-    local = np.concatenate(local_logits)
+    served, local = served_and_in_process_logits(client, name, signature, images,
+                                                 accuracy_batch_size, version=version)
     labels = np.asarray(labels).reshape(-1)
     p50, p95, p99 = measure_latency(client, name, version, images, latency_requests)
     throughput = {

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,14 @@ import numpy as np
 import tensorflow as tf
 
 from mimic_tf.files import atomic_write_text
-from serving.client import ServingClient, predict_request
-from serving.compare import parameter_count, percentiles_ms
-from serving.signatures import IMAGES_INPUT, LOGITS_OUTPUT, PREDICT_SIGNATURE
+from serving.client import ServingClient
+from serving.compare import (
+    batch1_durations,
+    parameter_count,
+    percentiles_ms,
+    served_and_in_process_logits,
+)
+from serving.signatures import PREDICT_SIGNATURE
 
 BLESSED = "BLESSED"
 NOT_BLESSED = "NOT_BLESSED"
@@ -96,14 +100,7 @@ def measure_served(
     """Accuracy of served model `name` over gRPC, and against the SavedModel in process."""
     loaded = tf.saved_model.load(str(saved_model_dir))
     signature = loaded.signatures[PREDICT_SIGNATURE]
-    served_batches, local_batches = [], []
-    for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
-        served_batches.append(client.predict(name, batch, output_filter=[LOGITS_OUTPUT])
-                              [LOGITS_OUTPUT])
-        local_batches.append(signature(**{IMAGES_INPUT: tf.constant(batch)})
-                             [LOGITS_OUTPUT].numpy())
-    served, local = np.concatenate(served_batches), np.concatenate(local_batches)
+    served, local = served_and_in_process_logits(client, name, signature, images, batch_size)
     labels = np.asarray(labels).reshape(-1)
     return ServedMetrics(
         examples=len(images),
@@ -120,17 +117,7 @@ def measure_latencies(
     warmup: int = 30,
 ) -> dict[str, tuple[float, float]]:
     """(p50, p99) ms of batch-1 Predict per model, the models' calls interleaved."""
-    prepared = {name: [predict_request(name, images[index % len(images)][None],
-                                       output_filter=[LOGITS_OUTPUT]) for index in range(32)]
-                for name in names}
-    durations: dict[str, list[float]] = {name: [] for name in names}
-    for index in range(warmup + requests):
-        for name in names:
-            request = prepared[name][index % len(prepared[name])]
-            started = time.perf_counter()
-            client.prediction.Predict(request, timeout=client.timeout_s)
-            if index >= warmup:
-                durations[name].append(time.perf_counter() - started)
+    durations = batch1_durations(client, names, images, requests, warmup)
     result = {}
     for name, seconds in durations.items():
         p50, _, p99 = percentiles_ms(seconds)

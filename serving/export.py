@@ -53,6 +53,8 @@ from serving.model_config import (
     BatchingParameters,
     ModelConfigError,
     format_batching_parameters,
+    model_name_problem,
+    next_version,
     read_model_server_config,
     versions_on_disk,
     write_model_server_config,
@@ -96,14 +98,6 @@ def load_student(path: str | Path) -> keras.Model:
     except ImportError:
         pass
     return keras.saving.load_model(path, compile=False)
-
-
-def next_version(model_dir: str | Path) -> int:
-    """One more than the highest version folder in `model_dir` (1 when there is none)."""
-    model_dir = Path(model_dir)
-    existing = [int(child.name) for child in model_dir.iterdir()
-                if child.name.isdigit()] if model_dir.is_dir() else []
-    return max(existing, default=0) + 1
 
 
 def _image_spec(model: keras.Model) -> tuple[tuple[int, int, int], tf.DType]:
@@ -225,9 +219,8 @@ def export_student(
     Raises:
         ExportError: bad name, version already taken, or outputs that do not match.
     """
-    if not MODEL_NAME_PATTERN.match(name):
-        raise ExportError(f"model name {name!r} is not usable in paths and URLs; use letters, "
-                          "digits, '.', '_' and '-', starting with a letter or digit")
+    if model_name_problem(name):
+        raise ExportError(model_name_problem(name))
     if version is not None and version < 1:
         raise ExportError(f"version {version} is not a positive integer; TF Serving reads "
                           "version folders 1, 2, ...")

@@ -26,14 +26,14 @@ from typing import Any
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import get_model_status_pb2, prediction_log_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import MODELS_CONFIG_FILE
 from serving import tensors
-from serving.client import ServingClient
-from serving.model_config import write_model_server_config
+from serving.client import ModelLoadError, ServingClient
+from serving.model_config import read_model_server_config, write_model_server_config
 from serving.servable import read_signature_defs
 from serving.signatures import (
     CLASSIFY_SCORES,
@@ -49,8 +49,6 @@ INFRA_BLESSED = "INFRA_BLESSED"
 INFRA_NOT_BLESSED = "INFRA_NOT_BLESSED"
 CANDIDATE = "candidate"  # the candidate's model name inside the sandbox
 OUTPUT_TOLERANCE = 1e-5  # max |served - in-process| accepted for any output
-AVAILABLE = get_model_status_pb2.ModelVersionStatus.State.AVAILABLE
-END = get_model_status_pb2.ModelVersionStatus.State.END
 
 
 class SandboxError(RuntimeError):
@@ -144,33 +142,25 @@ class SandboxServer:
         deadline = time.monotonic() + self.timeout_s
         with ServingClient(self.target, timeout_s=5.0, max_attempts=1) as client:
             for name in names:
-                last = "no answer yet"
-                while True:
-                    if self._process is not None and self._process.poll() is not None:
-                        raise SandboxError(f"the sandboxed server exited with status "
-                                           f"{self._process.returncode} before '{name}' was "
-                                           f"AVAILABLE: {self.log_tail()}")
-                    try:
-                        states = client.model_status(name)
-                        if any(status.state == AVAILABLE for status in states):
-                            break
-                        failed = [status for status in states if status.state == END]
-                        if failed:
-                            raise SandboxError(f"'{name}' failed to load: "
-                                               f"{failed[0].status.error_message}")
-                        last = f"state {[status.state for status in states]}"
-                    except grpc.RpcError as error:
-                        last = f"{error.code().name}: {error.details()}"
-                    if time.monotonic() > deadline:
-                        raise SandboxError(f"'{name}' was not AVAILABLE within "
-                                           f"{self.timeout_s:.0f} s ({last}): {self.log_tail()}")
-                    time.sleep(0.2)
+                try:
+                    client.wait_until_available(
+                        name, timeout_s=max(0.0, deadline - time.monotonic()),
+                        give_up=self._exited)
+                except ModelLoadError as error:
+                    raise SandboxError(f"{error}: {self.log_tail()}") from None
+                except TimeoutError:
+                    raise SandboxError(f"'{name}' was not AVAILABLE within "
+                                       f"{self.timeout_s:.0f} s: {self.log_tail()}") from None
+
+    def _exited(self) -> str | None:
+        """Why waiting is pointless: the server process exited (None while it runs)."""
+        if self._process is None or self._process.poll() is None:
+            return None
+        return f"the sandboxed server exited with status {self._process.returncode}"
 
     def add_models(self, models: Mapping[str, str | Path]) -> None:
         """Serve more models: relink, then `HandleReloadConfigRequest` and wait for them."""
         self._add_links(models)
-        from serving.model_config import read_model_server_config
-
         with ServingClient(self.target, timeout_s=self.timeout_s) as client:
             client.reload_config(read_model_server_config(self.config_path))
         self.wait_until_available(list(models))

@@ -44,8 +44,9 @@ from mimic_tf.vocabulary import CANARY, STABLE
 from mimic_tf.vocabulary import RELEASE_LABELS as LABELS
 from serving.model_config import (
     MODEL_NAME_PATTERN,
-    VERSION_FOLDER_PATTERN,
     ModelConfigError,
+    model_name_problem,
+    next_version,
     read_model_server_config,
     versions_on_disk,
     write_model_server_config,
@@ -94,9 +95,9 @@ class ModelState:
 
 def check_model_name(name: str) -> None:
     """Raise ReleaseError unless `name` can be a model folder and URL part."""
-    if not MODEL_NAME_PATTERN.match(name or ""):
-        raise ReleaseError(f"model name {name!r} is not usable in paths and URLs; use letters, "
-                           "digits, '.', '_' and '-', starting with a letter or digit")
+    problem = model_name_problem(name)
+    if problem:
+        raise ReleaseError(problem)
 
 
 def check_push(name: str, saved_model_dir: str | Path, label: str) -> None:
@@ -210,12 +211,6 @@ def _commit(base: Path, name: str, labels: Mapping[str, int], history: tuple[int
     write_model_server_config(config, base / MODELS_CONFIG)
 
 
-def _next_version(model_dir: Path) -> int:
-    numbers = [int(child.name) for child in model_dir.iterdir()
-               if VERSION_FOLDER_PATTERN.match(child.name)] if model_dir.is_dir() else []
-    return max(numbers, default=0) + 1
-
-
 def _fsync_tree(folder: Path) -> None:
     """Flush every file and folder under `folder` to disk (a rename then publishes it whole)."""
     for path in [*sorted(folder.rglob("*")), folder]:
@@ -254,7 +249,7 @@ def push_version(
         model_dir.mkdir(parents=True, exist_ok=True)
         for stale in model_dir.glob(f"{PUSH_TEMPORARY_PREFIX}*"):  # left by a killed push
             shutil.rmtree(stale, ignore_errors=True)
-        version = _next_version(model_dir)
+        version = next_version(model_dir)
         temporary = model_dir / f"{PUSH_TEMPORARY_PREFIX}{version}-{uuid.uuid4().hex[:8]}"
         try:
             shutil.copytree(saved_model_dir, temporary, copy_function=copy_function)

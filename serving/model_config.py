@@ -78,6 +78,22 @@ class ModelEntry:
     version_labels: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
+def model_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a model folder and URL part, or None when it can."""
+    if MODEL_NAME_PATTERN.match(name or ""):
+        return None
+    return (f"model name {name!r} is not usable in paths and URLs; use letters, digits, '.', '_' "
+            "and '-', starting with a letter or digit")
+
+
+def next_version(model_dir: str | Path) -> int:
+    """One more than the highest version folder in `model_dir` (1 when there is none)."""
+    model_dir = Path(model_dir)
+    existing = [int(child.name) for child in model_dir.iterdir()
+                if VERSION_FOLDER_PATTERN.match(child.name)] if model_dir.is_dir() else []
+    return max(existing, default=0) + 1
+
+
 def versions_on_disk(base_path: str | Path) -> list[int]:
     """The numeric version folders under a model's base path that hold a SavedModel."""
     base_path = Path(base_path)
