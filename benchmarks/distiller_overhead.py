@@ -14,6 +14,10 @@ Use `--mixed-precision` on a GPU to measure img/s under the mixed_float16 policy
 
 from __future__ import annotations
 
+import mimic_tf  # noqa: F401  (first: sets oneDNN's default before TensorFlow loads)
+
+# isort: split
+
 import argparse
 import json
 import statistics

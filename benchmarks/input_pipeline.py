@@ -15,6 +15,10 @@ Reference run: 2-core x86_64 CPU, no GPU, TF 2.21 / Keras 3.15. Prints one JSON 
 
 from __future__ import annotations
 
+import mimic_tf  # noqa: F401  (first: sets oneDNN's default before TensorFlow loads)
+
+# isort: split
+
 import argparse
 import json
 import statistics

@@ -19,6 +19,10 @@ Reference run (2-core AMD EPYC, no GPU, Python 3.11, TF 2.21, 1 run): see docs/s
 
 from __future__ import annotations
 
+import mimic_tf  # noqa: F401  (first: sets oneDNN's default before TensorFlow loads)
+
+# isort: split
+
 import argparse
 import json
 import os

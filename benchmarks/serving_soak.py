@@ -24,6 +24,10 @@ Prints one JSON object last.
 
 from __future__ import annotations
 
+import mimic_tf  # noqa: F401  (first: sets oneDNN's default before TensorFlow loads)
+
+# isort: split
+
 import argparse
 import http.client
 import json

@@ -21,6 +21,10 @@ TF 2.21 / Keras 3.15, JPEG copy of CIFAR-10, one run of
 
 from __future__ import annotations
 
+import mimic_tf  # noqa: F401  (first: sets oneDNN's default before TensorFlow loads)
+
+# isort: split
+
 import argparse
 import dataclasses
 import json

@@ -19,6 +19,10 @@ The last line printed is one JSON object.
 
 from __future__ import annotations
 
+import mimic_tf  # noqa: F401  (first: sets oneDNN's default before TensorFlow loads)
+
+# isort: split
+
 import argparse
 import json
 import os

@@ -38,8 +38,8 @@ Keras idiom for each:
   SGD moves the bias 64x faster while decoupled weight decay still shrinks it by the same
   fraction per step as every other weight.
 - schedule: `WarmupLinearDecay`, the rate rising from 0.2x to its peak over the first
-  `warmup` of the steps, then falling linearly to 0; Nesterov SGD with decoupled weight
-  decay (`weight_decay` x rate each step, Keras' `SGD(weight_decay=...)`).
+  `warmup` of the steps, then falling linearly to `final_rate` of it; Nesterov SGD with
+  decoupled weight decay (`weight_decay` x rate each step, Keras' `SGD(weight_decay=...)`).
 - lookahead: `Lookahead`, a callback: every 5 steps, ema <- lerp(ema, weights, 1 - decay);
   weights <- ema, with decay ramped in as `0.95**5 * (step / total) ** 3`.
 - data: `flip_translate_dataset`: alternating flips (each image is mirrored in every other
@@ -303,24 +303,28 @@ def build_airbench_member(
 @keras.saving.register_keras_serializable(package="mimic_tf")
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Peak `peak` reached linearly from `0.2 * peak` over `warmup * total_steps` steps,
-    then decayed linearly to 0 at `total_steps` (airbench's triangular schedule)."""
+    then decayed linearly to `final * peak` at `total_steps` (airbench's triangular schedule:
+    warm-up 0.23, final 0.07)."""
 
-    def __init__(self, peak: float, total_steps: int, warmup: float) -> None:
+    def __init__(self, peak: float, total_steps: int, warmup: float, final: float = 0.0) -> None:
         self.peak = float(peak)
         self.total_steps = int(total_steps)
         self.warmup = float(warmup)
+        self.final = float(final)
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
         total = float(max(self.total_steps, 1))
         warmup_steps = max(self.warmup * total, 1.0)
         rising = WARMUP_START + (1.0 - WARMUP_START) * step / warmup_steps
-        falling = (total - step) / max(total - warmup_steps, 1.0)
+        falling = self.final + (1.0 - self.final) * (total - step) / max(total - warmup_steps,
+                                                                         1.0)
         fraction = ops.where(step < warmup_steps, rising, falling)
-        return self.peak * ops.clip(fraction, 0.0, 1.0)
+        return self.peak * ops.clip(fraction, self.final, 1.0)
 
     def get_config(self) -> dict:
-        return {"peak": self.peak, "total_steps": self.total_steps, "warmup": self.warmup}
+        return {"peak": self.peak, "total_steps": self.total_steps, "warmup": self.warmup,
+                "final": self.final}
 
 
 class Lookahead(keras.callbacks.Callback):
@@ -373,10 +377,15 @@ class Lookahead(keras.callbacks.Callback):
             variable.assign(ema)
 
 
-def compile_member(model: keras.Model, config: AirbenchConfig, total_steps: int) -> None:
-    """Nesterov SGD, warm-up-then-decay rate, decoupled weight decay, smoothed cross-entropy."""
+def compile_member(model: keras.Model, config: AirbenchConfig, total_steps: int,
+                   jit_compile: bool | str = False) -> None:
+    """Nesterov SGD, warm-up-then-decay rate, decoupled weight decay, smoothed cross-entropy.
+
+    `jit_compile` is passed to `Model.compile` (`mimic_tf.runtime.resolve_jit_compile`).
+    """
     optimizer = keras.optimizers.SGD(
-        learning_rate=WarmupLinearDecay(config.learning_rate, total_steps, config.warmup),
+        learning_rate=WarmupLinearDecay(config.learning_rate, total_steps, config.warmup,
+                                        config.final_rate),
         momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay,
     )
     if config.precision == "mixed_float16":  # float16 gradients underflow unscaled
@@ -386,6 +395,7 @@ def compile_member(model: keras.Model, config: AirbenchConfig, total_steps: int)
         loss=keras.losses.CategoricalCrossentropy(from_logits=True,
                                                   label_smoothing=config.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=jit_compile,
     )
 
 
@@ -483,12 +493,13 @@ def training_plan(
     member_index: int,
     seed: int,
     width_jitter: float = 0.0,
+    jit_compile: bool | str = False,
 ) -> TrainingPlan:
     """The compiled member, its augmented data and its callbacks (lookahead)."""
     model = build_airbench_member(config, train_images, member_index, seed, width_jitter)
     steps = data.steps_per_epoch(len(train_labels), config.batch_size)
     total_steps = steps * config.epochs
-    compile_member(model, config, total_steps)
+    compile_member(model, config, total_steps, jit_compile)
     callbacks: list[keras.callbacks.Callback] = []
     if config.lookahead_every > 0:
         callbacks.append(Lookahead(total_steps, config.lookahead_every, config.lookahead_decay))

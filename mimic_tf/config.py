@@ -23,7 +23,10 @@ import yaml
 from mimic_tf.files import atomic_write_text
 from mimic_tf.vocabulary import (
     CANARY,
+    CNN,
+    JIT_COMPILE_CHOICES,
     LOSSES,
+    MLP,
     PRECISIONS,
     RELEASE_LABELS,
     RELEASE_SPLITS,
@@ -161,7 +164,8 @@ class AirbenchConfig:
     momentum: float = 0.85
     weight_decay: float = 0.0089  # decoupled: weights *= 1 - rate * weight_decay every step
     bias_lr_scale: float = 64.0  # BatchNorm biases learn this many times faster (1: off)
-    warmup: float = 0.2  # fraction of steps rising from 0.2x to the peak rate, then linear to 0
+    warmup: float = 0.2  # fraction of steps rising from 0.2x to the peak rate (airbench: 0.23)
+    final_rate: float = 0.0  # the rate falls linearly to this fraction of the peak (airbench: 0.07)
     label_smoothing: float = 0.2  # airbench's; 0 can make the better distillation teacher
     batchnorm_momentum: float = 0.6  # Keras convention: moving = m * moving + (1 - m) * batch
     lookahead_every: int = 5  # steps between lookahead syncs (0: off)
@@ -186,6 +190,8 @@ class AirbenchConfig:
         _check(self.bias_lr_scale >= 1, f"{prefix}.bias_lr_scale", self.bias_lr_scale,
                ">= 1 (1: no scaling)")
         _check(0 < self.warmup < 1, f"{prefix}.warmup", self.warmup, "0 < fraction < 1")
+        _check(0 <= self.final_rate < 1, f"{prefix}.final_rate", self.final_rate,
+               "0 <= fraction < 1")
         _check(0 <= self.label_smoothing < 1, f"{prefix}.label_smoothing",
                self.label_smoothing, "[0, 1)")
         _check(0 <= self.batchnorm_momentum < 1, f"{prefix}.batchnorm_momentum",
@@ -223,6 +229,9 @@ class TeacherConfig:
     width_jitter: float = 0.0  # member m scales its widths by U(1-j, 1+j): a diverse ensemble
     schedule: ScheduleConfig = ScheduleConfig(epochs=300)
     airbench: AirbenchConfig = AirbenchConfig()
+    # XLA for the members' training: auto (what measured faster here, mimic_tf/runtime.py),
+    # true or false. A runtime choice: members trained either way are the same teacher.
+    jit_compile: str = "auto"
 
     def validate(self) -> None:
         _check(self.family in TEACHER_FAMILIES, "teacher.family", self.family,
@@ -252,6 +261,8 @@ class TeacherConfig:
         _check(0 <= self.momentum < 1, "teacher.momentum", self.momentum, "[0, 1)")
         _check(self.batch_size >= 1, "teacher.batch_size", self.batch_size, ">= 1")
         _check(0 <= self.width_jitter < 1, "teacher.width_jitter", self.width_jitter, "[0, 1)")
+        _check(self.jit_compile in JIT_COMPILE_CHOICES, "teacher.jit_compile",
+               self.jit_compile, quoted(JIT_COMPILE_CHOICES))
         self.schedule.validate("teacher.schedule")
         self.airbench.validate()
 
@@ -288,7 +299,18 @@ class StudentConfig:
     # Keras dtype policy of the students: float32 (the paper), mixed_float16 (GPUs, with loss
     # scaling) or mixed_bfloat16 (GPUs, and CPUs with AMX/AVX512-BF16). Logits stay float32.
     precision: str = "float32"
+    # XLA (Keras' jit_compile) for the Distiller: auto (per family and device, what measured
+    # faster counting each trial's compile, mimic_tf/runtime.py), true or false.
+    jit_compile: str = "auto"
     schedule: ScheduleConfig = ScheduleConfig(epochs=160)
+    # Epoch cap of one trial per family (0: schedule.epochs). An MLP epoch costs a fraction
+    # of a CNN's, so a short run can afford MLPs more of them.
+    mlp_epochs: int = 0
+    cnn_epochs: int = 0
+
+    def epochs_for(self, family: str) -> int:
+        """The epoch cap of one trial of a `family` student."""
+        return {MLP: self.mlp_epochs, CNN: self.cnn_epochs}.get(family) or self.schedule.epochs
 
     def validate(self) -> None:
         _check(self.loss in LOSSES, "student.loss", self.loss, quoted(LOSSES))
@@ -298,6 +320,12 @@ class StudentConfig:
         _check(self.clipnorm >= 0, "student.clipnorm", self.clipnorm, ">= 0 (0 = no clipping)")
         _check(self.precision in PRECISIONS, "student.precision", self.precision,
                quoted(PRECISIONS))
+        _check(self.jit_compile in JIT_COMPILE_CHOICES, "student.jit_compile",
+               self.jit_compile, quoted(JIT_COMPILE_CHOICES))
+        for family in STUDENT_FAMILIES:
+            key = f"{family}_epochs"
+            _check(getattr(self, key) >= 0, f"student.{key}", getattr(self, key),
+                   ">= 0 (0: student.schedule.epochs)")
         self.schedule.validate("student.schedule")
 
 
@@ -456,6 +484,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"config key '{key}' has value {value!r}; allowed: a number")
         return float(value)
     if annotation is str:
+        if isinstance(value, bool):  # YAML reads an unquoted true/false as a boolean
+            return "true" if value else "false"
         if not isinstance(value, str):
             raise ConfigError(f"config key '{key}' has value {value!r}; allowed: a string")
         return value

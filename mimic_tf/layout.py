@@ -3,6 +3,7 @@
     runs/<experiment>/
         config.yaml                   the resolved config
         commands.txt                  the `tuner.run` command lines that made the searches
+        runtime.json                  CPU, oneDNN and XLA of the processes that ran them
         teacher/                      teacher.json, ensemble.keras, member_XX.keras, logs/
         transfer/                     manifest.json, logits.npy, evaluation_logits.npz
         searches/<cell>/              one search (`SearchLayout`): cell.json, search.json,
@@ -106,6 +107,11 @@ class ExperimentLayout:
     def commands_file(self) -> Path:
         """The `tuner.run` command lines that made the searches, one a line."""
         return self.root / "commands.txt"
+
+    @property
+    def runtime_file(self) -> Path:
+        """How TensorFlow ran the searches (CPU, oneDNN, XLA per family), one record a setup."""
+        return self.root / "runtime.json"
 
     @property
     def teacher(self) -> Path:

@@ -42,6 +42,7 @@ def build_student(
     init_scale: float = 1.0,
     seed: int | None = None,
     dtype_policy: str | None = None,
+    dropout: float = 0.0,
     **free_widths: float,
 ) -> keras.Model:
     """A student of `family` ('mlp' or 'cnn') and `depth` with about `budget` parameters.
@@ -49,8 +50,12 @@ def build_student(
     Takes uint8 images `[N, 32, 32, 3]`, returns float32 logits `[N, 10]`. `free_widths` are
     the searched widths (`search_space` names them); the dependent width is solved.
     `dtype_policy` ('float32', 'mixed_bfloat16', 'mixed_float16'; None: Keras' global policy)
-    sets the hidden layers' dtype policy; standardisation and logits stay float32.
+    sets the hidden layers' dtype policy; standardisation and logits stay float32. `dropout`
+    > 0 adds a `Dropout` after every pool and every ReLU hidden layer (the hard-label
+    baselines' regularisation, as in the paper's Table 1; no parameters are added).
     """
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout is {dropout}; allowed: a rate in [0, 1)")
     widths = solve_widths(family, depth, budget, **free_widths)
     seeds = iter(range(seed * 100, seed * 100 + 100)) if seed is not None else None
 
@@ -62,6 +67,12 @@ def build_student(
             units, activation=activation, kernel_initializer=init(), name=name,
             dtype=dtype_policy,
         )
+
+    def regularised(x, name: str):
+        if dropout > 0:
+            return keras.layers.Dropout(dropout, seed=next(seeds) if seeds else None,
+                                        name=f"{name}_dropout", dtype=dtype_policy)(x)
+        return x
 
     def conv(filters: int, name: str) -> keras.layers.Conv2D:
         return keras.layers.Conv2D(
@@ -75,10 +86,11 @@ def build_student(
         x = keras.layers.Flatten(name="flatten", dtype=dtype_policy)(x)
         if depth == 1:
             x = dense(widths["bottleneck"], None, "bottleneck")(x)
-            x = dense(widths["hidden"], "relu", "hidden")(x)
+            x = regularised(dense(widths["hidden"], "relu", "hidden")(x), "hidden")
         else:
             for i in range(1, depth + 1):
-                x = dense(widths[f"hidden_{i}"], "relu", f"hidden_{i}")(x)
+                x = regularised(dense(widths[f"hidden_{i}"], "relu", f"hidden_{i}")(x),
+                                f"hidden_{i}")
     else:
         pool_after = {1: (1,), 2: (1, 2), 3: (1, 2, 3), 4: (1, 3, 4)}[depth]
         for i in range(1, depth + 1):
@@ -87,10 +99,11 @@ def build_student(
                 size = 3 if depth == 1 else 2
                 x = keras.layers.MaxPooling2D(size, strides=2, padding="same", name=f"pool_{i}",
                                               dtype=dtype_policy)(x)
+                x = regularised(x, f"pool_{i}")
         x = keras.layers.Flatten(name="flatten", dtype=dtype_policy)(x)
         if depth == 1:
             x = dense(widths["bottleneck"], None, "bottleneck")(x)
-        x = dense(widths["hidden"], "relu", "hidden")(x)
+        x = regularised(dense(widths["hidden"], "relu", "hidden")(x), "hidden")
     logits = keras.layers.Dense(
         NUM_CLASSES, kernel_initializer=init(), dtype="float32", name="logits"
     )(x)

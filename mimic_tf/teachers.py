@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import yaml
 
-from mimic_tf import airbench, data
+from mimic_tf import airbench, data, runtime
 from mimic_tf.airbench import HorizontalFlip, TrainingPlan
 from mimic_tf.config import ExperimentConfig, TeacherConfig, save_config
 from mimic_tf.files import atomic_path, atomic_write_text
@@ -156,11 +156,13 @@ class EpochProgress(keras.callbacks.Callback):
               f"ETA {remaining / 60:.1f} min", flush=True)
 
 
-def _paper_plan(config: ExperimentConfig, splits: data.Splits, member_index: int) -> TrainingPlan:
+def _paper_plan(config: ExperimentConfig, splits: data.Splits, member_index: int,
+                jit_compile: bool | str) -> TrainingPlan:
     """The paper family's member, its augmented data and its plateau schedule."""
     teacher = config.teacher
     model = build_teacher_member(teacher, member_index, config.seed)
     model.compile(
+        jit_compile=jit_compile,
         optimizer=keras.optimizers.SGD(teacher.learning_rate, momentum=teacher.momentum,
                                        nesterov=True),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -189,13 +191,17 @@ def _paper_plan(config: ExperimentConfig, splits: data.Splits, member_index: int
 def training_plan(config: ExperimentConfig, splits: data.Splits, member_index: int
                   ) -> TrainingPlan:
     """Member `member_index` of `config.teacher.family`, compiled, with its data and callbacks."""
+    jit_compile = runtime.resolve_jit_compile(config.teacher.jit_compile, config.teacher.family)
     if config.teacher.family == "airbench":
-        return airbench.training_plan(
+        plan = airbench.training_plan(
             config.teacher.airbench, splits.train_images, splits.train_labels,
             splits.validation_images, splits.validation_labels, member_index=member_index,
-            seed=config.seed, width_jitter=config.teacher.width_jitter,
+            seed=config.seed, width_jitter=config.teacher.width_jitter, jit_compile=jit_compile,
         )
-    return _paper_plan(config, splits, member_index)
+    else:
+        plan = _paper_plan(config, splits, member_index, jit_compile)
+    plan.extra["runtime"] = runtime.describe(jit_compile=jit_compile)
+    return plan
 
 
 def train_member(
@@ -269,10 +275,11 @@ class TeacherMismatchError(RuntimeError):
 
 def _teacher_settings(config_data: dict[str, Any]) -> dict[str, Any]:
     """What a trained member depends on: the seed, the data and the teacher section
-    (but the ensemble's size: members can be added to a finished ensemble)."""
+    (but the ensemble's size, since members can be added to a finished ensemble, and
+    `jit_compile`, a runtime choice)."""
     settings = {key: config_data.get(key) for key in ("seed", "data", "teacher")}
     settings["teacher"] = {key: value for key, value in (settings["teacher"] or {}).items()
-                           if key != "members"}
+                           if key not in ("members", "jit_compile")}
     return settings
 
 
@@ -345,7 +352,9 @@ def ensure_teacher(
     # Each member's logits once; the ensemble's are their mean, as the ensemble model computes.
     flip_average = config.teacher.flip_average
     summary: dict[str, Any] = {"family": config.teacher.family, "flip_average": flip_average,
-                               "members": [], "source": splits.source}
+                               "members": [], "source": splits.source,
+                               # this process's; each member's record holds its own
+                               "runtime": runtime.describe()}
     ensemble_logits: dict[str, np.ndarray] = {}
     for index, member in enumerate(members):
         record = dict(records.get(index, {"member": index, "params": member.count_params()}))

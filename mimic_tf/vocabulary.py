@@ -24,6 +24,7 @@ LOSSES = (MIMIC_LOSS, KD_LOSS, HARD_LOSS)
 TUNERS = ("bayesian", "hyperband", "random")  # KerasTuner algorithms; the paper's is bayesian
 TEACHER_FAMILIES = ("paper", "airbench")  # the paper's 8-conv net, airbench94's
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
+JIT_COMPILE_CHOICES = ("auto", "true", "false")  # XLA: measured choice (mimic_tf.runtime), on, off
 
 # CIFAR-10.
 NUM_CLASSES = 10

@@ -1,6 +1,6 @@
 """Serving exported students: SavedModel export, a TF Serving-compatible server, a client.
 
-Modules (import the one you need; nothing is imported or started here):
+Modules (import the one you need; nothing else is imported or started here):
 
     serving.export          export_student(): Keras student -> <base>/<name>/<version>/
     serving.signatures      the exported signatures (names, dtypes, shapes), tf.Example encoding
@@ -23,3 +23,5 @@ Modules (import the one you need; nothing is imported or started here):
     serving.tensors         TensorProto <-> numpy
     serving.errors          ServingError (a gRPC status code and a message)
 """
+
+import mimic_tf  # noqa: F401  (sets oneDNN's default before a module here loads TensorFlow)

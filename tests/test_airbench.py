@@ -74,6 +74,9 @@ def test_schedule_warms_up_from_a_fifth_then_decays_to_zero():
     schedule = airbench.WarmupLinearDecay(peak=1.0, total_steps=100, warmup=0.2)
     values = [float(schedule(step)) for step in (0, 10, 20, 60, 100)]
     assert values == pytest.approx([0.2, 0.6, 1.0, 0.5, 0.0])
+    airbench94 = airbench.WarmupLinearDecay(peak=1.0, total_steps=100, warmup=0.2, final=0.1)
+    values = [float(airbench94(step)) for step in (0, 20, 60, 100, 120)]
+    assert values == pytest.approx([0.2, 1.0, 0.55, 0.1, 0.1])
 
 
 def test_lookahead_pulls_the_weights_towards_their_average():

@@ -114,3 +114,13 @@ def test_student_precision_is_a_keras_policy(tmp_path):
     assert config.student.precision == "mixed_bfloat16"
     with pytest.raises(ConfigError, match=r"student\.precision.*'float32' or 'mixed_float16'"):
         load_config(write(tmp_path, {"student": {"precision": "float16"}}))
+
+
+@pytest.mark.parametrize("section", ["student", "teacher"])
+def test_jit_compile_is_auto_true_or_false(tmp_path, section):
+    assert getattr(load_config("smoke"), section).jit_compile == "auto"
+    for written, loaded in [("auto", "auto"), (True, "true"), (False, "false"), ("true", "true")]:
+        config = load_config(write(tmp_path, {section: {"jit_compile": written}}))
+        assert getattr(config, section).jit_compile == loaded
+    with pytest.raises(ConfigError, match=rf"{section}\.jit_compile.*'maybe'.*'auto' or 'true'"):
+        load_config(write(tmp_path, {section: {"jit_compile": "maybe"}}))

@@ -120,3 +120,20 @@ def test_mixed_precision_student_keeps_float32_weights_input_and_logits(policy, 
     assert logits.dtype == np.float32
     np.testing.assert_allclose(logits, reference, atol=0.1)  # same weights, coarser maths
     assert not np.array_equal(logits, reference)
+
+
+def test_forward_flops_count_every_multiply_add_in_closed_form():
+    import keras
+
+    from mimic_tf.flops import forward_flops
+
+    mlp = build_student("mlp", 2, 1e5, ratio_1=0.5, ratio_2=0.5)
+    weights = sum(int(np.prod(layer.kernel.shape)) for layer in mlp.layers
+                  if isinstance(layer, keras.layers.Dense))
+    assert forward_flops(mlp) == 2 * weights  # a dense layer: one multiply-add per weight
+    cnn = build_student("cnn", 1, 1e5, filters_1=40, hidden=200)
+    conv = cnn.get_layer("conv_1")
+    per_position = 2 * 5 * 5 * 3 * conv.filters  # 'same' padding: 32x32 output positions
+    dense = sum(2 * int(np.prod(layer.kernel.shape)) for layer in cnn.layers
+                if isinstance(layer, keras.layers.Dense))
+    assert forward_flops(cnn) == 32 * 32 * per_position + dense

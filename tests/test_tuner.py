@@ -282,6 +282,53 @@ def test_student_precision_sets_the_policy_and_loss_scaling(precision, optimizer
     assert distiller.student.get_layer("logits").compute_dtype == "float32"
 
 
+@pytest.mark.parametrize("setting, expected", [("true", True), ("false", False),
+                                              ("auto", None)])
+def test_student_jit_compile_reaches_distiller_compile(setting, expected):
+    import keras_tuner
+
+    from mimic_tf.runtime import XLA_PAYS, device_kind
+    from tuner.cells import Cell
+    from tuner.hypermodel import StudentHyperModel
+
+    config = smoke_config(**{"student.jit_compile": setting}).student
+    for family in ("mlp", "cnn"):
+        hypermodel = StudentHyperModel(Cell(family, 1, BUDGET), config, seed=0)
+        distiller = hypermodel.build(keras_tuner.HyperParameters())
+        if expected is None:  # auto: what was measured for this family on this device
+            expected_here = XLA_PAYS.get((device_kind(), family), False)
+        else:
+            expected_here = expected
+        assert distiller.jit_compile is expected_here
+
+
+def test_hard_label_baselines_search_dropout_and_weight_decay_mimic_students_do_not():
+    import keras
+    import keras_tuner
+
+    from tuner.cells import Cell
+    from tuner.hypermodel import DROPOUT, WEIGHT_DECAY, StudentHyperModel
+
+    config = smoke_config().student
+    hard = StudentHyperModel(Cell("cnn", 2, BUDGET, loss="hard"), config, seed=0)
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("dropout", 0.3)  # a draw the oracle could make (its default is the range's 0)
+    distiller = hard.build(hp)
+    dropouts = [layer for layer in distiller.student.layers
+                if isinstance(layer, keras.layers.Dropout)]
+    assert len(dropouts) == 3  # after both pools and the hidden layer
+    assert dropouts[0].rate == 0.3 and DROPOUT[0] <= 0.3 <= DROPOUT[1]
+    assert WEIGHT_DECAY[0] <= distiller.optimizer.weight_decay <= WEIGHT_DECAY[1]
+    assert {"dropout", "weight_decay"} <= set(hp.values)
+
+    mimic = StudentHyperModel(Cell("cnn", 2, BUDGET), config, seed=0)
+    hp = keras_tuner.HyperParameters()
+    distiller = mimic.build(hp)
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in distiller.student.layers)
+    assert distiller.optimizer.weight_decay is None
+    assert not {"dropout", "weight_decay"} & set(hp.values)
+
+
 def free_port_pair() -> int:
     """A port p with p and p + 1 both free on 127.0.0.1 (search i is served on p + i)."""
     for _ in range(50):

@@ -17,3 +17,5 @@ files `mimic_tf.layout` names), paper (the paper's numbers), results (rows, CSV,
 report (figure and the report CLI), summary_run (the report as a TensorBoard run), findings
 (the paper's five findings).
 """
+
+import mimic_tf  # noqa: F401  (sets oneDNN's default before a module here loads TensorFlow)

@@ -187,6 +187,8 @@ class TeacherSummary:
     params: int
     test_accuracy: float | None
     validation_accuracy: float | None
+    # How TensorFlow trained the members (CPU, oneDNN, XLA): the first member's record.
+    runtime: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def read_teacher_summary(path: Path) -> TeacherSummary | None:
@@ -201,6 +203,8 @@ def read_teacher_summary(path: Path) -> TeacherSummary | None:
         params=ensemble.get("params", 0),
         test_accuracy=ensemble.get("test_accuracy"),
         validation_accuracy=ensemble.get("validation_accuracy"),
+        runtime=next((m["runtime"] for m in record.get("members", []) if "runtime" in m),
+                     record.get("runtime", {})),
     )
 
 
@@ -238,3 +242,15 @@ def record_command(layout: ExperimentLayout, command: str) -> None:
     known = read_commands(layout)
     if command not in known:
         atomic_write_text(layout.commands_file, "\n".join([*known, command]) + "\n")
+
+
+def read_runtimes(layout: ExperimentLayout) -> list[dict[str, Any]]:
+    """The runtime setups (CPU, oneDNN, XLA per family) that ran the searches, oldest first."""
+    return _read_json(layout.runtime_file) if layout.runtime_file.is_file() else []
+
+
+def record_runtime(layout: ExperimentLayout, facts: dict[str, Any]) -> None:
+    """Add a runtime setup to `runtime.json` (once), for the report's provenance."""
+    known = read_runtimes(layout)
+    if facts not in known:
+        _write_json(layout.runtime_file, [*known, facts])

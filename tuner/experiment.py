@@ -24,6 +24,7 @@ import keras
 import keras_tuner
 import tensorflow as tf
 
+from mimic_tf import runtime
 from mimic_tf.config import ExperimentConfig, save_config
 from mimic_tf.data import load_splits
 from mimic_tf.layout import ExperimentLayout
@@ -105,6 +106,9 @@ def run_experiment(
         save_config(config, layout.config_file)
         if command:
             artifacts.record_command(layout, command)
+        artifacts.record_runtime(layout, runtime.describe(jit_compile={
+            family: runtime.resolve_jit_compile(config.student.jit_compile, family)
+            for family in families}))
     # Keras progress bars on a terminal, one line per teacher epoch in a log file.
     teacher_verbose = 0 if worker or not verbose else (1 if sys.stdout.isatty() else 2)
     teacher = ensure_teacher(config, splits, layout.teacher, verbose=teacher_verbose)
@@ -118,7 +122,8 @@ def run_experiment(
         transfer_fingerprint=transfer_set.fingerprint,
         teacher=teacher if online else None,
         progress=progress_class(search_count * config.search.trials,
-                                config.student.schedule.epochs, verbose=verbose),
+                                max(config.student.epochs_for(f) for f in families),
+                                verbose=verbose),
         strategy=distribution_strategy(),
     )
     if not online:

@@ -11,6 +11,12 @@ Nesterov momentum (Urban et al. 2017, section 3):
     init_scale      uniform     [0.4, 2.0]      multiplies the Glorot init
     widths          the paper's ranges for the budget (`mimic_tf.budgets.search_space`)
 
+Hard-label baselines (`loss: hard`) also search the regularisation the paper's Table 1
+networks were trained with, which mimic students need no more than their teacher's logits:
+
+    dropout         uniform     [0.0, 0.5]      after every pool and ReLU hidden layer
+    weight_decay    log-uniform [1e-5, 1e-2]    decoupled, x the learning rate each step
+
 `fit(hp, model, data, ...)` trains on the shared transfer set under the paper's plateau
 schedule, logs TensorBoard scalars and an HParams session for the trial, and survives diverging
 trials: a NaN loss stops the trial and its validation accuracy is reported as chance.
@@ -32,10 +38,11 @@ from tensorboard.plugins.hparams import api as hparams_api
 from mimic_tf.budgets import BudgetError, search_space
 from mimic_tf.config import StudentConfig
 from mimic_tf.distiller import Distiller
+from mimic_tf.runtime import resolve_jit_compile
 from mimic_tf.schedule import plateau_callbacks
 from mimic_tf.students import build_student
 from mimic_tf.transfer import TransferSet
-from mimic_tf.vocabulary import NUM_CLASSES
+from mimic_tf.vocabulary import HARD_LOSS, NUM_CLASSES
 from tuner.cells import Cell
 
 OBJECTIVE = "val_accuracy"
@@ -47,6 +54,9 @@ LEARNING_RATE = (0.0013, 0.016)  # log
 MOMENTUM = (0.68, 0.97)  # log
 INPUT_SCALE = (0.8, 1.25)
 INIT_SCALE = (0.4, 2.0)
+# The hard-label baselines' regularisation (the paper's Table 1 used dropout and weight decay).
+DROPOUT = (0.0, 0.5)
+WEIGHT_DECAY = (1e-5, 1e-2)  # log
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,17 +133,23 @@ class StudentHyperModel(keras_tuner.HyperModel):
             else:
                 widths[name] = hp.Int(name, low, high, sampling="log")
 
-        # 3. The student: its dependent width is solved so it meets the budget.
+        # 3. Hard labels only: the regularisation their networks need (mimic students: none).
+        dropout, weight_decay = 0.0, None
+        if self.cell.loss == HARD_LOSS:
+            dropout = hp.Float("dropout", *DROPOUT)
+            weight_decay = hp.Float("weight_decay", *WEIGHT_DECAY, sampling="log")
+
+        # 4. The student: its dependent width is solved so it meets the budget.
         try:
             student = build_student(
                 self.cell.family, self.cell.depth, self.cell.budget,
                 input_scale=input_scale, init_scale=init_scale, seed=self.seed,
-                dtype_policy=self.student_config.precision, **widths,
+                dtype_policy=self.student_config.precision, dropout=dropout, **widths,
             )
         except BudgetError as error:  # recorded as a failed trial, never retried
             raise keras_tuner.errors.FailedTrialError(str(error)) from error
 
-        # 4. The Distiller, trained by SGD with Nesterov momentum. `student.clipnorm` > 0
+        # 5. The Distiller, trained by SGD with Nesterov momentum. `student.clipnorm` > 0
         #    clips the global gradient norm (not the paper's recipe; it rescues trials that
         #    the paper's upper learning rates and init scales make diverge at once).
         config = self.student_config
@@ -143,11 +159,13 @@ class StudentHyperModel(keras_tuner.HyperModel):
         )
         optimizer = keras.optimizers.SGD(
             learning_rate, momentum=momentum, nesterov=True,
-            global_clipnorm=config.clipnorm or None,
+            global_clipnorm=config.clipnorm or None, weight_decay=weight_decay,
         )
         if config.precision == "mixed_float16":  # float16 gradients underflow unscaled
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        distiller.compile(optimizer=optimizer)
+        # 6. XLA where it measured faster for this family on this device (student.jit_compile).
+        distiller.compile(optimizer=optimizer,
+                          jit_compile=resolve_jit_compile(config.jit_compile, self.cell.family))
         return distiller
 
     def fit(
@@ -192,7 +210,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
         try:
             return model.fit(
                 data.train,
-                epochs=epochs or config.schedule.epochs,
+                epochs=epochs or config.epochs_for(self.cell.family),
                 initial_epoch=initial_epoch,
                 steps_per_epoch=data.steps_per_epoch,
                 validation_data=data.validation,

@@ -298,5 +298,27 @@ def _provenance(layout: ExperimentLayout, summaries: Sequence[CellSummary]) -> l
         f"- Machine: {platform.machine()} {platform.processor() or ''}".rstrip()
         + f", Python {platform.python_version()}, TensorFlow {tensorflow}, "
         f"Keras {_version('keras')}, KerasTuner {_version('keras-tuner')}.",
+        *_runtime_lines(layout),
     ]
+    return lines
+
+
+def _on_off(value: Any) -> str:
+    return {True: "on", False: "off"}.get(value, str(value))
+
+
+def _runtime_lines(layout: ExperimentLayout) -> list[str]:
+    """How TensorFlow ran: the teacher's members and the searches, from their records."""
+    lines = []
+    summary = artifacts.read_teacher_summary(layout.teacher_summary)
+    teacher = summary.runtime if summary is not None else {}
+    if teacher:
+        lines.append(f"- Teacher trained on {teacher.get('cpu', '?')}: oneDNN "
+                     f"{_on_off(teacher.get('onednn'))}, XLA {_on_off(teacher.get('xla'))}.")
+    for facts in artifacts.read_runtimes(layout):
+        xla = ", ".join(f"{family} {_on_off(value)}"
+                        for family, value in (facts.get("xla") or {}).items())
+        lines.append(f"- Searches run on {facts.get('cpu', '?')} ({facts.get('device', '?')}): "
+                     f"oneDNN {_on_off(facts.get('onednn'))} ({facts.get('onednn_source', '?')}); "
+                     f"XLA {xla or '?'}.")
     return lines

@@ -15,10 +15,15 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from mimic_tf.cli import VERBOSE_FLAG, VERBOSE_HELP, import_tensorflow_quietly
 from mimic_tf.config import ConfigError, load_config
 from mimic_tf.vocabulary import ALL_FAMILIES, STUDENT_FAMILIES, TUNERS
+
+if TYPE_CHECKING:  # tuner.experiment loads TensorFlow: imported once the flags are good
+    from tuner.experiment import ExperimentSummary
+    from tuner.report import Report
 
 _SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9}
 
@@ -116,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="delete this run's searches, their logs and exported models "
                         "and start afresh (the cached teacher and transfer set are kept)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument("--json", action="store_true",
+                        help="end with the summary as JSON instead of the table")
     parser.add_argument(VERBOSE_FLAG, action="store_true", help=VERBOSE_HELP)
     return parser
 
@@ -167,6 +174,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 1
+    if args.json:
+        print(json.dumps(summary_json(summary), indent=2))
+    elif summary.report is not None:
+        print(summary_text(summary.report))
+    return 0
+
+
+def summary_json(summary: ExperimentSummary) -> dict:
+    """The machine-readable end of a run (`--json`)."""
     result = {"experiment": str(summary.root), "searches": summary.cells,
               "wall_seconds": round(summary.seconds, 1)}
     if summary.report is not None:
@@ -177,8 +193,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         result["files"] = [str(summary.report.results_csv), str(summary.report.results_md),
                            str(summary.report.figure)]
-    print(json.dumps(result, indent=2))
-    return 0
+    return result
+
+
+def summary_text(report: Report) -> str:
+    """The end of a run for a person: the table, the gap, where the files are, TensorBoard."""
+    from mimic_tf.layout import ExperimentLayout
+    from tuner import artifacts
+    from tuner.findings import check_findings
+
+    root = report.results_md.parent
+    lines = report.results_md.read_text().splitlines()
+    table = [line for line in lines[:next((i for i, line in enumerate(lines)
+                                           if line.startswith("## ")), len(lines))]
+             if line.startswith("|") or line.startswith("Teacher:")]
+    teacher = artifacts.read_teacher_summary(ExperimentLayout(root).teacher_summary)
+    gap = check_findings(report.summaries, teacher.test_accuracy if teacher else None)[0]
+    return "\n".join([
+        "",
+        "Test accuracy (%) of each search's best student / mean of its top trials:",
+        "",
+        *table,
+        "",
+        f"Convolutional gap (the 1-conv CNN minus the best MLP): {gap['text']}.",
+        "",
+        f"Files in {root}/: results.md (this table and how it was made), results.csv, "
+        "figure.png, models/ (SavedModels for TF Serving).",
+        f"Inspect the run: tensorboard --logdir {root}",
+        f"Machine-readable summary: add --json; the five findings: "
+        f"python -m tuner.findings {root}",
+    ])
 
 
 if __name__ == "__main__":

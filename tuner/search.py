@@ -69,9 +69,15 @@ def search_seed(seed: int, cell: Cell) -> int:
 
 
 def search_settings(config: ExperimentConfig, transfer_fingerprint: str) -> dict[str, Any]:
-    """Everything a search's trials depend on, besides the cell itself and the trial count."""
+    """Everything a search's trials depend on, besides the cell itself and the trial count.
+
+    `student.jit_compile` is left out: XLA changes how fast a trial runs, not what it learns
+    (runtime.json records it), so a search resumes under either setting.
+    """
+    student = {key: value for key, value in config.to_dict()["student"].items()
+               if key != "jit_compile"}
     return {
-        "student": config.to_dict()["student"],
+        "student": student,
         "tuner": config.search.tuner,
         "seed": config.seed,
         "transfer": transfer_fingerprint,
@@ -80,7 +86,13 @@ def search_settings(config: ExperimentConfig, transfer_fingerprint: str) -> dict
 
 def _check_settings(search: SearchLayout, settings: dict[str, Any]) -> None:
     previous = artifacts.read_settings(search)
-    if previous is None or previous == settings:
+    if previous is None:
+        return
+    # Student keys added since that search was recorded take their defaults.
+    defaults = {key: value for key, value in ExperimentConfig().to_dict()["student"].items()
+                if key in settings["student"]}
+    previous = {**previous, "student": {**defaults, **previous.get("student", {})}}
+    if previous == settings:
         return
     changed = sorted(key for key in settings if previous.get(key) != settings[key])
     raise SearchMismatchError(
@@ -117,7 +129,7 @@ def build_tuner(cell: Cell, context: SearchContext) -> keras_tuner.Tuner:
         directory=search.root.parent,
         project_name=search.name,
         max_trials=config.search.trials,
-        max_epochs=config.student.schedule.epochs,
+        max_epochs=config.student.epochs_for(cell.family),
         seed=search_seed(config.seed, cell),
         overwrite=restart and not distributed.is_worker(),
         distribution_strategy=context.strategy,

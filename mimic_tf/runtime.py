@@ -1,0 +1,150 @@
+"""How TensorFlow runs on the machine at hand: oneDNN's CPU kernels and XLA.
+
+TensorFlow 2.21 turns its oneDNN kernels on by default only on x86 CPUs with AVX512_VNNI,
+AVX512_BF16 or AMX; on an AVX2-only CPU they stay off, and convolutions run on Eigen at about
+half the speed (measured by `benchmarks/cpu_throughput.py`). The switch is the environment
+variable `TF_ENABLE_ONEDNN_OPTS`, read once, when TensorFlow is imported. So `import mimic_tf`
+calls `default_onednn()`, which sets it to `1` where TensorFlow would leave it off, and
+changes nothing when the user has set it (to anything), when TensorFlow is already imported,
+when the CPU is one TensorFlow turns oneDNN on for anyway, or when an NVIDIA GPU is present.
+
+    import mimic_tf                      # before anything imports TensorFlow
+    mimic_tf.runtime.describe()   # {"onednn": True, "onednn_source": "mimic-tf default", ...}
+
+XLA (`jit_compile`) is a per-model choice made at `compile` time: `resolve_jit_compile`
+turns the config's `auto | true | false` into a bool for one family on the device at hand,
+from what `benchmarks/cpu_throughput.py` measured (see `XLA_PAYS`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from mimic_tf.vocabulary import JIT_COMPILE_CHOICES
+
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+# The CPU flags for which TensorFlow turns oneDNN on by itself (tensorflow/core/util/util.cc).
+ONEDNN_DEFAULT_CPU_FLAGS = ("avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+# Where XLA paid, counting the compile time every new model pays, measured by
+# `python benchmarks/cpu_throughput.py` on a 2-core AMD EPYC (AVX2, FMA), oneDNN on, over a
+# trial as the searches run it (see docs/performance.md). Keys: (device, family); families
+# absent here keep XLA off. GPUs are left to Keras' own default (XLA on where it can).
+XLA_PAYS: dict[tuple[str, str], bool] = {
+    ("cpu", "mlp"): False,
+    ("cpu", "cnn"): False,
+    ("cpu", "airbench"): False,
+    ("cpu", "paper"): False,
+}
+
+_decision: dict[str, str] = {}
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def has_nvidia_gpu() -> bool:
+    """Whether an NVIDIA GPU is visible, without importing TensorFlow."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return Path("/proc/driver/nvidia/gpus").is_dir() or Path("/dev/nvidia0").exists()
+
+
+def cpu_name() -> str:
+    """The CPU's model name, as `lscpu` shows it, and its core count."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name} ({os.cpu_count()} cores)"
+
+
+def default_onednn() -> str:
+    """Turn oneDNN on where TensorFlow would leave it off; returns why it is as it is.
+
+    Only the environment variable is touched, and only when TensorFlow is not yet imported
+    and the user has not set it. Idempotent.
+    """
+    if "source" in _decision:
+        return _decision["source"]
+    if ONEDNN_VARIABLE in os.environ:
+        source = f"set by the user ({ONEDNN_VARIABLE}={os.environ[ONEDNN_VARIABLE]})"
+    elif "tensorflow" in sys.modules:
+        source = "TensorFlow's default (it was imported before mimic_tf)"
+    elif platform.machine().lower() not in ("x86_64", "amd64"):
+        source = "TensorFlow's default (not an x86 CPU)"
+    elif has_nvidia_gpu():
+        source = "TensorFlow's default (a GPU machine)"
+    elif _cpu_flags() & set(ONEDNN_DEFAULT_CPU_FLAGS):
+        source = "TensorFlow's default (this CPU has AVX512_VNNI, AVX512_BF16 or AMX)"
+    else:
+        os.environ[ONEDNN_VARIABLE] = "1"
+        source = "mimic-tf default (AVX2-only CPU; set TF_ENABLE_ONEDNN_OPTS=0 to turn off)"
+    _decision["source"] = source
+    return source
+
+
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs its oneDNN CPU kernels (imports TensorFlow)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def device_kind() -> str:
+    """`gpu` when TensorFlow sees a GPU, else `cpu` (imports TensorFlow)."""
+    import tensorflow as tf
+
+    return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+
+
+def resolve_jit_compile(setting: str | bool, family: str) -> bool | str:
+    """The `jit_compile` to pass to `Model.compile` for a model of `family`.
+
+    `true`/`false` are taken as they are; `auto` is `XLA_PAYS[(device, family)]` on a CPU and
+    Keras' own `"auto"` on a GPU.
+    """
+    if isinstance(setting, bool):
+        return setting
+    if setting not in JIT_COMPILE_CHOICES:
+        raise ValueError(f"jit_compile is {setting!r}; allowed: {', '.join(JIT_COMPILE_CHOICES)}")
+    if setting != "auto":
+        return setting == "true"
+    device = device_kind()
+    if device == "gpu":
+        return "auto"
+    return XLA_PAYS.get((device, family), False)
+
+
+def describe(jit_compile: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The runtime facts a run records in its "How this was made": CPU, oneDNN, XLA, versions."""
+    import keras
+    import tensorflow as tf
+
+    facts: dict[str, Any] = {
+        "cpu": cpu_name(),
+        "device": device_kind(),
+        "onednn": onednn_enabled(),
+        "onednn_source": default_onednn(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+    if jit_compile is not None:
+        facts["xla"] = jit_compile
+    return facts
