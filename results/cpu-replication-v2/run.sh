@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The replication campaign on a strong teacher (configs/cpu-replication-v2.yaml): start or
+# resume it, niced, in the background, with its log beside the run folder:
+#
+#   bash results/cpu-replication-v2/run.sh start            # from the campaign's worktree
+#   bash results/cpu-replication-v2/run.sh [stage ...]      # in the foreground
+#
+# Stages: teacher mlp cnn publish (default: all, in that order). Every stage resumes where it
+# stopped: finished members, the transfer set and finished trials are kept on disk.
+#   OUT      the run folder's parent, outside any checkout (default $HOME/mimic-tf-runs)
+#   RESULTS  where `publish` copies the small result files (default: this script's folder)
+#   PYTHON   the interpreter (default: the main checkout's .venv, see README.md here)
+# The teacher stage trains member 1 first and goes on to the other members only when it
+# reaches MEMBER_BAR (0.90) test accuracy; FORCE=1 goes on regardless.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+CONFIG=cpu-replication-v2
+OUT=${OUT:-$HOME/mimic-tf-runs}
+RUN=$OUT/$CONFIG
+RESULTS=${RESULTS:-$HERE}
+PYTHON=${PYTHON:-$REPO/.venv/bin/python}
+[ -x "$PYTHON" ] || PYTHON=$(cd "$REPO" && git worktree list | head -1 | cut -d' ' -f1)/.venv/bin/python
+MEMBERS=4
+MEMBER_BAR=${MEMBER_BAR:-0.90}
+export PYTHONPATH=$REPO  # this checkout's code, whatever the venv was installed from
+cd "$REPO"
+
+stamp() { echo "[$(date -u +%FT%TZ)] $*"; }
+
+if [ "${1:-}" = start ]; then
+  mkdir -p "$OUT"
+  shift
+  nohup nice -n 19 bash "$0" "$@" >> "$OUT/$CONFIG.log" 2>&1 &
+  echo "campaign started (pid $!), commit $(git rev-parse --short HEAD); log: $OUT/$CONFIG.log"
+  exit 0
+fi
+
+member_accuracy() {  # test accuracy of member 1, from teacher.json
+  "$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1]))['members'][0]['test_accuracy'])" \
+    "$RUN/teacher/teacher.json"
+}
+
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(teacher mlp cnn publish)
+stamp "campaign: commit $(git rev-parse HEAD), python $PYTHON, stages ${stages[*]}"
+for stage in "${stages[@]}"; do
+  stamp "stage $stage: start"
+  SECONDS=0
+  case $stage in
+    teacher)
+      "$PYTHON" -m mimic_tf.train_teacher --config $CONFIG --out "$OUT" --members 1 --quiet
+      accuracy=$(member_accuracy)
+      stamp "teacher member 1: test accuracy $accuracy (bar $MEMBER_BAR)"
+      if [ "${FORCE:-0}" != 1 ] && ! "$PYTHON" -c "import sys; sys.exit(float(sys.argv[1]) < float(sys.argv[2]))" "$accuracy" "$MEMBER_BAR"; then
+        stamp "member 1 is under the bar: find out why before training more (FORCE=1 to go on)"
+        exit 3
+      fi
+      "$PYTHON" -m mimic_tf.train_teacher --config $CONFIG --out "$OUT" --members $MEMBERS --quiet
+      ;;
+    mlp | cnn) "$PYTHON" -m tuner.run --family "$stage" --config $CONFIG --out "$OUT" ;;
+    publish)
+      mkdir -p "$RESULTS"
+      for file in results.csv results.md figure.png config.yaml; do
+        [ -f "$RUN/$file" ] && cp "$RUN/$file" "$RESULTS/"
+      done
+      cp "$RUN/teacher/teacher.json" "$RESULTS/teacher.json"
+      grep -h "stage \|campaign:\|teacher member" "$OUT/$CONFIG.log" > "$RESULTS/stages.log" || true
+      [ -f "$RESULTS/results.csv" ] && "$PYTHON" -m tuner.findings "$RESULTS"
+      ;;
+    *) echo "unknown stage '$stage'; stages: teacher mlp cnn publish (or start)" >&2; exit 2 ;;
+  esac
+  stamp "stage $stage: done in ${SECONDS}s"
+done
