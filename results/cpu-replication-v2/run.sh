@@ -20,10 +20,14 @@ OUT=${OUT:-$HOME/mimic-tf-runs}
 RUN=$OUT/$CONFIG
 RESULTS=${RESULTS:-$HERE}
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
-[ -x "$PYTHON" ] || PYTHON=$(cd "$REPO" && git worktree list | head -1 | cut -d' ' -f1)/.venv/bin/python
 MEMBERS=4
 MEMBER_BAR=${MEMBER_BAR:-0.90}
+[ -x "$PYTHON" ] || PYTHON=$(git -C "$REPO" worktree list | head -1 | cut -d' ' -f1)/.venv/bin/python
 export PYTHONPATH=$REPO  # this checkout's code, whatever the venv was installed from
+# The shared CIFAR-10 copy beside the main checkout (a worktree elsewhere has no ../shared).
+MAIN=$(git -C "$REPO" worktree list | head -1 | cut -d' ' -f1)
+[ -z "${MIMIC_TF_DATA:-}" ] && [ -f "$MAIN/../shared/data/cifar10-jpeg.tar.gz" ] &&
+  export MIMIC_TF_DATA=$MAIN/../shared/data/cifar10-jpeg.tar.gz
 cd "$REPO"
 
 stamp() { echo "[$(date -u +%FT%TZ)] $*"; }
