@@ -53,14 +53,14 @@ for stage in "${stages[@]}"; do
   SECONDS=0
   case $stage in
     teacher)
-      "$PYTHON" -m mimic_tf.train_teacher --config $CONFIG --out "$OUT" --members 1 --quiet
+      "$PYTHON" -m mimic_tf.train_teacher --config $CONFIG --out "$OUT" --members 1
       accuracy=$(member_accuracy)
       stamp "teacher member 1: test accuracy $accuracy (bar $MEMBER_BAR)"
       if [ "${FORCE:-0}" != 1 ] && ! "$PYTHON" -c "import sys; sys.exit(float(sys.argv[1]) < float(sys.argv[2]))" "$accuracy" "$MEMBER_BAR"; then
         stamp "member 1 is under the bar: find out why before training more (FORCE=1 to go on)"
         exit 3
       fi
-      "$PYTHON" -m mimic_tf.train_teacher --config $CONFIG --out "$OUT" --members $MEMBERS --quiet
+      "$PYTHON" -m mimic_tf.train_teacher --config $CONFIG --out "$OUT" --members $MEMBERS
       ;;
     mlp | cnn) "$PYTHON" -m tuner.run --family "$stage" --config $CONFIG --out "$OUT" ;;
     publish)
