@@ -3,7 +3,9 @@
 The paper generated 160 epochs' worth of augmented images once, computed the ensemble's logits
 on them and stored them, so every student saw the same examples in the same order. Here view k
 of image i is a pure function of (augmentation seed, i, k) (`data.augment`), so only the logits
-are stored; images are regenerated from their seeds as the dataset is read.
+are stored; images are regenerated from their seeds, once, into memory when the K views fit
+in `VIEW_CACHE_BYTES` (students then read them without paying the augmentation again), or as
+the dataset is read otherwise.
 
 On disk (`runs/<experiment>/transfer/`):
 
@@ -39,6 +41,7 @@ from mimic_tf.layout import TRANSFER_MANIFEST_FILE as MANIFEST_FILE
 from mimic_tf.teachers import predict_logits
 
 FORMAT_VERSION = 1
+VIEW_CACHE_BYTES = 4 * 2**30  # augmented views kept in memory up to this size (8 views: 1 GB)
 LOGITS_FILE = "logits.npy"
 EVALUATION_FILE = "evaluation_logits.npz"
 
@@ -73,6 +76,8 @@ class TransferSet:
     validation_logits: np.ndarray  # float32 [N_val, 10]
     test_logits: np.ndarray  # float32 [N_test, 10]
     fingerprint: str
+    # uint8 [K, N, 32, 32, 3]: the augmented views made once (None: augmented as read)
+    views: np.ndarray | None = None
 
     @property
     def num_examples(self) -> int:
@@ -95,7 +100,7 @@ class TransferSet:
         return data.view_batches(
             self.splits.train_images, self.splits.train_labels, batch_size=batch_size,
             order=data.fixed_order(self.order), augment_config=self.augment,
-            logits=self.logits if with_logits else None,
+            logits=self.logits if with_logits else None, views=self.views,
         )
 
     def _evaluation_dataset(self, split: str, batch_size: int) -> tf.data.Dataset:
@@ -226,14 +231,18 @@ def build_transfer_set(
         print(f"transfer set: reusing {directory} ({config.transfer.views} views)")
 
     evaluation = np.load(evaluation_path)
+    num_examples, views = len(splits.train_labels), config.transfer.views
+    in_memory = views * splits.train_images.nbytes <= VIEW_CACHE_BYTES
     return TransferSet(
         splits=splits,
         augment=config.augment,
-        order=np.stack([view_order(len(splits.train_labels), view, config.seed)
-                        for view in range(config.transfer.views)]),
+        order=np.stack([view_order(num_examples, view, config.seed)
+                        for view in range(views)]),
         logits=None if online else np.load(logits_path),
         validation_logits=evaluation["validation"],
         test_logits=evaluation["test"],
         fingerprint=digest,
+        views=data.augmented_views(splits.train_images, config.augment, views)
+        if in_memory else None,
     )
 

@@ -105,3 +105,19 @@ def test_cached_and_online_modes_give_the_same_loss(setup, tmp_path):
     online_loss = with_teacher.evaluate(online_batches, steps=1, verbose=0,
                                         return_dict=True)["loss"]
     assert online_loss == pytest.approx(cached_loss, rel=1e-4)
+
+
+def test_views_made_once_in_memory_give_the_same_batches_as_augmenting_on_the_fly(
+        setup, tmp_path, monkeypatch):
+    config, splits, teacher = setup
+    in_memory = transfer.build_transfer_set(config, splits, teacher, tmp_path, verbose=0)
+    assert in_memory.views is not None and in_memory.views.shape[:2] == (
+        config.transfer.views, len(splits.train_labels))
+    monkeypatch.setattr(transfer, "VIEW_CACHE_BYTES", 0)  # too big to keep: augment as read
+    on_the_fly = transfer.build_transfer_set(config, splits, teacher, tmp_path, verbose=0)
+    assert on_the_fly.views is None
+    steps = in_memory.steps_per_epoch(64) * config.transfer.views + 1  # every view, then again
+    for cached, fresh in zip(in_memory.train_dataset(64).take(steps),
+                             on_the_fly.train_dataset(64).take(steps), strict=True):
+        for a, b in zip(cached, fresh, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())

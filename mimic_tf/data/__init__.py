@@ -20,6 +20,7 @@ Images stay raw uint8 `[N, 32, 32, 3]` everywhere: models standardise them thems
 from mimic_tf.data.augmentation import augment
 from mimic_tf.data.pipelines import (
     EpochOrder,
+    augmented_views,
     evaluation_dataset,
     fixed_order,
     shuffled_order,
@@ -49,5 +50,5 @@ __all__ = [
     "DataError", "EpochOrder", "RawArrays", "Splits", "augment", "default_cache_dir",
     "evaluation_dataset", "fixed_order", "load_raw", "load_source", "load_splits",
     "make_synthetic", "shuffled_order", "steps_per_epoch", "stratified_split",
-    "training_dataset", "view_batch_indices", "view_batches",
+    "training_dataset", "view_batch_indices", "view_batches", "augmented_views",
 ]
