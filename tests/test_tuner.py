@@ -352,7 +352,8 @@ def test_chief_and_two_workers_share_one_search(smoke_run, tmp_path):
         shutil.copytree(smoke_run.root / stage, tmp_path / "smoke" / stage)
     port = free_port_pair()
     args = [sys.executable, "-m", "tuner.run", "--family", "mlp", "--config", "smoke",
-            "--depths", "1", "--trials", str(DISTRIBUTED_TRIALS), "--out", str(tmp_path)]
+            "--depths", "1", "--trials", str(DISTRIBUTED_TRIALS), "--out", str(tmp_path),
+            "--json"]
     processes = {}
     for tuner_id in ("chief", "tuner1", "tuner2"):
         env = {**os.environ, "KERASTUNER_TUNER_ID": tuner_id,
@@ -383,6 +384,16 @@ def test_chief_and_two_workers_share_one_search(smoke_run, tmp_path):
     assert (tmp_path / "smoke" / "results.csv").exists()
     summary = json.loads(outputs["chief"][outputs["chief"].rindex('{\n  "experiment"'):])
     assert summary["results"][0]["trials"] == DISTRIBUTED_TRIALS
+
+
+def test_the_end_of_a_run_is_written_for_a_person(smoke_run):
+    from tuner.run import summary_text
+
+    text = summary_text(smoke_run.report)
+    assert "| MLP 1 hidden |" in text and "| CNN 1 conv |" in text  # the results table
+    assert "Convolutional gap" in text and "30k: gap" in text  # one sentence, each budget
+    assert f"tensorboard --logdir {smoke_run.root}" in text
+    assert "{" not in text  # no JSON
 
 
 def test_kill_9_mid_trial_loses_no_finished_trial(smoke_run, tmp_path):

@@ -287,7 +287,7 @@ def _provenance(layout: ExperimentLayout, summaries: Sequence[CellSummary]) -> l
     lines = [
         f"- Searches: {len(summaries)}; completed trials per search: "
         f"{', '.join(map(str, trials)) or '0'}; tuner: {settings.get('tuner', '?')}; "
-        f"epoch cap per trial: {schedule.get('epochs', '?')}; batch size "
+        f"epoch cap per trial: {schedule.get('epochs', '?')}{_family_caps(student)}; batch size "
         f"{student.get('batch_size', '?')}; loss: {student.get('loss', '?')}; precision: "
         f"{student.get('precision', 'float32')}.",
         f"- Data source: {source}.{caveat} The paper trained longer, on budgets of 1M-31.6M "
@@ -301,6 +301,13 @@ def _provenance(layout: ExperimentLayout, summaries: Sequence[CellSummary]) -> l
         *_runtime_lines(layout),
     ]
     return lines
+
+
+def _family_caps(student: dict[str, Any]) -> str:
+    """' (MLP 10, CNN 4)' for the families whose cap differs from the schedule's."""
+    caps = [f"{family.upper()} {student[f'{family}_epochs']}" for family in ("mlp", "cnn")
+            if student.get(f"{family}_epochs")]
+    return f" ({', '.join(caps)})" if caps else ""
 
 
 def _on_off(value: Any) -> str:

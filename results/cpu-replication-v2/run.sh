@@ -66,11 +66,12 @@ for stage in "${stages[@]}"; do
     publish)
       mkdir -p "$RESULTS"
       for file in results.csv results.md figure.png config.yaml; do
-        [ -f "$RUN/$file" ] && cp "$RUN/$file" "$RESULTS/"
+        if [ -f "$RUN/$file" ]; then cp "$RUN/$file" "$RESULTS/"; fi
       done
-      cp "$RUN/teacher/teacher.json" "$RESULTS/teacher.json"
+      if [ -f "$RUN/teacher/teacher.json" ]; then cp "$RUN/teacher/teacher.json" "$RESULTS/"; fi
+      # The log's stage lines and the teacher's epoch lines (its curve), without progress bars.
       grep -h "stage \|campaign:\|teacher member" "$OUT/$CONFIG.log" > "$RESULTS/stages.log" || true
-      [ -f "$RESULTS/results.csv" ] && "$PYTHON" -m tuner.findings "$RESULTS"
+      if [ -f "$RESULTS/results.csv" ]; then "$PYTHON" -m tuner.findings "$RESULTS"; fi
       ;;
     *) echo "unknown stage '$stage'; stages: teacher mlp cnn publish (or start)" >&2; exit 2 ;;
   esac
