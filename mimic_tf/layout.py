@@ -4,7 +4,8 @@
         config.yaml                   the resolved config
         commands.txt                  the `tuner.run` command lines that made the searches
         runtime.json                  CPU, oneDNN and XLA of the processes that ran them
-        teacher/                      teacher.json, ensemble.keras, member_XX.keras, logs/
+        teacher/                      teacher.json, ensemble.keras, member_XX.keras, logs/,
+                                      evaluation_logits.npz (the ensemble's, for the transfer set)
         transfer/                     manifest.json, logits.npy, evaluation_logits.npz
         searches/<cell>/              one search (`SearchLayout`): cell.json, search.json,
                                       evaluation.json, best_student.keras and KerasTuner's
@@ -32,6 +33,7 @@ from mimic_tf.config import ExperimentConfig
 # Names inside folders that other stages fill (mimic_tf.teachers, mimic_tf.transfer, serving
 # and KerasTuner): the writers and the readers share them from here.
 TEACHER_SUMMARY_FILE = "teacher.json"
+TEACHER_EVALUATION_FILE = "evaluation_logits.npz"  # the ensemble's validation and test logits
 TRANSFER_MANIFEST_FILE = "manifest.json"
 MODELS_CONFIG_FILE = "models.config"  # TF Serving's model config at the top of a model base
 CHECKPOINT_FILE = "checkpoint.weights.h5"  # KerasTuner's best-epoch weights in trial_<id>/

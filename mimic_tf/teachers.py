@@ -16,6 +16,7 @@ test-time augmentation) each member's logits are first averaged over the image a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 import time
@@ -30,6 +31,7 @@ from mimic_tf import airbench, data, runtime
 from mimic_tf.airbench import HorizontalFlip, TrainingPlan
 from mimic_tf.config import ExperimentConfig, TeacherConfig, save_config
 from mimic_tf.files import atomic_path, atomic_write_text
+from mimic_tf.layout import TEACHER_EVALUATION_FILE as EVALUATION_FILE
 from mimic_tf.layout import TEACHER_SUMMARY_FILE as SUMMARY_FILE
 from mimic_tf.preprocessing import PerImageStandardization
 from mimic_tf.schedule import plateau_callbacks
@@ -120,6 +122,30 @@ def atomic_save_model(model: keras.Model, path: Path) -> None:
 def load_model(path: Path) -> keras.Model:
     """Load a `.keras` model saved by mimic-tf (custom layers are registered on import)."""
     return keras.saving.load_model(path, compile=False)
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """sha256 over the shapes and bytes of every weight of `model`."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(f"{weight.path}:{value.shape}:{value.dtype}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def saved_evaluation_logits(directory: str | Path, teacher: keras.Model
+                            ) -> dict[str, np.ndarray] | None:
+    """The ensemble's validation and test logits that `ensure_teacher` computed, if they are
+    `teacher`'s (its weights' fingerprint), else None: the transfer set then needs not
+    run the ensemble over both splits again."""
+    path = Path(directory) / EVALUATION_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as saved:
+        if str(saved["teacher_weights"]) != weights_fingerprint(teacher):
+            return None
+        return {"validation": saved["validation"], "test": saved["test"]}
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -378,6 +404,11 @@ def ensure_teacher(
     }
     ensemble = build_ensemble(members, flip_average=flip_average)
     atomic_save_model(ensemble, ensemble_path)  # config.yaml: written by check_teacher_config
+    with atomic_path(directory / EVALUATION_FILE) as temporary:
+        with open(temporary, "wb") as stream:
+            np.savez(stream, teacher_weights=np.array(weights_fingerprint(ensemble)),
+                     **{split: ensemble_logits[split].astype(np.float32)
+                        for split in ("validation", "test")})
     atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
     if verbose:
         print(

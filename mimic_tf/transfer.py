@@ -38,22 +38,12 @@ from mimic_tf import data
 from mimic_tf.config import AugmentConfig, ExperimentConfig, save_config
 from mimic_tf.files import atomic_path, atomic_write_text
 from mimic_tf.layout import TRANSFER_MANIFEST_FILE as MANIFEST_FILE
-from mimic_tf.teachers import predict_logits
+from mimic_tf.teachers import predict_logits, weights_fingerprint
 
 FORMAT_VERSION = 1
 VIEW_CACHE_BYTES = 4 * 2**30  # augmented views kept in memory up to this size (8 views: 1 GB)
 LOGITS_FILE = "logits.npy"
 EVALUATION_FILE = "evaluation_logits.npz"
-
-
-def weights_fingerprint(model: keras.Model) -> str:
-    """sha256 over the shapes and bytes of every weight of `model`."""
-    digest = hashlib.sha256()
-    for weight in model.weights:
-        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
-        digest.update(f"{weight.path}:{value.shape}:{value.dtype}".encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()
 
 
 def view_order(num_examples: int, view: int, seed: int) -> np.ndarray:
@@ -191,11 +181,14 @@ def build_transfer_set(
     teacher: keras.Model,
     directory: str | Path,
     verbose: int = 1,
+    evaluation_logits: dict[str, np.ndarray] | None = None,
 ) -> TransferSet:
     """The transfer set of `config`: cached logits reused when the fingerprint matches.
 
     In `transfer.mode: online` only the evaluation logits are stored; the training logits
-    are computed by the teacher inside `Distiller.train_step`.
+    are computed by the teacher inside `Distiller.train_step`. `evaluation_logits`
+    (`teachers.saved_evaluation_logits`: the teacher's on the validation and test splits,
+    computed when it was evaluated) spares running it over both splits again.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -219,8 +212,12 @@ def build_transfer_set(
         manifest_path.unlink(missing_ok=True)  # a half-rebuilt cache never looks valid
         if not online:
             _compute_logits(config, splits, teacher, logits_path, verbose)
-        validation_logits = predict_logits(teacher, splits.validation_images)
-        test_logits = predict_logits(teacher, splits.test_images)
+        if evaluation_logits is not None:
+            validation_logits, test_logits = (evaluation_logits["validation"],
+                                              evaluation_logits["test"])
+        else:
+            validation_logits = predict_logits(teacher, splits.validation_images)
+            test_logits = predict_logits(teacher, splits.test_images)
         with atomic_path(evaluation_path) as temporary:
             np.savez(temporary, validation=validation_logits, test=test_logits)
         manifest = {"digest": digest, "fingerprint": fingerprint, "has_logits": not online,

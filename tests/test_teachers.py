@@ -87,3 +87,28 @@ def test_teacher_cli_usage_errors_exit_2(capsys):
     assert exit_info.value.code == 2
     assert teacher_cli.main(["--config", "smoke", "--members", "0"]) == 2
     assert "teacher.members" in capsys.readouterr().err
+
+
+def test_the_ensembles_evaluation_logits_are_kept_for_the_transfer_set(smoke, tmp_path,
+                                                                       monkeypatch):
+    from mimic_tf import transfer
+
+    config, splits = smoke
+    ensemble = teachers.ensure_teacher(config, splits, tmp_path / "teacher", verbose=0)
+    saved = teachers.saved_evaluation_logits(tmp_path / "teacher", ensemble)
+    assert saved is not None
+    np.testing.assert_allclose(saved["test"], teachers.predict_logits(ensemble,
+                                                                      splits.test_images),
+                               rtol=1e-5, atol=1e-5)
+    # Another teacher's weights: not its logits.
+    other = teachers.build_ensemble([teachers.build_teacher_member(config.teacher, 0, seed=9)])
+    assert teachers.saved_evaluation_logits(tmp_path / "teacher", other) is None
+
+    # Given them, the transfer set runs the teacher over the training views only.
+    evaluated = []
+    monkeypatch.setattr(transfer, "predict_logits",
+                        lambda *args, **kwargs: evaluated.append(args) or None)
+    built = transfer.build_transfer_set(config, splits, ensemble, tmp_path / "transfer",
+                                        verbose=0, evaluation_logits=saved)
+    assert not evaluated
+    np.testing.assert_array_equal(built.validation_logits, saved["validation"])

@@ -28,7 +28,7 @@ from mimic_tf import runtime
 from mimic_tf.config import ExperimentConfig, save_config
 from mimic_tf.data import load_splits
 from mimic_tf.layout import ExperimentLayout
-from mimic_tf.teachers import ensure_teacher
+from mimic_tf.teachers import ensure_teacher, saved_evaluation_logits
 from mimic_tf.transfer import build_transfer_set
 from mimic_tf.vocabulary import HARD_LOSS
 from tuner import artifacts, distributed
@@ -112,8 +112,9 @@ def run_experiment(
     # Keras progress bars on a terminal, one line per teacher epoch in a log file.
     teacher_verbose = 0 if worker or not verbose else (1 if sys.stdout.isatty() else 2)
     teacher = ensure_teacher(config, splits, layout.teacher, verbose=teacher_verbose)
-    transfer_set = build_transfer_set(config, splits, teacher, layout.transfer,
-                                      verbose=verbose if not worker else 0)
+    transfer_set = build_transfer_set(
+        config, splits, teacher, layout.transfer, verbose=verbose if not worker else 0,
+        evaluation_logits=saved_evaluation_logits(layout.teacher, teacher))
     online = config.transfer.mode == "online"
     context = SearchContext(
         config=config,
