@@ -134,20 +134,19 @@ def _digest(fingerprint: dict[str, Any]) -> str:
 
 def _teacher_logits_of_view(
     teacher: keras.Model, splits: data.Splits, augment: AugmentConfig, view: int,
-    batch_size: int,
+    batch_size: int, views: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Teacher logits on view `view` of every training image, in example order."""
-    num_examples = len(splits.train_labels)
-    dataset = data.view_batches(  # one epoch, images with their labels (predict ignores them)
-        splits.train_images, splits.train_labels, batch_size=batch_size, augment_config=augment,
-        order=data.fixed_order(np.arange(num_examples)[None], first_view=view), epochs=1,
-    )
-    return np.asarray(teacher.predict(dataset, verbose=0), dtype=np.float32)
+    """Teacher logits on view `view` of every training image, in example order (from
+    `views[view]` when the views were made already)."""
+    images = (views[view] if views is not None else
+              data.view_in_example_order(splits.train_images, augment, view, batch_size))
+    return np.asarray(teacher.predict(images, batch_size=batch_size if views is not None
+                                      else None, verbose=0), dtype=np.float32)
 
 
 def _compute_logits(
     config: ExperimentConfig, splits: data.Splits, teacher: keras.Model, path: Path,
-    verbose: int,
+    verbose: int, view_images: np.ndarray | None = None,
 ) -> None:
     """Write the [K, N, 10] logits to `path` through a temporary file, view by view."""
     views, num_examples = config.transfer.views, len(splits.train_labels)
@@ -158,7 +157,7 @@ def _compute_logits(
         started = time.perf_counter()
         for view in range(views):
             logits[view] = _teacher_logits_of_view(
-                teacher, splits, config.augment, view, config.transfer.batch_size
+                teacher, splits, config.augment, view, config.transfer.batch_size, view_images
             )
             if verbose:
                 elapsed = time.perf_counter() - started
@@ -198,6 +197,11 @@ def build_transfer_set(
     manifest_path = directory / MANIFEST_FILE
     logits_path, evaluation_path = directory / LOGITS_FILE, directory / EVALUATION_FILE
 
+    num_examples, views = len(splits.train_labels), config.transfer.views
+    in_memory = views * splits.train_images.nbytes <= VIEW_CACHE_BYTES
+    # Augmented once: for the teacher's logits (on a rebuild) and for the students' batches.
+    view_images = (data.augmented_views(splits.train_images, config.augment, views)
+                   if in_memory else None)
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     cached = (
         manifest.get("digest") == digest
@@ -211,7 +215,7 @@ def build_transfer_set(
             print(f"transfer set: cache is stale ({', '.join(changed)} changed); rebuilding")
         manifest_path.unlink(missing_ok=True)  # a half-rebuilt cache never looks valid
         if not online:
-            _compute_logits(config, splits, teacher, logits_path, verbose)
+            _compute_logits(config, splits, teacher, logits_path, verbose, view_images)
         if evaluation_logits is not None:
             validation_logits, test_logits = (evaluation_logits["validation"],
                                               evaluation_logits["test"])
@@ -228,8 +232,6 @@ def build_transfer_set(
         print(f"transfer set: reusing {directory} ({config.transfer.views} views)")
 
     evaluation = np.load(evaluation_path)
-    num_examples, views = len(splits.train_labels), config.transfer.views
-    in_memory = views * splits.train_images.nbytes <= VIEW_CACHE_BYTES
     return TransferSet(
         splits=splits,
         augment=config.augment,
@@ -239,7 +241,6 @@ def build_transfer_set(
         validation_logits=evaluation["validation"],
         test_logits=evaluation["test"],
         fingerprint=digest,
-        views=data.augmented_views(splits.train_images, config.augment, views)
-        if in_memory else None,
+        views=view_images,
     )
 

@@ -28,6 +28,7 @@ from mimic_tf.data.pipelines import (
     training_dataset,
     view_batch_indices,
     view_batches,
+    view_in_example_order,
 )
 from mimic_tf.data.sources import (
     ARCHIVE_NAME,
@@ -51,4 +52,5 @@ __all__ = [
     "evaluation_dataset", "fixed_order", "load_raw", "load_source", "load_splits",
     "make_synthetic", "shuffled_order", "steps_per_epoch", "stratified_split",
     "training_dataset", "view_batch_indices", "view_batches", "augmented_views",
+    "view_in_example_order",
 ]

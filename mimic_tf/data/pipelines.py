@@ -164,18 +164,25 @@ def view_batches(
     )
 
 
+def view_in_example_order(images: np.ndarray, augment_config: AugmentConfig | None, view: int,
+                          batch_size: int) -> tf.data.Dataset:
+    """View `view` of every image, once, in example order: uint8 image batches only."""
+    num_examples = len(images)
+    return view_batches(
+        images, np.zeros(num_examples, np.int64), batch_size=batch_size,
+        order=fixed_order(np.arange(num_examples)[None], first_view=view), epochs=1,
+        augment_config=augment_config,
+    ).map(lambda batch_images, _: batch_images)
+
+
 def augmented_views(images: np.ndarray, augment_config: AugmentConfig, views: int,
                     batch_size: int = 1000) -> np.ndarray:
     """Views `0..views-1` of every image, uint8 `[views, N, 32, 32, 3]`, `augment` made once."""
-    num_examples = len(images)
     result = np.empty((views, *images.shape), np.uint8)
     for view in range(views):
-        batches = view_batches(
-            images, np.zeros(num_examples, np.int64), batch_size=batch_size,
-            order=fixed_order(np.arange(num_examples)[None], first_view=view), epochs=1,
-            augment_config=augment_config)
         start = 0
-        for batch_images, _ in batches.as_numpy_iterator():
+        for batch_images in view_in_example_order(images, augment_config, view,
+                                                  batch_size).as_numpy_iterator():
             result[view, start:start + len(batch_images)] = batch_images
             start += len(batch_images)
     return result
