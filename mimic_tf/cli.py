@@ -13,8 +13,14 @@ The lines stay when the command line has `--verbose` or the user set `TF_CPP_MIN
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mimic_tf.layout import ExperimentLayout
 
 VERBOSE_FLAG = "--verbose"
 VERBOSE_HELP = "show TensorFlow's C++ start-up and runtime log lines"
@@ -41,3 +47,22 @@ def import_tensorflow_quietly(verbose: bool | None = None) -> None:
         os.dup2(saved_stderr, 2)
         os.close(saved_stderr)
         os.close(null)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--run` (a finished run's folder) and `--data`, for the tools that work on one."""
+    parser.add_argument("--run", required=True, type=Path,
+                        help="the run folder, e.g. runs/default")
+    parser.add_argument("--data", help="data source (default: the run's data.source)")
+    parser.add_argument(VERBOSE_FLAG, action="store_true", help=VERBOSE_HELP)
+
+
+def run_layout(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ExperimentLayout:
+    """The layout of `--run`; exits with a usage error when it holds no run."""
+    from mimic_tf.layout import ExperimentLayout
+
+    layout = ExperimentLayout(args.run)
+    if not layout.config_file.is_file():
+        parser.error(f"--run {args.run} holds no config.yaml; pass a folder written by "
+                     "python -m tuner.run (runs/<experiment>)")
+    return layout

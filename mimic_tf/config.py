@@ -27,8 +27,11 @@ from mimic_tf.vocabulary import (
     JIT_COMPILE_CHOICES,
     LOSSES,
     MLP,
+    PICK_BEST,
+    PICK_FRONTIER,
     PRECISIONS,
     RELEASE_LABELS,
+    RELEASE_PICKS,
     RELEASE_SPLITS,
     STUDENT_FAMILIES,
     TEACHER_FAMILIES,
@@ -395,8 +398,14 @@ class ReleaseConfig:
     max_p99_ms: float = 0.0  # value threshold on batch-1 p99 latency, ms (0: off)
     max_latency_growth: float = 0.0  # change threshold: candidate p99 / stable p99 (0: off)
     latency_requests: int = 500  # batch-1 requests timed per model
+    # Which students to push: each search's best (best) or the most accurate student of the
+    # accuracy-latency frontier whose measured p99 is within max_p99_ms (frontier).
+    pick: str = PICK_BEST
 
     def validate(self) -> None:
+        _check(self.pick in RELEASE_PICKS, "release.pick", self.pick, quoted(RELEASE_PICKS))
+        _check(self.pick != PICK_FRONTIER or self.max_p99_ms > 0, "release.max_p99_ms",
+               self.max_p99_ms, "a latency budget in ms > 0 with release.pick: frontier")
         _check(self.label in RELEASE_LABELS, "release.label", self.label,
                quoted(RELEASE_LABELS))
         _check(self.split in RELEASE_SPLITS, "release.split", self.split,
@@ -414,6 +423,23 @@ class ReleaseConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class FrontierConfig:
+    """Serving every trained student to measure the accuracy-latency frontier (`tuner.frontier`)."""
+
+    measure: bool = True  # at the end of tuner.run (python -m tuner.frontier does it later)
+    latency_requests: int = 200  # batch-1 requests timed per student, interleaved
+    warmup_requests: int = 20  # untimed batch-1 requests per student first
+    throughput_batch_size: int = 32  # images per request of the throughput measurement
+    throughput_requests: int = 20  # such requests timed per student, interleaved
+
+    def validate(self) -> None:
+        for key in ("latency_requests", "throughput_batch_size", "throughput_requests"):
+            _check(getattr(self, key) >= 1, f"frontier.{key}", getattr(self, key), ">= 1")
+        _check(self.warmup_requests >= 0, "frontier.warmup_requests", self.warmup_requests,
+               ">= 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """One experiment: everything under `runs/<name>/` is produced from this."""
 
@@ -426,6 +452,7 @@ class ExperimentConfig:
     student: StudentConfig = StudentConfig()
     search: SearchConfig = SearchConfig()
     release: ReleaseConfig = ReleaseConfig()
+    frontier: FrontierConfig = FrontierConfig()
 
     def validate(self) -> None:
         _check(
@@ -435,7 +462,7 @@ class ExperimentConfig:
             "a non-empty name of letters, digits, '-', '_' or '.'",
         )
         for section in (self.data, self.augment, self.teacher, self.transfer, self.student,
-                        self.search, self.release):
+                        self.search, self.release, self.frontier):
             section.validate()
 
     def to_dict(self) -> dict[str, Any]:

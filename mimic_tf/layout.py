@@ -18,6 +18,10 @@
         results.csv, results.md, figure.png      (`tuner.report`)
         findings.md, findings.json               (`tuner.findings`)
         comparison.csv, comparison.md, comparison.png   (`serving.compare`)
+        frontier.csv, frontier.md, frontier.png         (`tuner.frontier`: every trial served)
+        reliability.png                                 (`tuner.frontier`: calibration)
+        frontier/models/<cell>-t<trial>/1/   every completed trial exported for the frontier;
+                                      frontier/server.log, the server that measured them
 
 A published copy (`results/<experiment>/`) keeps the result files and `teacher.json` at its
 top. Nothing here creates, reads or writes a file (`tuner.artifacts` and the stages do).
@@ -35,6 +39,7 @@ from mimic_tf.config import ExperimentConfig
 TEACHER_SUMMARY_FILE = "teacher.json"
 TEACHER_EVALUATION_FILE = "evaluation_logits.npz"  # the ensemble's validation and test logits
 TRANSFER_MANIFEST_FILE = "manifest.json"
+TRANSFER_EVALUATION_FILE = "evaluation_logits.npz"  # the teacher's, beside the transfer set
 MODELS_CONFIG_FILE = "models.config"  # TF Serving's model config at the top of a model base
 CHECKPOINT_FILE = "checkpoint.weights.h5"  # KerasTuner's best-epoch weights in trial_<id>/
 SUMMARY_RUN = "summary"  # the report's TensorBoard run, beside the searches' runs in logs/
@@ -139,6 +144,11 @@ class ExperimentLayout:
         return self.transfer / TRANSFER_MANIFEST_FILE
 
     @property
+    def transfer_evaluation_logits(self) -> Path:
+        """The teacher's logits on the unaugmented validation and test splits."""
+        return self.transfer / TRANSFER_EVALUATION_FILE
+
+    @property
     def searches(self) -> Path:
         return self.root / "searches"
 
@@ -219,3 +229,38 @@ class ExperimentLayout:
     @property
     def comparison_png(self) -> Path:
         return self.root / "comparison.png"
+
+    @property
+    def frontier(self) -> Path:
+        """The frontier stage's own folder: every trial's SavedModel and the server's log."""
+        return self.root / "frontier"
+
+    @property
+    def frontier_models(self) -> Path:
+        """`frontier/models/<cell>-t<trial>/1/`: one SavedModel per completed trial."""
+        return self.frontier / "models"
+
+    @property
+    def frontier_measurement(self) -> Path:
+        """What the frontier stage measured (checkpoints, settings, teacher, conditions)."""
+        return self.frontier / "measurement.json"
+
+    @property
+    def frontier_csv(self) -> Path:
+        """One row per completed trial: cost, accuracy, mimic diagnostics, served latency."""
+        return self.root / "frontier.csv"
+
+    @property
+    def frontier_md(self) -> Path:
+        """The Pareto-optimal students and the conditions they were measured under."""
+        return self.root / "frontier.md"
+
+    @property
+    def frontier_png(self) -> Path:
+        """Test accuracy against batch-1 p99 latency, the front as a step line."""
+        return self.root / "frontier.png"
+
+    @property
+    def reliability_png(self) -> Path:
+        """Reliability diagrams: the best student of each family beside the teacher."""
+        return self.root / "reliability.png"

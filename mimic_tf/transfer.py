@@ -37,13 +37,13 @@ import tensorflow as tf
 from mimic_tf import data
 from mimic_tf.config import AugmentConfig, ExperimentConfig, save_config
 from mimic_tf.files import atomic_path, atomic_write_text
+from mimic_tf.layout import TRANSFER_EVALUATION_FILE as EVALUATION_FILE
 from mimic_tf.layout import TRANSFER_MANIFEST_FILE as MANIFEST_FILE
 from mimic_tf.teachers import predict_logits, weights_fingerprint
 
 FORMAT_VERSION = 1
 VIEW_CACHE_BYTES = 4 * 2**30  # augmented views kept in memory up to this size (8 views: 1 GB)
 LOGITS_FILE = "logits.npy"
-EVALUATION_FILE = "evaluation_logits.npz"
 
 
 def view_order(num_examples: int, view: int, seed: int) -> np.ndarray:

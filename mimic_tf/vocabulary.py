@@ -38,6 +38,9 @@ CANARY = "canary"
 STABLE = "stable"
 RELEASE_LABELS = (CANARY, STABLE)
 RELEASE_SPLITS = ("validation", "test")
+PICK_BEST = "best"  # release each search's best student
+PICK_FRONTIER = "frontier"  # release the most accurate student within a p99 budget
+RELEASE_PICKS = (PICK_BEST, PICK_FRONTIER)
 
 
 def architecture_label(family: str, depth: int) -> str:

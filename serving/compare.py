@@ -141,6 +141,24 @@ def batch1_durations(client: ServingClient, names: Sequence[str], images: np.nda
     return durations
 
 
+def interleaved_throughput(client: ServingClient, names: Sequence[str], images: np.ndarray,
+                           batch_size: int = 32, requests: int = 20, warmup: int = 2,
+                           version: int | None = None) -> dict[str, float]:
+    """Images/s of sequential `Predict` calls of `batch_size` images per model, the models'
+    calls interleaved round-robin (after `warmup` untimed calls each at that batch size)."""
+    batch = np.resize(images, (batch_size, *images.shape[1:])).astype(images.dtype)
+    prepared = {name: predict_request(name, batch, version=version,
+                                      output_filter=[LOGITS_OUTPUT]) for name in names}
+    seconds = dict.fromkeys(names, 0.0)
+    for index in range(warmup + requests):
+        for name in names:
+            started = time.perf_counter()
+            client.prediction.Predict(prepared[name], timeout=client.timeout_s)
+            if index >= warmup:
+                seconds[name] += time.perf_counter() - started
+    return {name: requests * batch_size / max(seconds[name], 1e-9) for name in names}
+
+
 def measure_latency(client: ServingClient, name: str, version: int, images: np.ndarray,
                     requests: int = 1000, warmup: int = 50) -> tuple[float, float, float]:
     """p50/p95/p99 ms of sequential batch-1 `Predict` calls, after `warmup` calls."""

@@ -1,78 +1,180 @@
-"""The Pareto rule of the accuracy-latency frontier, and the mimic diagnostics (no TensorFlow)."""
+"""The frontier stage on a smoke run: every trial served, the files, the skip, the pick.
+
+The module fixture runs `run_experiment` once on configs/smoke.yaml with the frontier on
+(MLP and CNN of depth 1 at 30k, a hard-label baseline for the CNN, 2 trials each): every
+completed trial is exported, served by one server process and timed.
+"""
 
 from __future__ import annotations
 
-import itertools
+import csv
+import dataclasses
 
-import numpy as np
+import keras
 import pytest
 
-from mimic_tf.diagnostics import expected_calibration_error, mimic_diagnostics, softmax
-from tuner.frontier import dominates, front, pareto_flags
+from mimic_tf.config import ConfigError, load_config
+from mimic_tf.layout import ExperimentLayout
+from serving.model_base import read_state
+from tuner import artifacts, publish
+from tuner.experiment import run_experiment
+from tuner.frontier import frontier_candidates, measure_frontier
+from tuner.frontier_table import FrontierRow, read_frontier
+from tuner.pareto import dominates
+from tuner.summary_run import FRONTIER_TAG, RELIABILITY_TAG
 
 
-def brute_force(points):
-    return [not any(dominates(q, p) for j, q in enumerate(points) if j != i)
-            for i, p in enumerate(points)]
+def smoke_config(**overrides):
+    return load_config("smoke", overrides={
+        "search.mlp_depths": [1], "search.cnn_depths": [1], "search.baseline": True,
+        "search.baseline_families": ["cnn"], "frontier.measure": True, **overrides})
 
 
-def test_a_dominated_point_is_off_the_front_and_the_rest_on_it():
-    points = [(0.60, 2.0), (0.55, 1.0), (0.50, 3.0), (0.70, 5.0)]
-    assert pareto_flags(points) == [True, True, False, True]
-    assert front(points) == [1, 0, 3]
+@pytest.fixture(scope="module")
+def frontier_run(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    out = tmp_path_factory.mktemp("runs")
+    summary = run_experiment(smoke_config(), ("mlp", "cnn"), out, verbose=0)
+    return ExperimentLayout(summary.root), summary
 
 
-def test_ties_never_dominate():
-    same_latency = [(0.6, 1.0), (0.5, 1.0)]  # more accurate, but not faster
-    same_accuracy = [(0.6, 1.0), (0.6, 2.0)]  # faster, but not more accurate
-    assert pareto_flags(same_latency) == [True, True]
-    assert pareto_flags(same_accuracy) == [True, True]
-    assert pareto_flags([(0.5, 1.0), (0.5, 1.0)]) == [True, True]
+def completed_trials(layout: ExperimentLayout) -> set[str]:
+    """`<cell>-t<trial>` of every completed, finite trial, read from KerasTuner's files."""
+    names = set()
+    for cell, search in artifacts.read_searches(layout):
+        for trial in artifacts.read_trials(search):
+            if trial.completed and not trial.diverged:
+                names.add(f"{cell.name}-t{trial.trial_id}")
+    return names
 
 
-def test_a_single_point_is_its_own_front():
-    assert pareto_flags([(0.4, 3.0)]) == [True]
-    assert pareto_flags([]) == []
+def test_the_stage_writes_its_files_with_one_row_per_completed_trial(frontier_run):
+    layout, _ = frontier_run
+    for path in (layout.frontier_csv, layout.frontier_md, layout.frontier_png,
+                 layout.reliability_png):
+        assert path.is_file() and path.stat().st_size > 0, path
+    with layout.frontier_csv.open() as file:
+        models = [row["model"] for row in csv.DictReader(file)]
+    assert len(models) == len(set(models))
+    assert set(models) == completed_trials(layout)
+    assert any(model.endswith(tuple(f"-hard-t{i}" for i in range(9))) for model in models)
+    # Every row was served from its own export (not only each search's best).
+    for model in models:
+        assert (layout.frontier_models / model / "1" / "saved_model.pb").is_file()
 
 
-def test_agrees_with_brute_force_on_random_points_with_ties():
-    rng = np.random.default_rng(0)
-    for _ in range(200):
-        count = int(rng.integers(1, 12))
-        points = [(float(rng.integers(0, 5)) / 4, float(rng.integers(0, 5)))
-                  for _ in range(count)]
-        assert pareto_flags(points) == brute_force(points), points
+def test_pareto_flags_agree_with_a_brute_force_check(frontier_run):
+    rows = read_frontier(frontier_run[0].frontier_csv)
+    assert rows and any(row.pareto for row in rows)
+    for row in rows:
+        beaten = any(dominates((other.test_accuracy, other.p99_ms),
+                               (row.test_accuracy, row.p99_ms)) for other in rows)
+        assert row.pareto == (not beaten), row.model
 
 
-def test_ece_is_near_zero_when_calibrated_and_not_when_over_confident():
-    rng = np.random.default_rng(0)
-    count = 200_000
-    confidence = rng.uniform(0.1, 1.0, count)
-    labels = np.zeros(count, np.int64)
-    correct = rng.uniform(size=count) < confidence  # right as often as it is confident
-    labels[~correct] = 1
-    probabilities = np.stack([confidence, 1 - confidence], axis=1)
-    assert expected_calibration_error(probabilities, labels) < 0.01
-    # The same predictions, claimed at 99%: over-confident by the gap to their accuracy.
-    overconfident = np.stack([np.full(count, 0.99), np.full(count, 0.01)], axis=1)
-    assert expected_calibration_error(overconfident, labels) == pytest.approx(
-        0.99 - correct.mean(), abs=1e-6)
+def test_rows_carry_real_measurements_and_their_conditions(frontier_run):
+    layout, _ = frontier_run
+    rows = read_frontier(layout.frontier_csv)
+    evaluation = {}
+    for cell, search in artifacts.read_searches(layout):
+        for trial_id, record in artifacts.read_evaluation(search)["trials"].items():
+            evaluation[f"{cell.name}-t{trial_id}"] = record
+    for row in rows:
+        assert 0 < row.p50_ms <= row.p99_ms and row.throughput > 0
+        assert row.flops > row.params  # at least a multiply-add per weight
+        assert 0 <= row.agreement <= 1 and row.kl_teacher_student >= 0 and row.ece >= 0
+        assert row.conditions["cpu"] and row.conditions["server"]
+        if row.model in evaluation:  # the searches' own test evaluation of the same weights
+            assert row.test_accuracy == pytest.approx(evaluation[row.model]["test_accuracy"],
+                                                      abs=1e-6)
+            assert row.params == evaluation[row.model]["params"]
+    text = layout.frontier_md.read_text()
+    assert "Pareto-optimal" in text and rows[0].conditions["server"] in text
 
 
-def test_mimic_diagnostics_in_closed_form():
-    teacher = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    assert mimic_diagnostics(teacher, teacher, np.array([0, 1]))["kl_teacher_student"] == 0.0
-    student = np.array([[0.0, 2.0, 0.0], [0.0, 1.0, 0.0]])
-    result = mimic_diagnostics(teacher, student, np.array([0, 1]))
-    assert result["agreement"] == 0.5
-    assert result["logit_mse"] == pytest.approx((4 + 4) / 2)
-    p, q = softmax(teacher[:1])[0], softmax(student[:1])[0]
-    assert result["kl_teacher_student"] == pytest.approx(np.sum(p * np.log(p / q)) / 2)
-    with pytest.raises(ValueError, match=r"\[N, classes\]"):
-        mimic_diagnostics(teacher, student[:, :2], np.array([0, 1]))
+def test_the_report_shows_the_diagnostics_and_tensorboard_the_figures(frontier_run):
+    layout, _ = frontier_run
+    results = layout.results_md.read_text()
+    assert "## Mimic diagnostics (test split)" in results
+    assert "| teacher |" in results
+    events = b"".join(path.read_bytes() for path in layout.summary_logs.iterdir())
+    for tag in (FRONTIER_TAG, RELIABILITY_TAG):
+        assert tag.encode() in events
 
 
-@pytest.mark.parametrize("points", list(itertools.permutations([(0.6, 2.0), (0.5, 1.0),
-                                                                (0.4, 3.0)])))
-def test_order_of_the_points_does_not_matter(points):
-    assert pareto_flags(list(points)) == brute_force(list(points))
+def test_a_rerun_with_nothing_new_is_skipped(frontier_run):
+    layout, _ = frontier_run
+    before = layout.frontier_csv.read_bytes()
+    exports = {p: p.stat().st_mtime_ns for p in layout.frontier_models.glob("*/1/saved_model.pb")}
+    lines = []
+    rows = measure_frontier(layout, smoke_config(), *test_split(layout), log=lines.append)
+    assert "measured already" in lines[0]
+    assert layout.frontier_csv.read_bytes() == before
+    assert len(rows) == len(exports)
+    assert {p: p.stat().st_mtime_ns for p in exports} == exports
+
+
+def test_candidates_leave_out_diverged_trials(frontier_run, monkeypatch):
+    layout, _ = frontier_run
+    everyone = frontier_candidates(layout)
+    victim = everyone[0]
+    monkeypatch.setattr(type(victim.trial), "diverged", property(
+        lambda trial: trial.trial_id == victim.trial.trial_id))
+    names = {c.name for c in frontier_candidates(layout)}
+    assert all(c.name in names for c in everyone if c.trial.trial_id != victim.trial.trial_id)
+    assert not any(n.endswith(f"-t{victim.trial.trial_id}") for n in names)
+
+
+def test_pick_frontier_below_every_student_refuses_and_pushes_nothing(frontier_run, tmp_path,
+                                                                     capsys):
+    layout, _ = frontier_run
+    rows = read_frontier(layout.frontier_csv)
+    fastest = min(rows, key=lambda row: row.p99_ms)
+    budget = fastest.p99_ms / 2
+    base = tmp_path / "serving"
+    status = publish.main(["--run", str(layout.root), "--push", "--pick", "frontier",
+                           "--max-p99-ms", f"{budget}", "--serving-base", str(base)])
+    message = capsys.readouterr().err
+    assert status == 1
+    assert fastest.model in message and f"{fastest.p99_ms:.2f} ms" in message
+    assert "Traceback" not in message
+    assert not read_state(base, layout.root.name).versions
+
+
+def test_pick_within_budget_takes_the_most_accurate_inside_it():
+    def row(model, accuracy, p99):
+        return FrontierRow(model, "cell", "mlp", 1, 3e4, "mimic", model, 1, 10, 20, accuracy,
+                           accuracy, 1.0, 0.0, 0.0, 0.0, p99 / 2, p99, 100.0, True)
+
+    rows = [row("fast", 0.50, 1.0), row("middle", 0.60, 2.0), row("slow", 0.70, 4.0),
+            row("middle-slower", 0.60, 3.0)]
+    assert publish.pick_within_budget(rows, 3.5).model == "middle"
+    assert publish.pick_within_budget(rows, 4.0).model == "slow"
+    assert publish.pick_within_budget(rows, 1.0).model == "fast"
+    with pytest.raises(publish.NoStudentWithinBudget, match="fast.*1.00 ms"):
+        publish.pick_within_budget(rows, 0.5)
+    with pytest.raises(publish.NoStudentWithinBudget, match="measured none"):
+        publish.pick_within_budget([], 1.0)
+
+
+def test_a_frontier_release_needs_a_latency_budget():
+    with pytest.raises(ConfigError, match="release.max_p99_ms"):
+        load_config("smoke", overrides={"release.pick": "frontier"})
+    with pytest.raises(ConfigError, match="release.pick"):
+        load_config("smoke", overrides={"release.pick": "fastest"})
+    with pytest.raises(ConfigError, match="frontier.latency_requests"):
+        load_config("smoke", overrides={"frontier.latency_requests": 0})
+    config = load_config("smoke", overrides={"release.pick": "frontier",
+                                             "release.max_p99_ms": 5})
+    assert dataclasses.asdict(config.release)["pick"] == "frontier"
+
+
+def test_split(layout: ExperimentLayout):
+    """The run's test split, as the stage reads it."""
+    from mimic_tf.data import load_splits
+
+    splits = load_splits(load_config(layout.config_file).data)
+    return splits.test_images, splits.test_labels
+
+
+test_split.__test__ = False  # a helper, not a test

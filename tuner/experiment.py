@@ -3,7 +3,8 @@
     teacher (trained and cached if missing)  ->  transfer logits (computed once, shared)
       ->  one search per (family, depth, budget)  ->  hard-label baselines (optional)
       ->  top-k test evaluation  ->  export of each search's best student
-      ->  push through the release gate (release.push)  ->  report
+      ->  push through the release gate (release.push)
+      ->  the frontier: every trial served and timed (frontier.measure)  ->  report
 
 Every stage reads what the previous one wrote under `<out>/<experiment>/`, so rerunning the
 same call continues where it stopped; `overwrite=True` deletes the searches of the cells it
@@ -30,12 +31,18 @@ from mimic_tf.data import load_splits
 from mimic_tf.layout import ExperimentLayout
 from mimic_tf.teachers import ensure_teacher, saved_evaluation_logits
 from mimic_tf.transfer import build_transfer_set
-from mimic_tf.vocabulary import HARD_LOSS
+from mimic_tf.vocabulary import HARD_LOSS, PICK_FRONTIER
 from tuner import artifacts, distributed
 from tuner.cells import Cell, planned_cells
+from tuner.frontier import measure_frontier
 from tuner.hypermodel import TrainingData
 from tuner.progress import Progress, format_duration
-from tuner.publish import export_best_students, push_best_students
+from tuner.publish import (
+    NoStudentWithinBudget,
+    export_best_students,
+    push_best_students,
+    push_frontier_pick,
+)
 from tuner.report import Report, write_report
 from tuner.search import SearchContext, baseline_cell, build_tuner, evaluate_top_trials, run_search
 
@@ -151,17 +158,26 @@ def run_experiment(
         keep_best = config.search.export and not cell.is_baseline
         evaluate_top_trials(cell, tuners[cell.name], context, keep_best=keep_best)
 
-    # 4. Export of the best students, their push through the release gate, the report.
+    # 4. Export of the best students and their push through the release gate.
     mimic_names = [cell.name for cell in cells]
     log = context.progress.print if context.progress is not None else print
     if config.search.export:
         export_best_students(layout, mimic_names, log=log)
-    if config.search.export and config.release.push:
-        split = config.release.split
-        images, labels = getattr(splits, f"{split}_images"), getattr(splits, f"{split}_labels")
-        push_best_students(layout, config.release, images, labels,
-                           f"{splits.source} {split} ({len(images)} images)", mimic_names,
-                           log=log)
+    split = config.release.split
+    images, labels = getattr(splits, f"{split}_images"), getattr(splits, f"{split}_labels")
+    data = f"{splits.source} {split} ({len(images)} images)"
+    pick_frontier = config.release.push and config.release.pick == PICK_FRONTIER
+    if config.search.export and config.release.push and not pick_frontier:
+        push_best_students(layout, config.release, images, labels, data, mimic_names, log=log)
+    # 5. The frontier: every trial served and timed; a frontier release picks from it.
+    if config.frontier.measure or pick_frontier:
+        rows = measure_frontier(layout, config, splits.test_images, splits.test_labels,
+                                command=command or "", log=log)
+        if pick_frontier:
+            try:
+                push_frontier_pick(layout, config.release, rows, images, labels, data, log=log)
+            except NoStudentWithinBudget as error:
+                log(f"release: {error}")
     report = write_report(layout.root)
     seconds = time.perf_counter() - started
     if verbose:

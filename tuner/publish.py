@@ -3,6 +3,8 @@
     python -m tuner.publish --run runs/default          # export (retrying failures)
     python -m tuner.publish --run runs/default --push   # ... and push into runs/default/serving
     python -m tuner.publish --run runs/default --push --serving-base /srv/models --min-accuracy 0.5
+    python -m tuner.publish --run runs/default --push --pick frontier --max-p99-ms 5
+        # one student: the most accurate whose served p99 (tuner.frontier) is within 5 ms
 
 Both stages read only what the searches wrote (`searches/<cell>/evaluation.json` and
 `best_student.keras`), so each reruns alone: `tuner.run` calls them at its end, and this CLI
@@ -11,6 +13,11 @@ same export pushed or refused under the same thresholds) and retries what failed
 back into `evaluation.json`: `exported` (the SavedModel folder, or the error) and `pushed`
 (the serving base, the version or the failed checks). Baseline (hard-label) searches are
 neither exported nor pushed.
+
+With `--pick frontier` (`release.pick`), one student is pushed instead, under the experiment's
+name: of every trial the frontier stage served (`tuner.frontier`, run first when its
+measurement is missing or stale), the most accurate on the test split whose measured p99 is
+within `--max-p99-ms`. Its record is `frontier/pushed.json`.
 """
 # ruff: noqa: E402 (TensorFlow is imported quietly first when run as a command)
 
@@ -30,14 +37,21 @@ from typing import Any
 
 import numpy as np
 
+from mimic_tf.cli import add_run_arguments, run_layout
 from mimic_tf.config import ConfigError, ReleaseConfig, load_config
+from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import ExperimentLayout
-from mimic_tf.vocabulary import RELEASE_LABELS
+from mimic_tf.vocabulary import PICK_FRONTIER, RELEASE_LABELS, RELEASE_PICKS
 from serving.evaluator import Thresholds
 from serving.export import ExportError, export_student
 from serving.gate import release_candidate
 from tuner import artifacts
 from tuner.artifacts import Evaluation
+from tuner.frontier_table import FrontierRow
+
+
+class NoStudentWithinBudget(RuntimeError):
+    """No served student meets the latency budget (or none was measured)."""
 
 
 def published_cells(layout: ExperimentLayout) -> list[str]:
@@ -162,6 +176,68 @@ def push_best_students(
     return records
 
 
+def pick_within_budget(rows: Sequence[FrontierRow], max_p99_ms: float) -> FrontierRow:
+    """The most accurate student (test split) whose measured p99 is within `max_p99_ms`.
+
+    Raises:
+        NoStudentWithinBudget: none is, naming the fastest student and its p99.
+    """
+    if not rows:
+        raise NoStudentWithinBudget("no served student to pick from: the frontier stage "
+                                    "measured none (python -m tuner.frontier --run RUN)")
+    inside = [row for row in rows if row.p99_ms <= max_p99_ms]
+    if not inside:
+        fastest = min(rows, key=lambda row: row.p99_ms)
+        raise NoStudentWithinBudget(
+            f"no student answers within p99 {max_p99_ms:g} ms: the fastest, {fastest.model} "
+            f"({fastest.architecture}, {100 * fastest.test_accuracy:.1f}% test), has p99 "
+            f"{fastest.p99_ms:.2f} ms; raise --max-p99-ms to at least that, or push each "
+            "search's best with --pick best")
+    return max(inside, key=lambda row: (row.test_accuracy, -row.p99_ms))
+
+
+def push_frontier_pick(
+    layout: ExperimentLayout,
+    release: ReleaseConfig,
+    rows: Sequence[FrontierRow],
+    images: np.ndarray,
+    labels: np.ndarray,
+    data: str,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Push the frontier's pick under the experiment's name through the release gate.
+
+    Skipped when the same student was pushed or refused already under the same thresholds.
+
+    Raises:
+        NoStudentWithinBudget: no student is within `release.max_p99_ms`; nothing is pushed.
+    """
+    pick = pick_within_budget(rows, release.max_p99_ms)
+    base = serving_base(layout, release)
+    name = layout.root.name
+    candidate = layout.frontier_models / pick.model / "1"
+    attempt = {"student": pick.model, "export": str(candidate.absolute()),
+               "serving_base": str(base.absolute()), "label": release.label,
+               "thresholds": release_thresholds(release).to_dict()}
+    record_path = layout.frontier / "pushed.json"
+    previous = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    if previous.get("attempt") == attempt and previous.get("status") in ("pushed", "refused"):
+        return previous
+    log(f"[{name}] frontier pick within p99 {release.max_p99_ms:g} ms: {pick.model} "
+        f"({pick.architecture}, {100 * pick.test_accuracy:.1f}% test, p99 {pick.p99_ms:.2f} ms)")
+    outcome = release_candidate(
+        candidate, base, name, images, labels, release_thresholds(release),
+        label=release.label, data=data, backend="auto",
+        lineage={"frontier": {"student": pick.model, "test_accuracy": pick.test_accuracy,
+                              "p99_ms": pick.p99_ms, "budget_p99_ms": release.max_p99_ms}},
+        latency_requests=release.latency_requests, log=log)
+    record = {"attempt": attempt, "status": "pushed" if outcome.pushed else "refused",
+              "model": name, "version": outcome.version, "reasons": outcome.reasons,
+              "records": str(outcome.records_dir)}
+    atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
+    return record
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The flags of `python -m tuner.publish`."""
     parser = argparse.ArgumentParser(
@@ -169,20 +245,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export each search's best student of a run for TF Serving (retrying "
                     "failed exports) and, with --push, put each through the release gate into "
                     "a serving base.")
-    parser.add_argument("--run", required=True, type=Path,
-                        help="the run folder, e.g. runs/default")
+    add_run_arguments(parser)
     parser.add_argument("--push", action="store_true",
                         help="also push (the run's release.* config keys, overridden below)")
     parser.add_argument("--serving-base", help="serving base (default: release.serving_base, "
                         "else RUN/serving)")
     parser.add_argument("--label", choices=RELEASE_LABELS, help="label of pushed versions")
+    parser.add_argument("--pick", choices=RELEASE_PICKS,
+                        help="best: each search's best student (default); frontier: the most "
+                        "accurate served student within --max-p99-ms (release.pick)")
     parser.add_argument("--min-accuracy", type=float)
     parser.add_argument("--max-accuracy-drop", type=float)
     parser.add_argument("--max-p99-ms", type=float)
     parser.add_argument("--max-latency-growth", type=float)
-    parser.add_argument("--verbose", action="store_true",
-                        help="show TensorFlow's C++ start-up and runtime log lines")
-    parser.add_argument("--data", help="data source (default: the run's data.source)")
     return parser
 
 
@@ -190,16 +265,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, export, push when asked, print one JSON summary."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    layout = ExperimentLayout(args.run)
-    if not layout.config_file.is_file():
-        parser.error(f"--run {args.run} holds no config.yaml; pass a folder written by "
-                     "python -m tuner.run (runs/<experiment>)")
+    layout = run_layout(parser, args)
     overrides = {"release.serving_base": args.serving_base, "release.label": args.label,
                  "release.min_accuracy": args.min_accuracy,
                  "release.max_accuracy_drop": args.max_accuracy_drop,
                  "release.max_p99_ms": args.max_p99_ms,
                  "release.max_latency_growth": args.max_latency_growth,
-                 "data.source": args.data}
+                 "release.pick": args.pick, "data.source": args.data}
     try:
         config = load_config(layout.config_file, overrides=overrides)
     except ConfigError as error:
@@ -215,9 +287,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         split = config.release.split
         images, labels = getattr(splits, f"{split}_images"), getattr(splits, f"{split}_labels")
-        summary["pushed"] = push_best_students(
-            layout, config.release, images, labels, f"{splits.source} {split} "
-            f"({len(images)} images)")
+        data = f"{splits.source} {split} ({len(images)} images)"
+        if config.release.pick == PICK_FRONTIER:
+            from tuner.frontier import measure_frontier
+
+            rows = measure_frontier(layout, config, splits.test_images, splits.test_labels,
+                                    log=lambda line: print(line, file=sys.stderr))
+            try:
+                summary["pushed"] = push_frontier_pick(
+                    layout, config.release, rows, images, labels, data,
+                    log=lambda line: print(line, file=sys.stderr))
+            except NoStudentWithinBudget as error:
+                print(f"{parser.prog}: {error}", file=sys.stderr)
+                return 1
+        else:
+            summary["pushed"] = push_best_students(layout, config.release, images, labels,
+                                                   data)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -29,6 +29,7 @@ from mimic_tf.layout import ExperimentLayout
 from tuner import artifacts
 from tuner.artifacts import TrialEvaluation, TrialRecord
 from tuner.cells import Cell
+from tuner.frontier_table import diagnostics_section, read_frontier, read_measurement
 from tuner.paper import PAPER_TEACHER_ACCURACY, paper_figure, paper_table
 
 OPTIMISATION_COLUMNS = ("learning_rate", "momentum", "input_scale", "init_scale")
@@ -259,6 +260,9 @@ def markdown_table(layout: ExperimentLayout, summaries: Sequence[CellSummary],
                 f"{_percent(baseline.best_test)} / {_percent(baseline.mean_test)} | "
                 f"{_percent(summary.best_test)} | {gain_text} |"
             )
+    frontier = read_frontier(layout.frontier_csv)
+    if frontier:
+        lines += ["", *diagnostics_section(frontier, read_measurement(layout).get("teacher"))]
     lines += ["", "## How this was made", ""] + _provenance(layout, summaries)
     return "\n".join(lines) + "\n"
 

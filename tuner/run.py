@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--push", action=argparse.BooleanOptionalAction, default=None,
                         help="push each search's best student through the release gate into "
                         "a serving base at the end (sets release.push; see serving.release)")
+    parser.add_argument("--frontier", action=argparse.BooleanOptionalAction, default=None,
+                        help="serve every trained student and measure the accuracy-latency "
+                        "frontier at the end (sets frontier.measure; default on)")
     parser.add_argument("--serving-base", default=None,
                         help="the serving base --push pushes into (sets release.serving_base; "
                         "default OUT/<experiment>/serving)")
@@ -139,6 +142,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
         "data.source": args.data,
         "search.baseline": args.baseline,
         "release.push": args.push,
+        "frontier.measure": args.frontier,
         "release.serving_base": args.serving_base,
     }
 
@@ -201,14 +205,22 @@ def summary_text(report: Report) -> str:
     from mimic_tf.layout import ExperimentLayout
     from tuner import artifacts
     from tuner.findings import check_findings
+    from tuner.frontier_table import read_frontier
 
     root = report.results_md.parent
     lines = report.results_md.read_text().splitlines()
     table = [line for line in lines[:next((i for i, line in enumerate(lines)
                                            if line.startswith("## ")), len(lines))]
              if line.startswith("|") or line.startswith("Teacher:")]
-    teacher = artifacts.read_teacher_summary(ExperimentLayout(root).teacher_summary)
+    layout = ExperimentLayout(root)
+    teacher = artifacts.read_teacher_summary(layout.teacher_summary)
     gap = check_findings(report.summaries, teacher.test_accuracy if teacher else None)[0]
+    frontier = []
+    if layout.frontier_md.is_file():
+        front = [row for row in read_frontier(layout.frontier_csv) if row.pareto]
+        frontier = ["", f"Which student to ship: {len(front)} on the accuracy-latency frontier, "
+                    f"in {layout.frontier_md} (frontier.png; release one with python -m "
+                    f"tuner.publish --run {root} --push --pick frontier --max-p99-ms MS)."]
     return "\n".join([
         "",
         "Test accuracy (%) of each search's best student / mean of its top trials:",
@@ -216,6 +228,7 @@ def summary_text(report: Report) -> str:
         *table,
         "",
         f"Convolutional gap (the 1-conv CNN minus the best MLP): {gap['text']}.",
+        *frontier,
         "",
         f"Files in {root}/: results.md (this table and how it was made), results.csv, "
         "figure.png, models/ (SavedModels for TF Serving).",

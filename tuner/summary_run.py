@@ -9,6 +9,10 @@ searches (`logs/<cell>/<trial>/train`, `.../validation`, and the trial's HParams
     IMAGES   Results/Figure 1             figure.png: test accuracy against parameters
              Results/served comparison    comparison.png: the served students
                                           (`serving.compare`), when the folder has one
+             Results/frontier             frontier.png: accuracy against served p99 of
+                                          every trial (`tuner.frontier`), when measured
+             Results/reliability          reliability.png: calibration of the best students
+    TEXT     Results/frontier table       frontier.md: the Pareto-optimal students
 
 TensorBoard's legacy dashboards (SCALARS, IMAGES, TEXT) enable no run by default when more
 than 40 runs match their run filter, as any experiment of a few searches has; a filter in the
@@ -44,6 +48,9 @@ from mimic_tf.layout import SUMMARY_RUN, ExperimentLayout
 TABLE_TAG = "Results/table"
 FIGURE_TAG = "Results/Figure 1"
 SERVED_TAG = "Results/served comparison"
+FRONTIER_TAG = "Results/frontier"
+FRONTIER_TABLE_TAG = "Results/frontier table"
+RELIABILITY_TAG = "Results/reliability"
 TABLE_PAGE = f"#text&regexInput={SUMMARY_RUN}"  # TensorBoard's address of the table
 EVENT_FILE_MARK = "tfevents"  # TensorBoard reads the files whose names contain it
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -103,13 +110,22 @@ def event_file_bytes(values: list[summary_pb2.Summary.Value], wall_time: float) 
 def write_summary_run(layout: ExperimentLayout) -> Path:
     """Write `logs/summary/` from the report's files; returns the event file written.
 
-    Needs `results.md` and `figure.png`; `comparison.png` is added when present.
+    Needs `results.md` and `figure.png`; the comparison's and the frontier's files are added
+    when present.
     """
     values = [text_value(TABLE_TAG, layout.results_md.read_text(),
                          "results.md: the paper's Table 2 from this experiment's searches")]
+    if layout.frontier_md.is_file():
+        values.append(text_value(FRONTIER_TABLE_TAG, layout.frontier_md.read_text(),
+                                 "frontier.md: the students no other beats on accuracy and "
+                                 "served p99 at once"))
     images = ((FIGURE_TAG, layout.figure, "figure.png: test accuracy against parameters"),
               (SERVED_TAG, layout.comparison_png,
-               "comparison.png: the served students' accuracy, latency and throughput"))
+               "comparison.png: the served students' accuracy, latency and throughput"),
+              (FRONTIER_TAG, layout.frontier_png,
+               "frontier.png: every trial's test accuracy against its served p99 latency"),
+              (RELIABILITY_TAG, layout.reliability_png,
+               "reliability.png: the best student of each family beside the teacher"))
     for tag, path, description in images:
         if path.is_file():
             values.append(image_value(tag, path.read_bytes(), description))
