@@ -1,0 +1,90 @@
+"""The data sections: where the images come from (`data`), their augmentation (`augment`)
+and the transfer set the students learn from (`transfer`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mimic_tf.config.checks import check
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where CIFAR-10 comes from and how it is split (40k train / 10k validation / 10k test)."""
+
+    source: str = "auto"  # auto | tfds:cifar10 | folder:PATH (tree or .tar.gz) | synthetic
+    validation_size: int = 10_000  # held out of the 50k training images, stratified
+    split_seed: int = 0  # fixes which training images are held out
+    train_fraction: float = 1.0  # keep this fraction of the 40k train split (scaled configs)
+    synthetic_examples: int = 600  # images per split for source=synthetic (tests)
+
+    def validate(self) -> None:
+        check(
+            self.source in ("auto", "synthetic", "tfds:cifar10")
+            or self.source.startswith("folder:"),
+            "data.source",
+            self.source,
+            "'auto', 'tfds:cifar10', 'folder:PATH' or 'synthetic'",
+        )
+        check(self.validation_size >= 10, "data.validation_size", self.validation_size, ">= 10")
+        check(
+            0.0 < self.train_fraction <= 1.0,
+            "data.train_fraction",
+            self.train_fraction,
+            "0 < fraction <= 1",
+        )
+        check(
+            self.synthetic_examples >= 20,
+            "data.synthetic_examples",
+            self.synthetic_examples,
+            ">= 20",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """The paper's augmentation: flips, random square crops resized to 32x32, HSV jitter.
+
+    Defaults are the best teacher's HSV constants (Urban et al. 2017, section 2).
+    """
+
+    flip: bool = True  # left-right flip with p = 0.5
+    crop_min: int = 24  # crop side S ~ U{crop_min..crop_max}, resized back to 32x32
+    crop_max: int = 32
+    hue_shift: float = 0.06  # Dh: additive hue shift ~ U(-Dh, Dh), hue in [0, 1)
+    saturation_shift: float = 0.26  # Ds: additive saturation shift ~ U(-Ds, Ds)
+    value_shift: float = 0.20  # Dv: additive value shift ~ U(-Dv, Dv)
+    saturation_scale: float = 0.21  # As: saturation scaled by ~ U(1/(1+As), 1+As)
+    value_scale: float = 0.13  # Av: value scaled by ~ U(1/(1+Av), 1+Av)
+    seed: int = 0  # view k of image i is a pure function of (seed, i, k)
+
+    def validate(self) -> None:
+        check(1 <= self.crop_min <= 32, "augment.crop_min", self.crop_min, "1..32")
+        check(
+            self.crop_min <= self.crop_max <= 32,
+            "augment.crop_max",
+            self.crop_max,
+            f"{self.crop_min}..32 (crop_min..32)",
+        )
+        for name in ("hue_shift", "saturation_shift", "value_shift"):
+            value = getattr(self, name)
+            check(0.0 <= value <= 1.0, f"augment.{name}", value, "0 <= value <= 1")
+        for name in ("saturation_scale", "value_scale"):
+            value = getattr(self, name)
+            check(0.0 <= value <= 2.0, f"augment.{name}", value, "0 <= value <= 2")
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferConfig:
+    """The transfer set: the ensemble's logits on `views` augmented copies of the train split."""
+
+    views: int = 160  # K: augmented epochs' worth of transfer data (the paper used 160)
+    mode: str = "cached"  # cached: logits computed once and stored; online: teacher in train_step
+    batch_size: int = 500  # teacher inference batch size when building the cache
+
+    def validate(self) -> None:
+        check(self.views >= 1, "transfer.views", self.views, ">= 1")
+        check(self.mode in ("cached", "online"), "transfer.mode", self.mode,
+               "'cached' or 'online'")
+        check(self.batch_size >= 1, "transfer.batch_size", self.batch_size, ">= 1")
