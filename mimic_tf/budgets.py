@@ -20,10 +20,9 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 
-from mimic_tf.vocabulary import DEPTHS, MLP, NUM_CLASSES
+from mimic_tf.dataset import CIFAR10, DatasetSpec
+from mimic_tf.vocabulary import DEPTHS, MLP
 
-IMAGE_SIZE = 32
-INPUT_VALUES = IMAGE_SIZE * IMAGE_SIZE * 3
 KERNEL_SIZE = 5
 BUDGET_TOLERANCE = 0.001  # the solver aims for 0.1%; the promise is 0.5%
 PAPER_BUDGETS = (1.0e6, 3.16e6, 10.0e6, 31.6e6)
@@ -133,33 +132,45 @@ def _dense_params(inputs: int, units: int) -> int:
     return inputs * units + units
 
 
-def count_parameters(family: str, depth: int, widths: Mapping[str, int]) -> int:
-    """Trainable parameters of a student with all widths given, in closed form."""
+# Which conv layers a pool follows, per CNN depth (`mimic_tf.students` builds the same).
+POOL_AFTER = {1: (1,), 2: (1, 2), 3: (1, 2, 3), 4: (1, 3, 4)}
+
+
+def pooled_size(size: int, pools: int) -> int:
+    """A side of `size` pixels after `pools` stride-2 pools with 'same' padding."""
+    for _ in range(pools):
+        size = math.ceil(size / 2)
+    return size
+
+
+def count_parameters(family: str, depth: int, widths: Mapping[str, int],
+                     spec: DatasetSpec = CIFAR10) -> int:
+    """Trainable parameters of a student with all widths given, in closed form, for images
+    and classes as `spec` describes them."""
+    classes = spec.num_classes
     if family == MLP and depth == 1:
         return (
-            _dense_params(INPUT_VALUES, widths["bottleneck"])
+            _dense_params(spec.input_values, widths["bottleneck"])
             + _dense_params(widths["bottleneck"], widths["hidden"])
-            + _dense_params(widths["hidden"], NUM_CLASSES)
+            + _dense_params(widths["hidden"], classes)
         )
     if family == MLP:
-        units = [INPUT_VALUES] + [widths[f"hidden_{i}"] for i in range(1, depth + 1)]
+        units = [spec.input_values] + [widths[f"hidden_{i}"] for i in range(1, depth + 1)]
         hidden = sum(_dense_params(a, b) for a, b in zip(units[:-1], units[1:], strict=True))
-        return hidden + _dense_params(units[-1], NUM_CLASSES)
-    filters = [3] + [widths[f"filters_{i}"] for i in range(1, depth + 1)]
+        return hidden + _dense_params(units[-1], classes)
+    filters = [spec.channels] + [widths[f"filters_{i}"] for i in range(1, depth + 1)]
     convs = sum(_conv_params(a, b) for a, b in zip(filters[:-1], filters[1:], strict=True))
+    pools = len(POOL_AFTER[depth])
+    flat = (pooled_size(spec.height, pools) * pooled_size(spec.width, pools) * filters[-1])
     if depth == 1:
-        flat = (IMAGE_SIZE // 2) ** 2 * filters[-1]
         return (
             convs
             + _dense_params(flat, widths["bottleneck"])
             + _dense_params(widths["bottleneck"], widths["hidden"])
-            + _dense_params(widths["hidden"], NUM_CLASSES)
+            + _dense_params(widths["hidden"], classes)
         )
-    spatial = {2: 8, 3: 4, 4: 4}[depth]
-    flat = spatial * spatial * filters[-1]
-    return convs + _dense_params(flat, widths["hidden"]) + _dense_params(
-        widths["hidden"], NUM_CLASSES
-    )
+    return convs + _dense_params(flat, widths["hidden"]) + _dense_params(widths["hidden"],
+                                                                         classes)
 
 
 def _solve_affine(
@@ -170,23 +181,25 @@ def _solve_affine(
     return int(rounding((budget - base) / slope))
 
 
-def _mlp_scaled_widths(depth: int, ratios: Mapping[str, float], budget: float) -> dict[str, int]:
+def _mlp_scaled_widths(depth: int, ratios: Mapping[str, float], budget: float,
+                       spec: DatasetSpec = CIFAR10) -> dict[str, int]:
     """Widths s * ratio_i with s solving the quadratic params(s) = budget, rounded down.
 
     Rounding down never overshoots the budget; the last layer is then solved exactly.
     """
     r = [float(ratios[f"ratio_{i}"]) for i in range(1, depth + 1)]
     quadratic = sum(a * b for a, b in zip(r[:-1], r[1:], strict=True))
-    linear = (INPUT_VALUES + 1) * r[0] + sum(r[1:]) + NUM_CLASSES * r[-1]
-    constant = NUM_CLASSES - budget
+    linear = (spec.input_values + 1) * r[0] + sum(r[1:]) + spec.num_classes * r[-1]
+    constant = spec.num_classes - budget
     scale = (-linear + math.sqrt(linear**2 - 4 * quadratic * constant)) / (2 * quadratic)
     return {f"hidden_{i + 1}": max(1, math.floor(scale * ratio)) for i, ratio in enumerate(r)}
 
 
 def solve_widths(
-    family: str, depth: int, budget: float, **free_widths: float
+    family: str, depth: int, budget: float, spec: DatasetSpec = CIFAR10, **free_widths: float
 ) -> dict[str, int]:
-    """All layer widths of a student whose parameter count is within 0.5% of `budget`.
+    """All layer widths of a student whose parameter count is within 0.5% of `budget`, for
+    images and classes as `spec` describes them (CIFAR-10 by default).
 
     Free widths not given take `default_widths`. Raises BudgetError, before anything is
     built, when the free widths leave the dependent layer no room.
@@ -199,7 +212,7 @@ def solve_widths(
         )
     free = {**default_widths(family, depth, budget), **free_widths}
     if family == MLP and depth > 1:
-        widths = _mlp_scaled_widths(depth, free, budget)
+        widths = _mlp_scaled_widths(depth, free, budget, spec)
     else:
         widths = {name: int(round(value)) for name, value in free.items()}
         if any(value < 1 for value in widths.values()):
@@ -209,7 +222,7 @@ def solve_widths(
         candidate: dict[str, int], rounding: Callable[[float], int] = round
     ) -> dict[str, int]:
         value = _solve_affine(
-            lambda x: count_parameters(family, depth, {**candidate, arch.dependent: x}),
+            lambda x: count_parameters(family, depth, {**candidate, arch.dependent: x}, spec),
             budget,
             rounding,
         )
@@ -217,7 +230,7 @@ def solve_widths(
 
     best = solve_dependent(widths)
     if best[arch.dependent] < 1:
-        fixed = count_parameters(family, depth, {**widths, arch.dependent: 0})
+        fixed = count_parameters(family, depth, {**widths, arch.dependent: 0}, spec)
         raise BudgetError(
             f"a {family} student of depth {depth} with widths {widths} needs more than "
             f"{fixed:,} parameters before its '{arch.dependent}' layer, over the budget of "
@@ -225,14 +238,14 @@ def solve_widths(
         )
 
     def residual(candidate: dict[str, int]) -> float:
-        return abs(count_parameters(family, depth, candidate) - budget)
+        return abs(count_parameters(family, depth, candidate, spec) - budget)
 
     if residual(best) > BUDGET_TOLERANCE * budget:
         # Keep the solved layer and solve the nudged width exactly: small steps where the
         # nudged layer is cheap per unit (the hidden layer after a bottleneck).
         below = solve_dependent(widths, math.floor)
         nudged = _solve_affine(
-            lambda x: count_parameters(family, depth, {**below, arch.nudge: x}), budget
+            lambda x: count_parameters(family, depth, {**below, arch.nudge: x}, spec), budget
         )
         candidate = {**below, arch.nudge: nudged}
         if below[arch.dependent] >= 1 and nudged >= 1 and residual(candidate) < residual(best):

@@ -11,7 +11,8 @@ The architectures follow Urban et al. 2017, section 3:
 
 Convolutions are 5x5 with 'same' padding, pools 2x2 (3x3 stride 2 for one conv layer), ReLU,
 Glorot-uniform init times an init scale, no batch norm, no dropout. Every student starts with
-`PerImageStandardization`, so it takes raw uint8 images `[N, 32, 32, 3]`.
+`PerImageStandardization`, so it takes raw uint8 images (`[N, 32, 32, 3]` for CIFAR-10; any
+size and 1 or 3 channels through `spec`).
 
 The widths come from `mimic_tf.budgets.solve_widths`: the searched (free) widths as given, the
 dependent one solved so the student meets its budget.
@@ -21,9 +22,9 @@ from __future__ import annotations
 
 import keras
 
-from mimic_tf.budgets import IMAGE_SIZE, KERNEL_SIZE, budget_label, solve_widths
+from mimic_tf.budgets import KERNEL_SIZE, POOL_AFTER, budget_label, solve_widths
+from mimic_tf.dataset import CIFAR10, DatasetSpec
 from mimic_tf.preprocessing import PerImageStandardization
-from mimic_tf.vocabulary import NUM_CLASSES
 
 
 def _glorot(init_scale: float, seed: int | None) -> keras.initializers.Initializer:
@@ -43,12 +44,14 @@ def build_student(
     seed: int | None = None,
     dtype_policy: str | None = None,
     dropout: float = 0.0,
+    spec: DatasetSpec = CIFAR10,
     **free_widths: float,
 ) -> keras.Model:
     """A student of `family` ('mlp' or 'cnn') and `depth` with about `budget` parameters.
 
-    Takes uint8 images `[N, 32, 32, 3]`, returns float32 logits `[N, 10]`. `free_widths` are
-    the searched widths (`search_space` names them); the dependent width is solved.
+    Takes uint8 images `[N, H, W, C]` and returns float32 logits `[N, classes]`, as `spec`
+    describes them (CIFAR-10's 32x32x3 and 10 by default). `free_widths` are the searched
+    widths (`search_space` names them); the dependent width is solved.
     `dtype_policy` ('float32', 'mixed_bfloat16', 'mixed_float16'; None: Keras' global policy)
     sets the hidden layers' dtype policy; standardisation and logits stay float32. `dropout`
     > 0 adds a `Dropout` after every pool and every ReLU hidden layer (the hard-label
@@ -56,7 +59,7 @@ def build_student(
     """
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout is {dropout}; allowed: a rate in [0, 1)")
-    widths = solve_widths(family, depth, budget, **free_widths)
+    widths = solve_widths(family, depth, budget, spec, **free_widths)
     seeds = iter(range(seed * 100, seed * 100 + 100)) if seed is not None else None
 
     def init() -> keras.initializers.Initializer:
@@ -80,7 +83,7 @@ def build_student(
             kernel_initializer=init(), name=name, dtype=dtype_policy,
         )
 
-    images = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), dtype="uint8", name="images")
+    images = keras.Input(spec.image_shape, dtype="uint8", name="images")
     x = PerImageStandardization(input_scale, name="standardize")(images)
     if family == "mlp":
         x = keras.layers.Flatten(name="flatten", dtype=dtype_policy)(x)
@@ -92,10 +95,9 @@ def build_student(
                 x = regularised(dense(widths[f"hidden_{i}"], "relu", f"hidden_{i}")(x),
                                 f"hidden_{i}")
     else:
-        pool_after = {1: (1,), 2: (1, 2), 3: (1, 2, 3), 4: (1, 3, 4)}[depth]
         for i in range(1, depth + 1):
             x = conv(widths[f"filters_{i}"], f"conv_{i}")(x)
-            if i in pool_after:
+            if i in POOL_AFTER[depth]:
                 size = 3 if depth == 1 else 2
                 x = keras.layers.MaxPooling2D(size, strides=2, padding="same", name=f"pool_{i}",
                                               dtype=dtype_policy)(x)
@@ -105,6 +107,6 @@ def build_student(
             x = dense(widths["bottleneck"], None, "bottleneck")(x)
         x = regularised(dense(widths["hidden"], "relu", "hidden")(x), "hidden")
     logits = keras.layers.Dense(
-        NUM_CLASSES, kernel_initializer=init(), dtype="float32", name="logits"
+        spec.num_classes, kernel_initializer=init(), dtype="float32", name="logits"
     )(x)
     return keras.Model(images, logits, name=f"{family}{depth}_{budget_label(budget)}")

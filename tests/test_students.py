@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mimic_tf.budgets import BudgetError, count_parameters, search_space, solve_widths
+from mimic_tf.dataset import CIFAR10, DatasetSpec
 from mimic_tf.students import build_student
 from mimic_tf.vocabulary import DEPTHS as FAMILIES
 
@@ -42,6 +43,42 @@ def test_built_model_matches_the_closed_form_count(family, depth):
     solved = solve_widths(family, depth, budget)
     assert model.count_params() == count_parameters(family, depth, solved)
     assert abs(model.count_params() - budget) <= 0.005 * budget
+
+
+OTHER_DATA = [
+    DatasetSpec(8, 8, 1, tuple("0123456789")),  # scikit-learn's digits
+    DatasetSpec(24, 24, 3, CIFAR10.class_names[:5]),  # a CIFAR-10 subset, resized
+    DatasetSpec(28, 21, 1, ("a", "b", "c")),  # odd sides: the pools round up
+]
+
+
+@pytest.mark.parametrize("family,depth", ARCHITECTURES)
+@pytest.mark.parametrize("spec", OTHER_DATA, ids=DatasetSpec.describe)
+def test_other_image_shapes_and_class_counts_build_on_budget(family, depth, spec):
+    budget = 1.0e5
+    model = build_student(family, depth, budget, seed=0, spec=spec)
+    assert model.input_shape == (None, *spec.image_shape)
+    assert model.output_shape == (None, spec.num_classes)
+    solved = solve_widths(family, depth, budget, spec)
+    assert model.count_params() == count_parameters(family, depth, solved, spec)
+    assert abs(model.count_params() - budget) <= 0.005 * budget
+    images = np.zeros((2, *spec.image_shape), np.uint8)
+    assert model(images).shape == (2, spec.num_classes)
+
+
+def test_cifar10_is_the_default_description():
+    for family, depth in ARCHITECTURES:
+        solved = solve_widths(family, depth, 3.16e5)
+        assert solved == solve_widths(family, depth, 3.16e5, CIFAR10)
+        assert count_parameters(family, depth, solved) == count_parameters(
+            family, depth, solved, CIFAR10)
+
+
+def test_a_bad_description_is_refused():
+    with pytest.raises(ValueError, match="channels 1"):
+        DatasetSpec(32, 32, 4)
+    with pytest.raises(ValueError, match="two or more"):
+        DatasetSpec(32, 32, 3, ("only",))
 
 
 def test_pinned_parameter_counts():
