@@ -172,7 +172,7 @@ def run_experiment(
     # 5. The frontier: every trial served and timed; a frontier release picks from it.
     if config.frontier.measure or pick_frontier:
         rows = measure_frontier(layout, config, splits.test_images, splits.test_labels,
-                                command=command or "", log=log)
+                                spec=splits.spec, command=command or "", log=log)
         if pick_frontier:
             try:
                 push_frontier_pick(layout, config.release, rows, images, labels, data, log=log)

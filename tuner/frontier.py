@@ -50,6 +50,7 @@ import numpy as np
 from mimic_tf.budgets import budget_label
 from mimic_tf.cli import add_run_arguments, run_layout
 from mimic_tf.config import ConfigError, ExperimentConfig, load_config
+from mimic_tf.dataset import CIFAR10, DatasetSpec
 from mimic_tf.diagnostics import (
     expected_calibration_error,
     mimic_diagnostics,
@@ -117,12 +118,14 @@ def frontier_candidates(layout: ExperimentLayout) -> list[Candidate]:
     return candidates
 
 
-def rebuild_student(candidate: Candidate, config: ExperimentConfig) -> keras.Model:
+def rebuild_student(candidate: Candidate, config: ExperimentConfig,
+                    spec: DatasetSpec = CIFAR10) -> keras.Model:
     """The trial's student with its best epoch's weights, built as its search built it."""
     hp = keras_tuner.HyperParameters()
     for name, value in candidate.trial.hyperparameters.items():
         hp.Fixed(name, value)
-    distiller = StudentHyperModel(candidate.cell, config.student, seed=config.seed).build(hp)
+    distiller = StudentHyperModel(candidate.cell, config.student, seed=config.seed,
+                                  spec=spec).build(hp)
     with warnings.catch_warnings():
         # The checkpoint holds the optimizer's slots too; serving does not need them.
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
@@ -139,15 +142,16 @@ def _exported(version_dir: Path, fingerprint: str) -> bool:
 
 
 def prepare_student(candidate: Candidate, config: ExperimentConfig, layout: ExperimentLayout,
-                    test_images: np.ndarray) -> tuple[Path, int, int, np.ndarray]:
+                    test_images: np.ndarray, spec: DatasetSpec = CIFAR10
+                    ) -> tuple[Path, int, int, np.ndarray]:
     """Export the trial once; return its SavedModel folder, params, FLOPs and test logits."""
-    student = rebuild_student(candidate, config)
+    student = rebuild_student(candidate, config, spec)
     version_dir = layout.frontier_models / candidate.name / "1"
     fingerprint = candidate.fingerprint()
     if not _exported(version_dir, fingerprint):
         shutil.rmtree(version_dir.parent, ignore_errors=True)
         export_student(student, layout.frontier_models, candidate.name, version=1,
-                       warmup_images=test_images[:32], lineage={
+                       class_names=spec.class_names, warmup_images=test_images[:32], lineage={
                            "run": str(layout.root.absolute()), "search": candidate.cell.name,
                            "trial_id": candidate.trial.trial_id, "checkpoint": fingerprint,
                            "hyperparameters": candidate.trial.hyperparameters,
@@ -188,11 +192,14 @@ def measure_frontier(
     test_images: np.ndarray,
     test_labels: np.ndarray,
     *,
+    spec: DatasetSpec = CIFAR10,
     remeasure: bool = False,
     command: str = "",
     log: Callable[[str], None] = print,
 ) -> list[FrontierRow]:
     """Serve and measure every completed trial of the run; write the frontier's files.
+
+    `spec` describes the test images and classes (the run's `Splits.spec`).
 
     Returns the rows (those of the last measurement when nothing changed since).
     """
@@ -215,7 +222,8 @@ def measure_frontier(
     prepared, failed = {}, {}
     for candidate in candidates:
         try:
-            prepared[candidate.name] = prepare_student(candidate, config, layout, test_images)
+            prepared[candidate.name] = prepare_student(candidate, config, layout, test_images,
+                                                       spec)
         except (ExportError, OSError, ValueError) as error:
             failed[candidate.name] = str(error)
             log(f"frontier: {candidate.name} left out: {error}")
@@ -344,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                      else sys.argv[1:])])
     try:
         measure_frontier(layout, config, splits.test_images, splits.test_labels,
-                         remeasure=args.remeasure, command=command)
+                         spec=splits.spec, remeasure=args.remeasure, command=command)
     except RuntimeError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 1

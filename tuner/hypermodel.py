@@ -37,17 +37,17 @@ from tensorboard.plugins.hparams import api as hparams_api
 
 from mimic_tf.budgets import BudgetError, search_space
 from mimic_tf.config import StudentConfig
+from mimic_tf.dataset import CIFAR10, DatasetSpec
 from mimic_tf.distiller import Distiller
 from mimic_tf.runtime import resolve_jit_compile
 from mimic_tf.schedule import plateau_callbacks
 from mimic_tf.students import build_student
 from mimic_tf.transfer import TransferSet
-from mimic_tf.vocabulary import HARD_LOSS, NUM_CLASSES
+from mimic_tf.vocabulary import HARD_LOSS
 from tuner.cells import Cell
 
 OBJECTIVE = "val_accuracy"
 EVALUATION_BATCH_SIZE = 500
-CHANCE_ACCURACY = 1.0 / NUM_CLASSES
 
 # The paper's optimisation space (Urban et al. 2017, section 3).
 LEARNING_RATE = (0.0013, 0.016)  # log
@@ -70,12 +70,14 @@ class TrainingData:
     validation: tf.data.Dataset
     test: tf.data.Dataset
     steps_per_epoch: int
+    spec: DatasetSpec = CIFAR10  # the images' shape and the classes
 
     @classmethod
     def from_transfer_set(cls, transfer_set: TransferSet, batch_size: int) -> TrainingData:
         """Cached logits in the batches, or `(images, labels)` for an online transfer set."""
         online = transfer_set.logits is None
         return cls(
+            spec=transfer_set.splits.spec,
             train=transfer_set.train_dataset(batch_size, with_logits=not online),
             validation=transfer_set.validation_dataset(EVALUATION_BATCH_SIZE),
             test=transfer_set.test_dataset(EVALUATION_BATCH_SIZE),
@@ -91,6 +93,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
         student_config: batch size, loss options and the plateau schedule.
         teacher: the frozen ensemble, only for online transfer sets (else None).
         seed: base seed of the students' initialisation.
+        spec: the images' shape and the classes (CIFAR-10 by default).
         log_dir: TensorBoard folder of this search; each trial logs to `log_dir/<trial_id>`.
         progress: optional factory `(trial_id, cell, hp, params) -> keras.callbacks.Callback`
             of a callback reporting the trial to the terminal (`Progress.trial_callback`).
@@ -105,8 +108,10 @@ class StudentHyperModel(keras_tuner.HyperModel):
         seed: int = 0,
         log_dir: str | Path | None = None,
         progress: Any = None,
+        spec: DatasetSpec = CIFAR10,
     ) -> None:
         super().__init__(name=cell.name)
+        self.spec = spec
         self.cell = cell
         self.student_config = student_config
         self.teacher = teacher
@@ -144,7 +149,8 @@ class StudentHyperModel(keras_tuner.HyperModel):
             student = build_student(
                 self.cell.family, self.cell.depth, self.cell.budget,
                 input_scale=input_scale, init_scale=init_scale, seed=self.seed,
-                dtype_policy=self.student_config.precision, dropout=dropout, **widths,
+                dtype_policy=self.student_config.precision, dropout=dropout, spec=self.spec,
+                **widths,
             )
         except BudgetError as error:  # recorded as a failed trial, never retried
             raise keras_tuner.errors.FailedTrialError(str(error)) from error
@@ -190,7 +196,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
         realised = model.student.count_params()
 
         trial_callbacks: list[keras.callbacks.Callback] = [
-            DivergenceGuard(),  # first: every later callback sees the sanitised logs
+            DivergenceGuard(1.0 / self.spec.num_classes),  # first: later ones see clean logs
             *plateau_callbacks(config.schedule, monitor=OBJECTIVE, restore_best=False),
         ]
         writer = None
@@ -248,11 +254,13 @@ class DivergenceGuard(keras.callbacks.Callback):
 
     Keras' `TerminateOnNaN` stops training too, but the validation pass of that epoch still
     runs on the broken weights; here the epoch's `val_accuracy` is replaced by chance
-    (1/10) before the schedule, the checkpoint and the oracle read it.
+    (`chance_accuracy`, 1/10 for CIFAR-10) before the schedule, the checkpoint and the oracle
+    read it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, chance_accuracy: float = 0.1) -> None:
         super().__init__()
+        self.chance_accuracy = chance_accuracy
         self.diverged = False
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
@@ -268,7 +276,7 @@ class DivergenceGuard(keras.callbacks.Callback):
         if self.diverged or any(v is not None and not np.isfinite(v) for v in values):
             self.diverged = True
             self.model.stop_training = True
-            logs[OBJECTIVE] = CHANCE_ACCURACY
+            logs[OBJECTIVE] = self.chance_accuracy
             for key in list(logs):
                 if key.endswith("loss") and not np.isfinite(logs[key]):
                     logs[key] = float("inf")  # JSON- and oracle-safe, still the worst loss

@@ -292,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tuner.frontier import measure_frontier
 
             rows = measure_frontier(layout, config, splits.test_images, splits.test_labels,
+                                    spec=splits.spec,
                                     log=lambda line: print(line, file=sys.stderr))
             try:
                 summary["pushed"] = push_frontier_pick(

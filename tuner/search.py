@@ -122,6 +122,7 @@ def build_tuner(cell: Cell, context: SearchContext) -> keras_tuner.Tuner:
         seed=config.seed,
         log_dir=layout.search_logs(cell.name),
         progress=context.progress.trial_callback if context.progress else None,
+        spec=context.data.spec,
     )
     tuner = make_tuner(
         config.search.tuner,

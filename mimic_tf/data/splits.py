@@ -19,6 +19,8 @@ import numpy as np
 
 from mimic_tf.config import DataConfig
 from mimic_tf.data.sources import DataError, load_source
+from mimic_tf.dataset import DatasetSpec
+from mimic_tf.vocabulary import CLASS_NAMES
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -32,11 +34,17 @@ class Splits:
     test_images: np.ndarray
     test_labels: np.ndarray
     source: str  # where the images came from, e.g. "folder:/.../cifar10-jpeg.tar.gz"
+    class_names: tuple[str, ...] = CLASS_NAMES  # one per label, in label order
 
     ARRAY_NAMES = (
         "train_images", "train_labels", "validation_images", "validation_labels",
         "test_images", "test_labels",
     )
+
+    @property
+    def spec(self) -> DatasetSpec:
+        """What the images and labels look like: every stage after the data reads it."""
+        return DatasetSpec.of_images(self.train_images.shape, self.class_names)
 
     def fingerprint(self) -> str:
         """sha256 hex digest of every array's name, dtype, shape and bytes (computed once)."""
