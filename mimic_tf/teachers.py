@@ -267,16 +267,20 @@ def train_member(
     seconds = time.perf_counter() - started
     atomic_save_model(plan.model, directory / f"member_{member_index:02d}.keras")
     shutil.rmtree(backup, ignore_errors=True)
-    return {
+    # After a resume the history holds only this process's epochs (Keras numbers them on).
+    ran = len(history.history["loss"])
+    record = {
         "member": member_index,
         "family": config.teacher.family,
         "params": int(plan.model.count_params()),
-        "epochs": len(history.history["loss"]),
+        "epochs": history.epoch[-1] + 1 if history.epoch else 0,
         "train_seconds": round(seconds, 1),
-        "images_per_second": round(
-            len(history.history["loss"]) * plan.steps_per_epoch * plan.batch_size / seconds),
+        "images_per_second": round(ran * plan.steps_per_epoch * plan.batch_size / seconds),
         **plan.extra,
     }
+    if history.epoch and history.epoch[0] > 0:
+        record["resumed_at_epoch"] = history.epoch[0] + 1  # seconds and img/s: from there on
+    return record
 
 
 def plain_and_flip_averaged_logits(
@@ -320,8 +324,9 @@ def check_teacher_config(config: ExperimentConfig, directory: Path) -> None:
     if path.exists():
         saved = _teacher_settings(yaml.safe_load(path.read_text()) or {})
         # Keys added since that file was written take their defaults.
-        defaults = _teacher_settings(ExperimentConfig().to_dict())["teacher"]
-        saved["teacher"] = {**defaults, **saved["teacher"]}
+        defaults = _teacher_settings(ExperimentConfig().to_dict())
+        for section in ("data", "teacher"):
+            saved[section] = {**defaults[section], **(saved[section] or {})}
         if saved != current:
             changed = sorted(key for key in current if saved.get(key) != current[key])
             raise TeacherMismatchError(

@@ -196,8 +196,8 @@ def test_image_folder_tree_is_decoded_once_and_cached(tmp_path, monkeypatch):
     files = write_image_folder(tmp_path / "mini")
     decodes = []
     original_decode = data.sources._decode_images
-    monkeypatch.setattr(data.sources, "_decode_images", lambda paths: decodes.append(1)
-                        or original_decode(paths))
+    monkeypatch.setattr(data.sources, "_decode_images", lambda *args: decodes.append(1)
+                        or original_decode(*args))
     check_tree_arrays(data.load_raw(f"folder:{tmp_path / 'mini'}"), files)
     check_tree_arrays(data.load_raw(f"folder:{tmp_path / 'mini'}"), files)
     assert len(decodes) == 1
@@ -219,8 +219,8 @@ def test_archive_is_unpacked_once_and_decoded_once(tmp_path, monkeypatch):
     original_unpack, original_decode = data.sources._unpack_archive, data.sources._decode_images
     monkeypatch.setattr(data.sources, "_unpack_archive", lambda *args: unpacks.append(1)
                         or original_unpack(*args))
-    monkeypatch.setattr(data.sources, "_decode_images", lambda paths: decodes.append(1)
-                        or original_decode(paths))
+    monkeypatch.setattr(data.sources, "_decode_images", lambda *args: decodes.append(1)
+                        or original_decode(*args))
     for _ in range(2):
         arrays = data.load_raw(f"folder:{archive}")
         unpacked_files = {p.relative_to(cache / p.relative_to(cache).parts[0])
@@ -264,10 +264,10 @@ def test_missing_folder_is_named(tmp_path):
 def test_auto_without_any_data_says_how_to_provide_it(tmp_path, monkeypatch):
     monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.delenv(data.DATA_ENV, raising=False)
-    monkeypatch.setattr(data.sources, "_prepared_tfds_dir", lambda: None)
+    monkeypatch.setattr(data.sources, "_prepared_tfds_dir", lambda name: None)
     monkeypatch.setattr(data.sources, "_archive_candidates", lambda: [tmp_path / "nowhere.tar.gz"])
 
-    def no_network(data_dir, download):
+    def no_network(name, data_dir, download, image_size=None):
         raise data.DataError("download failed: no network")
 
     monkeypatch.setattr(data.sources, "_load_tfds", no_network)
@@ -283,7 +283,7 @@ def test_auto_without_any_data_says_how_to_provide_it(tmp_path, monkeypatch):
 
 def test_auto_uses_the_archive_named_by_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(data.sources, "_prepared_tfds_dir", lambda: None)
+    monkeypatch.setattr(data.sources, "_prepared_tfds_dir", lambda name: None)
     write_image_folder(tmp_path / "mini")
     monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "mini"))
     splits = data.load_splits(DataConfig(source="auto", validation_size=10))

@@ -8,6 +8,7 @@ import json
 import keras
 import numpy as np
 import pytest
+import yaml
 
 from mimic_tf import teachers
 from mimic_tf import train_teacher as teacher_cli
@@ -112,3 +113,22 @@ def test_the_ensembles_evaluation_logits_are_kept_for_the_transfer_set(smoke, tm
                                         verbose=0, evaluation_logits=saved)
     assert not evaluated
     np.testing.assert_array_equal(built.validation_logits, saved["validation"])
+
+
+def test_a_teacher_recorded_before_newer_config_keys_stays_valid(tmp_path):
+    """Keys added to the data and teacher sections since a teacher was trained take their
+    defaults: a campaign's hours of members survive the refactor that added them."""
+    config = load_config("cpu-replication-v2")
+    recorded = config.to_dict()
+    for section, key in (("data", "image_size"), ("data", "test_size"),
+                         ("teacher", "jit_compile")):
+        del recorded[section][key]
+    del recorded["frontier"]
+    old_file = yaml.safe_dump(recorded, sort_keys=False)
+    (tmp_path / "config.yaml").write_text(old_file)
+    teachers.check_teacher_config(config, tmp_path)  # no error
+    (tmp_path / "config.yaml").write_text(old_file)
+    resized = dataclasses.replace(config, data=dataclasses.replace(config.data,
+                                                                   image_size=(24, 24)))
+    with pytest.raises(teachers.TeacherMismatchError, match="data"):
+        teachers.check_teacher_config(resized, tmp_path)

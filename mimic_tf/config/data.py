@@ -11,22 +11,36 @@ from mimic_tf.config.checks import check
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where CIFAR-10 comes from and how it is split (40k train / 10k validation / 10k test)."""
+    """Where the images come from and how they are split (CIFAR-10: 40k train / 10k validation
+    / 10k test)."""
 
     source: str = "auto"  # auto | tfds:cifar10 | folder:PATH (tree or .tar.gz) | synthetic
     validation_size: int = 10_000  # held out of the 50k training images, stratified
     split_seed: int = 0  # fixes which training images are held out
     train_fraction: float = 1.0  # keep this fraction of the 40k train split (scaled configs)
     synthetic_examples: int = 600  # images per split for source=synthetic (tests)
+    # [height, width] every image is resized to; needed when a source's images differ in
+    # size ([]: the images' own size, which must then be one).
+    image_size: tuple[int, ...] = ()
+    # Images held out of the training images for testing, for a source without a test split
+    # (0: the source's own test split, which it must then have).
+    test_size: int = 0
 
     def validate(self) -> None:
         check(
-            self.source in ("auto", "synthetic", "tfds:cifar10")
-            or self.source.startswith("folder:"),
+            self.source in ("auto", "synthetic")
+            or (self.source.startswith("tfds:") and len(self.source) > len("tfds:"))
+            or (self.source.startswith("folder:") and len(self.source) > len("folder:")),
             "data.source",
             self.source,
-            "'auto', 'tfds:cifar10', 'folder:PATH' or 'synthetic'",
+            "'auto', 'tfds:NAME' (e.g. tfds:cifar10), 'folder:PATH' or 'synthetic'",
         )
+        check(not self.image_size or (len(self.image_size) == 2
+                                      and all(side >= 1 for side in self.image_size)),
+              "data.image_size", list(self.image_size),
+              "[height, width] in pixels, or [] for the images' own size")
+        check(self.test_size >= 0, "data.test_size", self.test_size,
+              ">= 0 (0: the source's own test split)")
         check(self.validation_size >= 10, "data.validation_size", self.validation_size, ">= 10")
         check(
             0.0 < self.train_fraction <= 1.0,

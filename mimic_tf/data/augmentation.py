@@ -1,9 +1,11 @@
 """The paper's augmentation: HSV jitter, a left-right flip and a random square crop, seeded.
 
 Urban et al. 2017, section 2: HSV jitter, left-right flip with p = 0.5 and a random square crop
-resized back to 32x32. View `k` of example `i` is a pure function of `(AugmentConfig.seed, i,
-k)`, bit-identical whatever batch it is computed in, so a transfer set stores only the teacher's
-logits and regenerates the images from their seeds (`pipelines.view_batches`).
+resized back to 32x32. Images of another size get the same crop as a share of each side
+(`crop_min` / 32 .. `crop_max` / 32), grayscale images the value jitter only. View `k` of
+example `i` is a pure function of `(AugmentConfig.seed, i, k)`, bit-identical whatever batch it
+is computed in, so a transfer set stores only the teacher's logits and regenerates the images
+from their seeds (`pipelines.view_batches`).
 
     views = augment(images, example_indices, view_indices=3, config=AugmentConfig())
 """
@@ -16,7 +18,8 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from mimic_tf.config import AugmentConfig
-from mimic_tf.data.sources import IMAGE_SHAPE
+
+CROP_REFERENCE = 32  # crop_min and crop_max are in pixels of a 32-pixel side (CIFAR-10's)
 
 _NUM_DRAWS = 9  # flip, crop side, crop row, crop column, hue, sat scale, sat shift, val scale/shift
 
@@ -37,7 +40,10 @@ def augment(
     2. Left-right flip with p = 0.5 (if `config.flip`).
     3. A square crop of side `S ~ U{crop_min..crop_max}` at a uniform position, resized back to
        32x32 with bilinear interpolation (half-pixel centres, as `tf.image.resize` on the
-       crop). Deviation: the paper resized with a cubic spline.
+       crop). Deviation: the paper resized with a cubic spline. An H x W image is cropped to
+       `S/32 H x S/32 W` and resized back to H x W.
+
+    Grayscale images (one channel) get step 1's value scale and shift only.
 
     The nine random numbers of an image come from `tf.random.stateless_uniform` (Philox) seeded
     with `fold_in((config.seed, example index), view index)`, so view `k` of image `i` is
@@ -45,41 +51,46 @@ def augment(
     size), also on GPU machines: GPU kernels (TF32 matmuls) would give other pixels.
 
     Args:
-        images: uint8 `[B, 32, 32, 3]`.
+        images: uint8 `[B, H, W, C]`, C = 1 or 3 (`[B, 32, 32, 3]` for CIFAR-10).
         example_indices: integer `[B]`, the images' indices in their dataset.
         view_indices: integer `[B]` or a scalar for the whole batch: the augmentation epoch.
         config: the augmentation constants and seed.
 
     Returns:
-        uint8 `[B, 32, 32, 3]`.
+        uint8 images of the input's shape.
     """
     images = tf.convert_to_tensor(images)
-    if images.dtype != tf.uint8 or not images.shape.is_compatible_with([None, *IMAGE_SHAPE]):
+    shape = tuple(images.shape[1:])
+    if (images.dtype != tf.uint8 or images.shape.rank != 4 or None in shape
+            or shape[-1] not in (1, 3)):
         raise ValueError(
-            f"augment expects uint8 images [B, 32, 32, 3], got {images.dtype.name} "
-            f"{images.shape}"
+            f"augment expects uint8 images [B, H, W, C] with C = 1 or 3, got "
+            f"{images.dtype.name} {images.shape}"
         )
-    images = tf.ensure_shape(images, [None, *IMAGE_SHAPE])
     example_indices = tf.cast(tf.convert_to_tensor(example_indices), tf.int64)
     view_indices = tf.broadcast_to(
         tf.cast(tf.convert_to_tensor(view_indices), tf.int64), tf.shape(example_indices)
     )
     with tf.device("/device:CPU:0"):  # one code path (XLA:CPU) wherever it is called from
-        return _compiled_augment(config)(images, example_indices, view_indices)
+        return _compiled_augment(config, shape)(images, example_indices, view_indices)
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_augment(config: AugmentConfig) -> Callable[..., tf.Tensor]:
-    """The XLA-compiled augmentation for one config (configs are frozen, hence hashable)."""
+def _compiled_augment(config: AugmentConfig, shape: tuple[int, int, int]
+                      ) -> Callable[..., tf.Tensor]:
+    """The XLA-compiled augmentation for one config and image shape (configs are frozen,
+    hence hashable)."""
     config.validate()
-    do_hsv = any((config.hue_shift, config.saturation_shift, config.value_shift,
+    grayscale = shape[-1] == 1
+    do_hsv = any((config.value_shift, config.value_scale) if grayscale else
+                 (config.hue_shift, config.saturation_shift, config.value_shift,
                   config.saturation_scale, config.value_scale))
-    do_geometry = config.flip or config.crop_min < IMAGE_SHAPE[0]
+    do_geometry = config.flip or config.crop_min < CROP_REFERENCE
 
     @tf.function(
         jit_compile=True,
         input_signature=[
-            tf.TensorSpec([None, *IMAGE_SHAPE], tf.uint8),
+            tf.TensorSpec([None, *shape], tf.uint8),
             tf.TensorSpec([None], tf.int64),
             tf.TensorSpec([None], tf.int64),
         ],
@@ -90,9 +101,10 @@ def _compiled_augment(config: AugmentConfig) -> Callable[..., tf.Tensor]:
         draws = _example_uniforms(config.seed, example_indices, view_indices)
         pixels = tf.cast(images, tf.float32) * (1.0 / 255.0)
         if do_hsv:
-            pixels = _jitter_hsv(pixels, draws, config)
+            pixels = (_jitter_value(pixels, draws, config) if grayscale
+                      else _jitter_hsv(pixels, draws, config))
         if do_geometry:
-            pixels = _flip_and_crop(pixels, draws, config)
+            pixels = _flip_and_crop(pixels, draws, config, shape[:2])
         return tf.cast(tf.clip_by_value(tf.round(pixels * 255.0), 0.0, 255.0), tf.uint8)
 
     return augment_batch
@@ -138,20 +150,31 @@ def _jitter_hsv(pixels: tf.Tensor, draws: tf.Tensor, config: AugmentConfig) -> t
     return tf.image.hsv_to_rgb(tf.stack([hue, saturation, value], axis=-1))
 
 
-def _flip_and_crop(pixels: tf.Tensor, draws: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
-    """Flip left-right with p = 0.5, crop an S x S square, resize it to 32x32 (bilinear).
+def _jitter_value(pixels: tf.Tensor, draws: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
+    """A grayscale image's value jitter: scaled and shifted, clipped to [0, 1]."""
+    scale = _scale(draws[:, 7], config.value_scale)[..., None]
+    shift = _symmetric(draws[:, 8], config.value_shift)[..., None]
+    return tf.clip_by_value(pixels * scale + shift, 0.0, 1.0)
 
-    Bilinear resizing is separable: `out = R_rows @ image @ R_columns^T` with per-image `[32, 32]`
-    interpolation matrices; a flip reverses the rows of `R_columns`. Two batched matmuls, which
-    XLA compiles well (tf.image.crop_and_resize has no XLA kernel).
+
+def _flip_and_crop(pixels: tf.Tensor, draws: tf.Tensor, config: AugmentConfig,
+                   size: tuple[int, int]) -> tf.Tensor:
+    """Flip left-right with p = 0.5, crop an S x S square (S/32 of each side of an image of
+    another size), resize it back to the image's size (bilinear).
+
+    Bilinear resizing is separable: `out = R_rows @ image @ R_columns^T` with per-image
+    `[H, H]` and `[W, W]` interpolation matrices; a flip reverses the rows of `R_columns`. Two
+    batched matmuls, which XLA compiles well (tf.image.crop_and_resize has no XLA kernel).
     """
-    size = IMAGE_SHAPE[0]
+    height, width = size
     side_choices = config.crop_max - config.crop_min + 1
     side = config.crop_min + tf.minimum(tf.floor(draws[:, 1] * side_choices), side_choices - 1)
-    top = tf.minimum(tf.floor(draws[:, 2] * (size + 1 - side)), size - side)
-    left = tf.minimum(tf.floor(draws[:, 3] * (size + 1 - side)), size - side)
-    row_weights = _resize_matrix(top, side, size)
-    column_weights = _resize_matrix(left, side, size)
+    rows = side if height == CROP_REFERENCE else side * (height / CROP_REFERENCE)
+    columns = side if width == CROP_REFERENCE else side * (width / CROP_REFERENCE)
+    top = tf.minimum(tf.floor(draws[:, 2] * (height + 1 - rows)), height - rows)
+    left = tf.minimum(tf.floor(draws[:, 3] * (width + 1 - columns)), width - columns)
+    row_weights = _resize_matrix(top, rows, height)
+    column_weights = _resize_matrix(left, columns, width)
     if config.flip:
         flipped = draws[:, 0] < 0.5
         column_weights = tf.where(

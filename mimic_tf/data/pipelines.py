@@ -37,7 +37,6 @@ import tensorflow as tf
 
 from mimic_tf.config import AugmentConfig
 from mimic_tf.data.augmentation import augment
-from mimic_tf.data.sources import IMAGE_SHAPE, NUM_CLASSES
 
 EpochOrder = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 """`epoch` (int64 scalar) -> `(view` (int64 scalar), `example indices` (int64 `[N]`)): an
@@ -118,29 +117,30 @@ def view_batches(
     epochs: int | None = None,
     views: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """Batches of view `k` of image `i`: `(uint8 images [B, 32, 32, 3], int64 labels [B])`.
+    """Batches of view `k` of image `i`: `(uint8 images [B, H, W, C], int64 labels [B])`.
 
     The examples and views of `view_batch_indices(N, batch_size, order, epochs)`, each image
     augmented as its view (`augment`, example index = row in `images`); with
     `augment_config=None` images pass through unchanged. With `logits` (float32
-    `[K, N, 10]`, `logits[k, i]` for view `k` of image `i`) batches are
-    `(images, logits [B, 10], labels)`. Deterministic: two datasets built with the same
-    arguments yield the same batches. `views` (uint8 `[K, N, 32, 32, 3]`, from
+    `[K, N, classes]`, `logits[k, i]` for view `k` of image `i`) batches are
+    `(images, logits [B, classes], labels)`. Deterministic: two datasets built with the same
+    arguments yield the same batches. `views` (uint8 `[K, N, H, W, C]`, from
     `augmented_views`) are the same augmented images made once: batches are gathered from
     them instead of augmented again, bit for bit the same, without the augmentation's CPU time.
     """
     image_tensor, label_tensor = _checked_arrays(images, labels)
     num_examples = int(image_tensor.shape[0])
+    image_shape = tuple(image_tensor.shape[1:])
     view_tensor = None
     if views is not None:
-        if views.ndim != 5 or views.shape[1:] != (num_examples, *IMAGE_SHAPE):
-            raise ValueError(f"views must be [views, {num_examples}, 32, 32, 3], "
-                             f"got {views.shape}")
-        view_tensor = tf.constant(views.reshape(-1, *IMAGE_SHAPE))  # row = view * N + i
+        if views.ndim != 5 or views.shape[1:] != (num_examples, *image_shape):
+            raise ValueError(f"views must be [views, {num_examples}, "
+                             f"{', '.join(map(str, image_shape))}], got {views.shape}")
+        view_tensor = tf.constant(views.reshape(-1, *image_shape))  # row = view * N + i
     logit_tensor = None
     if logits is not None:
-        if logits.ndim != 3 or logits.shape[1:] != (num_examples, NUM_CLASSES):
-            raise ValueError(f"logits must be [views, {num_examples}, {NUM_CLASSES}], "
+        if logits.ndim != 3 or logits.shape[1] != num_examples:
+            raise ValueError(f"logits must be [views, {num_examples}, classes], "
                              f"got {logits.shape}")
         logit_tensor = tf.constant(logits)
 
@@ -177,7 +177,7 @@ def view_in_example_order(images: np.ndarray, augment_config: AugmentConfig | No
 
 def augmented_views(images: np.ndarray, augment_config: AugmentConfig, views: int,
                     batch_size: int = 1000) -> np.ndarray:
-    """Views `0..views-1` of every image, uint8 `[views, N, 32, 32, 3]`, `augment` made once."""
+    """Views `0..views-1` of every image, uint8 `[views, N, H, W, C]`, `augment` made once."""
     result = np.empty((views, *images.shape), np.uint8)
     for view in range(views):
         start = 0
@@ -197,7 +197,7 @@ def training_dataset(
     shuffle_seed: int,
     first_view: int = 0,
 ) -> tf.data.Dataset:
-    """Infinite `(uint8 images [B, 32, 32, 3], int64 labels [B])` batches, epoch after epoch.
+    """Infinite `(uint8 images [B, H, W, C], int64 labels [B])` batches, epoch after epoch.
 
     A teacher's stream: epoch `e` visits every example once, in a permutation seeded by
     `(shuffle_seed, e)`, showing view `first_view + e` of each image (`view_batches` with
@@ -225,8 +225,9 @@ def evaluation_dataset(
 
 def _checked_arrays(images: np.ndarray, labels: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
     images, labels = np.asarray(images), np.asarray(labels)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
-        raise ValueError(f"images must be uint8 [N, 32, 32, 3], got {images.dtype} {images.shape}")
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"images must be uint8 [N, H, W, C] with C = 1 or 3, got "
+                         f"{images.dtype} {images.shape}")
     if labels.shape != (len(images),):
         raise ValueError(f"labels must have shape [{len(images)}], got {labels.shape}")
     if len(images) == 0:

@@ -118,9 +118,10 @@ def load_splits(
     if source is not None:
         config = dataclasses.replace(config, source=source)
     config.validate()
-    (train_images, train_labels, test_images, test_labels), resolved = load_source(
-        config.source, cache_dir, config=config
-    )
+    loaded = load_source(config.source, cache_dir, config=config)
+    (train_images, train_labels, test_images, test_labels), resolved = loaded[:2]
+    train_images, train_labels, test_images, test_labels = _test_part(
+        config, resolved, train_images, train_labels, test_images, test_labels)
     if not config.validation_size < len(train_labels):
         raise DataError(
             f"data.validation_size={config.validation_size} leaves no training images: source "
@@ -147,5 +148,31 @@ def load_splits(
         test_images=np.ascontiguousarray(test_images[test_indices]),
         test_labels=test_labels[test_indices],
         source=resolved,
+        class_names=loaded.class_names,
     )
+
+
+def _test_part(config: DataConfig, resolved: str, train_images: np.ndarray,
+               train_labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The source's own test part, or `data.test_size` images held out of a source without one
+    (stratified, seeded by `data.split_seed`, before the validation split)."""
+    if len(test_labels) and config.test_size:
+        raise DataError(f"source '{resolved}' has its own test split ({len(test_labels)} "
+                        "images); remove data.test_size, which only applies to a source "
+                        "without one")
+    if len(test_labels):
+        return train_images, train_labels, test_images, test_labels
+    if not config.test_size:
+        raise DataError(f"source '{resolved}' has no test split; set data.test_size: N to hold "
+                        f"N of its {len(train_labels)} training images out for testing")
+    if not config.test_size < len(train_labels):
+        raise DataError(f"data.test_size={config.test_size} leaves no training images: source "
+                        f"'{resolved}' has {len(train_labels)}")
+    chosen = _stratified_choice(train_labels, config.test_size,
+                                _generator(config.split_seed, 3))
+    held_out = np.zeros(len(train_labels), dtype=bool)
+    held_out[chosen] = True
+    return (train_images[~held_out], train_labels[~held_out], train_images[held_out],
+            train_labels[held_out])
 

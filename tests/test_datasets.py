@@ -1,0 +1,122 @@
+"""Datasets other than CIFAR-10: real grayscale digits, other sizes, other class counts.
+
+scikit-learn's bundled handwritten digits (1,797 real 8x8 grayscale images, 10 classes) are
+written to an ImageFolder tree with no test/ part; random colour images in a few class
+folders stand in for a resized CIFAR-10 subset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mimic_tf import data
+from mimic_tf.config import ConfigError, DataConfig, load_config
+from mimic_tf.dataset import DatasetSpec
+
+
+def write_digits_tree(root: Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as `root/train/<digit>/<n>.png` (8x8x1); returns images, labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.clip(digits.images * 16, 0, 255).astype(np.uint8)[..., None][:limit]
+    labels = digits.target.astype(np.int64)[:limit]
+    for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+        folder = root / "train" / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        tf.io.write_file(str(folder / f"{index:04d}.png"), tf.io.encode_png(image))
+    return images, labels
+
+
+def write_colour_tree(root: Path, sizes: dict[str, tuple[int, int]], per_class: int = 4) -> None:
+    """Random RGB PNGs `root/{train,test}/<class>/*.png`, each class at its own size."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name, (height, width) in sizes.items():
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(per_class):
+                image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+                tf.io.write_file(str(folder / f"{index}.png"), tf.io.encode_png(image))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_real_digits_load_as_8x8_grayscale_with_a_test_part_split_from_train(tmp_path, cache):
+    images, labels = write_digits_tree(tmp_path / "digits")
+    config = DataConfig(source=f"folder:{tmp_path / 'digits'}", validation_size=300,
+                        test_size=300)
+    splits = data.load_splits(config)
+    assert splits.spec == DatasetSpec(8, 8, 1, tuple(str(d) for d in range(10)))
+    assert (len(splits.train_labels), len(splits.validation_labels),
+            len(splits.test_labels)) == (1197, 300, 300)
+    assert splits.train_images.dtype == np.uint8 and splits.train_images.shape[1:] == (8, 8, 1)
+    # Every image is one of the digits, pixel for pixel, with its own label.
+    by_bytes = {image.tobytes(): label for image, label in zip(images, labels, strict=True)}
+    for split_images, split_labels in ((splits.train_images, splits.train_labels),
+                                       (splits.test_images, splits.test_labels)):
+        assert [by_bytes[image.tobytes()] for image in split_images] == split_labels.tolist()
+    # The test part is stratified: every digit is in it, in proportion.
+    assert np.bincount(splits.test_labels).min() >= 25
+    # Seeded: the same split again.
+    again = data.load_splits(config)
+    np.testing.assert_array_equal(again.test_images, splits.test_images)
+
+
+def test_a_source_without_a_test_split_needs_test_size(tmp_path, cache):
+    write_digits_tree(tmp_path / "digits", limit=200)
+    with pytest.raises(data.DataError, match="no test split; set data.test_size"):
+        data.load_splits(DataConfig(source=f"folder:{tmp_path / 'digits'}",
+                                    validation_size=20))
+
+
+def test_test_size_is_refused_where_the_source_has_a_test_split(tmp_path, cache):
+    write_colour_tree(tmp_path / "tree", {"a": (12, 12), "b": (12, 12)}, per_class=8)
+    with pytest.raises(data.DataError, match="remove data.test_size"):
+        data.load_splits(DataConfig(source=f"folder:{tmp_path / 'tree'}", validation_size=10,
+                                    test_size=2))
+
+
+def test_images_of_different_sizes_need_image_size_and_are_resized_with_it(tmp_path, cache):
+    sizes = {"airplane": (32, 32), "bird": (40, 28), "cat": (20, 20), "deer": (32, 32),
+             "dog": (64, 48)}
+    write_colour_tree(tmp_path / "subset", sizes)
+    source = f"folder:{tmp_path / 'subset'}"
+    with pytest.raises(data.DataError, match="set data.image_size"):
+        data.load_splits(DataConfig(source=source, validation_size=10))
+    splits = data.load_splits(DataConfig(source=source, validation_size=10,
+                                         image_size=(24, 24)))
+    assert splits.spec == DatasetSpec(24, 24, 3, tuple(sizes))
+    assert splits.test_images.shape == (20, 24, 24, 3)
+    assert len(splits.train_labels) == 10 and sorted(set(splits.train_labels)) == [0, 1, 2, 3, 4]
+
+
+def test_a_resized_copy_is_cached_apart_from_the_original_size(tmp_path, cache):
+    write_colour_tree(tmp_path / "tree", {"a": (16, 16), "b": (16, 16)})
+    source = f"folder:{tmp_path / 'tree'}"
+    original = data.load_raw(source)
+    resized = data.load_raw(source, config=DataConfig(image_size=(8, 8)))
+    assert original[0].shape[1:] == (16, 16, 3) and resized[0].shape[1:] == (8, 8, 3)
+    assert len(list(cache.rglob("decoded-*.npz"))) == 2  # one per size, side by side
+    np.testing.assert_array_equal(data.load_raw(source)[0], original[0])
+
+
+def test_bad_data_keys_are_named():
+    with pytest.raises(ConfigError, match="data.image_size"):
+        load_config("smoke", overrides={"data.image_size": [0, 8]})
+    with pytest.raises(ConfigError, match="data.image_size"):
+        load_config("smoke", overrides={"data.image_size": [8]})
+    with pytest.raises(ConfigError, match="data.test_size"):
+        load_config("smoke", overrides={"data.test_size": -1})
+    with pytest.raises(ConfigError, match="tfds:NAME"):
+        load_config("smoke", overrides={"data.source": "tfds:"})
+    assert load_config("smoke", overrides={"data.source": "tfds:mnist"}).data.source == \
+        "tfds:mnist"
