@@ -63,6 +63,7 @@ from keras import ops
 
 from mimic_tf import data
 from mimic_tf.config import AirbenchConfig
+from mimic_tf.vocabulary import NUM_CLASSES
 
 WHITEN_PATCH = 2  # whitening conv kernel size; 2 * 3 * 2**2 = 24 filters
 WHITEN_EPSILON = 5e-4  # added to the eigenvalues before the inverse square root
@@ -172,7 +173,7 @@ class HorizontalFlip(keras.layers.Layer):
 
 
 def channel_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and standard deviation of uint8 images `[N, 32, 32, 3]`."""
+    """Per-channel mean and standard deviation of uint8 images `[N, H, W, C]`."""
     pixels = np.asarray(images, dtype=np.float64).reshape(-1, images.shape[-1])
     return pixels.mean(axis=0), pixels.std(axis=0)
 
@@ -232,12 +233,22 @@ def build_airbench_member(
     member_index: int = 0,
     seed: int = 0,
     width_jitter: float = 0.0,
+    num_classes: int = NUM_CLASSES,
 ) -> keras.Model:
-    """One airbench member; takes uint8 images `[N, 32, 32, 3]`, returns float32 logits.
+    """One airbench member; takes uint8 images shaped as `train_images`' (`[N, 32, 32, 3]` for
+    CIFAR-10), returns float32 logits `[N, num_classes]`.
 
-    `train_images` (uint8) set the standardisation statistics and, through their first
-    `config.whitening_images` images, the frozen whitening kernel.
+    `train_images` (uint8) set the input shape, the standardisation statistics and, through
+    their first `config.whitening_images` images, the frozen whitening kernel.
     """
+    image_shape = tuple(int(side) for side in train_images.shape[1:])
+    smallest = min(image_shape[:2])
+    if smallest - (WHITEN_PATCH - 1) < 2 ** 3:
+        raise ValueError(
+            f"airbench members need images of at least {2 ** 3 + WHITEN_PATCH - 1} pixels a "
+            f"side (a {WHITEN_PATCH}x{WHITEN_PATCH} whitening conv, then three 2x2 pools); "
+            f"these are {image_shape[0]}x{image_shape[1]}: use teacher.family: paper, or "
+            "data.image_size to enlarge them")
     policy = config.precision
     widths = member_widths(config, member_index, seed, width_jitter)
     bias_scale = math.sqrt(config.bias_lr_scale)
@@ -252,10 +263,10 @@ def build_airbench_member(
         return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform",
                                                   seed=layer_seed)
 
-    images = keras.Input((32, 32, 3), dtype="uint8", name="images")
+    images = keras.Input(image_shape, dtype="uint8", name="images")
     x = ChannelStandardization(mean.tolist(), std.tolist(), name="standardize",
                                dtype="float32")(images)
-    whiten_channels = 2 * WHITEN_PATCH * WHITEN_PATCH * 3
+    whiten_channels = 2 * WHITEN_PATCH * WHITEN_PATCH * image_shape[-1]
     whiten = keras.layers.Conv2D(
         whiten_channels, WHITEN_PATCH, padding="valid", use_bias=False,
         kernel_initializer=conv_init(), name="whiten", dtype=policy,
@@ -281,7 +292,7 @@ def build_airbench_member(
     x = keras.layers.GlobalMaxPooling2D(name="pool", dtype=policy)(x)  # 3x3 -> 1x1
     layer_seed += 1
     x = keras.layers.Dense(
-        data.NUM_CLASSES, use_bias=False, name="head", dtype="float32",
+        num_classes, use_bias=False, name="head", dtype="float32",
         kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform",
                                                               seed=layer_seed),
     )(x)
@@ -405,11 +416,11 @@ def compile_member(model: keras.Model, config: AirbenchConfig, total_steps: int,
 
 
 def _translate(images: tf.Tensor, offsets: tf.Tensor, pad: int) -> tf.Tensor:
-    """Crop 32x32 windows at per-image `offsets` `[B, 2]` out of reflect-padded images."""
+    """Crop windows of the images' size at per-image `offsets` `[B, 2]` out of the
+    reflect-padded images."""
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
-    positions = tf.range(32, dtype=tf.int32)
-    rows = offsets[:, 0:1] + positions[None, :]
-    columns = offsets[:, 1:2] + positions[None, :]
+    rows = offsets[:, 0:1] + tf.range(images.shape[1], dtype=tf.int32)[None, :]
+    columns = offsets[:, 1:2] + tf.range(images.shape[2], dtype=tf.int32)[None, :]
     cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
     return tf.gather(cropped, columns, axis=2, batch_dims=1)
 
@@ -422,8 +433,9 @@ def flip_translate_dataset(
     translate: int,
     alternating_flip: bool,
     seed: int,
+    num_classes: int = NUM_CLASSES,
 ) -> tf.data.Dataset:
-    """Infinite `(uint8 images [B, 32, 32, 3], one-hot float32 labels [B, 10])` batches.
+    """Infinite `(uint8 images [B, H, W, C], one-hot float32 labels [B, classes])` batches.
 
     Epoch `e` visits every image once in a permutation seeded by `(seed, e)`. Flips: with
     `alternating_flip`, image i is mirrored in epochs where `e + start_i` is odd (`start_i` a
@@ -451,7 +463,7 @@ def flip_translate_dataset(
         if translate > 0:
             offsets = tf.cast(tf.floor(draws[:, 1:] * (2 * translate + 1)), tf.int32)
             batch = _translate(batch, tf.minimum(offsets, 2 * translate), translate)
-        return batch, tf.one_hot(tf.gather(label_tensor, indices), data.NUM_CLASSES)
+        return batch, tf.one_hot(tf.gather(label_tensor, indices), num_classes)
 
     return (
         data.view_batch_indices(num_examples, batch_size,
@@ -462,11 +474,12 @@ def flip_translate_dataset(
 
 
 def one_hot_evaluation_dataset(images: np.ndarray, labels: np.ndarray,
-                               batch_size: int = 500) -> tf.data.Dataset:
+                               batch_size: int = 500, num_classes: int = NUM_CLASSES
+                               ) -> tf.data.Dataset:
     """`data.evaluation_dataset` with one-hot labels (the smoothed loss needs them)."""
     return data.evaluation_dataset(images, labels, batch_size=batch_size).map(
         lambda batch_images, batch_labels: (batch_images,
-                                            tf.one_hot(batch_labels, data.NUM_CLASSES)))
+                                            tf.one_hot(batch_labels, num_classes)))
 
 
 @dataclasses.dataclass
@@ -494,9 +507,11 @@ def training_plan(
     seed: int,
     width_jitter: float = 0.0,
     jit_compile: bool | str = False,
+    num_classes: int = NUM_CLASSES,
 ) -> TrainingPlan:
     """The compiled member, its augmented data and its callbacks (lookahead)."""
-    model = build_airbench_member(config, train_images, member_index, seed, width_jitter)
+    model = build_airbench_member(config, train_images, member_index, seed, width_jitter,
+                                  num_classes)
     steps = data.steps_per_epoch(len(train_labels), config.batch_size)
     total_steps = steps * config.epochs
     compile_member(model, config, total_steps, jit_compile)
@@ -506,10 +521,12 @@ def training_plan(
     train = flip_translate_dataset(
         train_images, train_labels, batch_size=config.batch_size, translate=config.translate,
         alternating_flip=config.alternating_flip, seed=seed * 1000 + member_index,
+        num_classes=num_classes,
     )
     return TrainingPlan(
         model=model, train=train,
-        validation=one_hot_evaluation_dataset(validation_images, validation_labels),
+        validation=one_hot_evaluation_dataset(validation_images, validation_labels,
+                                              num_classes=num_classes),
         steps_per_epoch=steps, epochs=config.epochs, callbacks=callbacks,
         batch_size=config.batch_size,
         extra={"widths": member_widths(config, member_index, seed, width_jitter)},

@@ -4,6 +4,7 @@
         config.yaml                   the resolved config
         commands.txt                  the `tuner.run` command lines that made the searches
         runtime.json                  CPU, oneDNN and XLA of the processes that ran them
+        dataset.json                  the images' height, width, channels and class names
         teacher/                      teacher.json, ensemble.keras, member_XX.keras, logs/,
                                       evaluation_logits.npz (the ensemble's, for the transfer set)
         transfer/                     manifest.json, logits.npy, evaluation_logits.npz
@@ -119,6 +120,11 @@ class ExperimentLayout:
     def runtime_file(self) -> Path:
         """How TensorFlow ran the searches (CPU, oneDNN, XLA per family), one record a setup."""
         return self.root / "runtime.json"
+
+    @property
+    def dataset_file(self) -> Path:
+        """What the run's images and classes look like (`mimic_tf.dataset.DatasetSpec`)."""
+        return self.root / "dataset.json"
 
     @property
     def teacher(self) -> Path:

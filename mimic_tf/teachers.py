@@ -8,9 +8,10 @@ airbench94's net and training recipe, Jordan 2024) or `paper`, the paper's own (
                 -> [conv3x3 x4] -> mp -> drop -> fc -> drop -> fc -> drop -> logits
 
 ReLU everywhere, L2 weight decay on every kernel, widths from `TeacherConfig`. The ensemble is
-one Keras model taking uint8 `[N, 32, 32, 3]` whose output is the mean of the members' logits
-(pre-softmax), the students' regression target; with `teacher.flip_average` (airbench's flip
-test-time augmentation) each member's logits are first averaged over the image and its mirror.
+one Keras model taking uint8 `[N, H, W, C]` (`[N, 32, 32, 3]` for CIFAR-10) whose output is
+the mean of the members' logits (pre-softmax), the students' regression target; with
+`teacher.flip_average` (airbench's flip test-time augmentation) each member's logits are first
+averaged over the image and its mirror.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import yaml
 from mimic_tf import airbench, data, runtime
 from mimic_tf.airbench import HorizontalFlip, TrainingPlan
 from mimic_tf.config import ExperimentConfig, TeacherConfig, save_config
+from mimic_tf.dataset import CIFAR10, DatasetSpec
 from mimic_tf.files import atomic_path, atomic_write_text
 from mimic_tf.layout import TEACHER_EVALUATION_FILE as EVALUATION_FILE
 from mimic_tf.layout import TEACHER_SUMMARY_FILE as SUMMARY_FILE
@@ -55,9 +57,10 @@ def member_widths(config: TeacherConfig, member_index: int, seed: int) -> tuple[
 
 
 def build_teacher_member(
-    config: TeacherConfig, member_index: int = 0, seed: int = 0
+    config: TeacherConfig, member_index: int = 0, seed: int = 0, spec: DatasetSpec = CIFAR10
 ) -> keras.Model:
-    """One CNN of the paper family; takes uint8 images `[N, 32, 32, 3]`, returns logits."""
+    """One CNN of the paper family; takes uint8 images as `spec` describes them (`[N, 32, 32,
+    3]` for CIFAR-10), returns logits, one per class."""
     conv_widths, fc_widths = member_widths(config, member_index, seed)
     regularizer = keras.regularizers.L2(config.weight_decay) if config.weight_decay else None
     layer_seed = (seed * 1000 + member_index) * 100
@@ -67,7 +70,7 @@ def build_teacher_member(
         layer_seed += 1
         return keras.initializers.GlorotUniform(seed=layer_seed)
 
-    images = keras.Input((32, 32, 3), dtype="uint8", name="images")
+    images = keras.Input(spec.image_shape, dtype="uint8", name="images")
     x = PerImageStandardization(name="standardize")(images)
     layer = 0
     for group, size in enumerate(CONV_GROUPS):
@@ -86,8 +89,9 @@ def build_teacher_member(
         x = keras.layers.Dense(units, activation="relu", kernel_initializer=glorot(),
                                kernel_regularizer=regularizer, name=f"fc_{index}")(x)
         x = keras.layers.Dropout(config.fc_dropout, seed=layer_seed, name=f"fc_dropout_{index}")(x)
-    logits = keras.layers.Dense(10, kernel_initializer=glorot(), kernel_regularizer=regularizer,
-                                dtype="float32", name="logits")(x)
+    logits = keras.layers.Dense(spec.num_classes, kernel_initializer=glorot(),
+                                kernel_regularizer=regularizer, dtype="float32",
+                                name="logits")(x)
     return keras.Model(images, logits, name=f"teacher_member_{member_index:02d}")
 
 
@@ -99,7 +103,7 @@ def build_ensemble(members: list[keras.Model], flip_average: bool = False) -> ke
     """
     if not members:
         raise ValueError("an ensemble needs at least one member")
-    images = keras.Input((32, 32, 3), dtype="uint8", name="images")
+    images = keras.Input(tuple(members[0].inputs[0].shape[1:]), dtype="uint8", name="images")
     views = [images]
     if flip_average:
         views.append(HorizontalFlip(name="mirror")(images))
@@ -186,7 +190,7 @@ def _paper_plan(config: ExperimentConfig, splits: data.Splits, member_index: int
                 jit_compile: bool | str) -> TrainingPlan:
     """The paper family's member, its augmented data and its plateau schedule."""
     teacher = config.teacher
-    model = build_teacher_member(teacher, member_index, config.seed)
+    model = build_teacher_member(teacher, member_index, config.seed, splits.spec)
     model.compile(
         jit_compile=jit_compile,
         optimizer=keras.optimizers.SGD(teacher.learning_rate, momentum=teacher.momentum,
@@ -223,6 +227,7 @@ def training_plan(config: ExperimentConfig, splits: data.Splits, member_index: i
             config.teacher.airbench, splits.train_images, splits.train_labels,
             splits.validation_images, splits.validation_labels, member_index=member_index,
             seed=config.seed, width_jitter=config.teacher.width_jitter, jit_compile=jit_compile,
+            num_classes=splits.spec.num_classes,
         )
     else:
         plan = _paper_plan(config, splits, member_index, jit_compile)

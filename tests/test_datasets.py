@@ -120,3 +120,32 @@ def test_bad_data_keys_are_named():
         load_config("smoke", overrides={"data.source": "tfds:"})
     assert load_config("smoke", overrides={"data.source": "tfds:mnist"}).data.source == \
         "tfds:mnist"
+
+
+@pytest.mark.parametrize("spec", [DatasetSpec(8, 8, 1, tuple("0123456789")),
+                                  DatasetSpec(24, 24, 3, ("a", "b", "c", "d", "e"))],
+                         ids=DatasetSpec.describe)
+def test_the_paper_teacher_family_and_its_ensemble_take_any_shape(spec):
+    from mimic_tf.config import TeacherConfig
+    from mimic_tf.teachers import build_ensemble, build_teacher_member
+
+    small = TeacherConfig(conv_widths=(4,) * 8, fc_widths=(8, 8))
+    members = [build_teacher_member(small, index, spec=spec) for index in range(2)]
+    ensemble = build_ensemble(members, flip_average=True)
+    images = np.random.default_rng(0).integers(0, 256, (3, *spec.image_shape), np.uint8)
+    assert ensemble(images).shape == (3, spec.num_classes)
+    expected = np.mean([(m(images) + m(images[:, :, ::-1])) / 2 for m in members], axis=0)
+    np.testing.assert_allclose(ensemble(images), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_airbench_family_takes_other_sizes_and_refuses_tiny_images():
+    from mimic_tf import airbench
+    from mimic_tf.config import AirbenchConfig
+
+    config = AirbenchConfig(widths=(8, 8, 8), whitening_images=20)
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (20, 24, 20, 1), np.uint8)
+    member = airbench.build_airbench_member(config, gray, num_classes=4)
+    assert member(gray[:2]).shape == (2, 4)
+    with pytest.raises(ValueError, match="teacher.family: paper"):
+        airbench.build_airbench_member(config, rng.integers(0, 256, (20, 8, 8, 1), np.uint8))

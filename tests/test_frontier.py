@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 
 import keras
 import pytest
 
 from mimic_tf.config import ConfigError, load_config
+from mimic_tf.dataset import CIFAR10
 from mimic_tf.layout import ExperimentLayout
 from serving.model_base import read_state
+from serving.signatures import METADATA_FILE
 from tuner import artifacts, publish
 from tuner.experiment import run_experiment
 from tuner.frontier import frontier_candidates, measure_frontier
@@ -61,6 +64,10 @@ def test_the_stage_writes_its_files_with_one_row_per_completed_trial(frontier_ru
     # Every row was served from its own export (not only each search's best).
     for model in models:
         assert (layout.frontier_models / model / "1" / "saved_model.pb").is_file()
+    # The run recorded what its images look like, and its exports carry its class names.
+    assert layout.dataset_file.is_file() and artifacts.read_dataset(layout) == CIFAR10
+    metadata = json.loads((layout.frontier_models / models[0] / "1" / METADATA_FILE).read_text())
+    assert metadata["class_names"] == list(CIFAR10.class_names)
 
 
 def test_pareto_flags_agree_with_a_brute_force_check(frontier_run):

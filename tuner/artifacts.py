@@ -24,6 +24,7 @@ from typing import Any, TypedDict
 
 import yaml
 
+from mimic_tf.dataset import CIFAR10, DatasetSpec
 from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import ExperimentLayout, SearchLayout
 from tuner.cells import Cell
@@ -254,3 +255,15 @@ def record_runtime(layout: ExperimentLayout, facts: dict[str, Any]) -> None:
     known = read_runtimes(layout)
     if facts not in known:
         _write_json(layout.runtime_file, [*known, facts])
+
+
+def write_dataset(layout: ExperimentLayout, spec: DatasetSpec, source: str) -> None:
+    """Record what the run's images and classes look like (`dataset.json`)."""
+    _write_json(layout.dataset_file, {**spec.to_dict(), "source": source})
+
+
+def read_dataset(layout: ExperimentLayout) -> DatasetSpec:
+    """The run's images and classes; CIFAR-10 for a run made before `dataset.json` existed."""
+    if not layout.dataset_file.is_file():
+        return CIFAR10
+    return DatasetSpec.from_dict(_read_json(layout.dataset_file))

@@ -113,6 +113,7 @@ def run_experiment(
         save_config(config, layout.config_file)
         if command:
             artifacts.record_command(layout, command)
+        artifacts.write_dataset(layout, splits.spec, splits.source)
         artifacts.record_runtime(layout, runtime.describe(jit_compile={
             family: runtime.resolve_jit_compile(config.student.jit_compile, family)
             for family in families}))

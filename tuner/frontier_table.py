@@ -149,7 +149,7 @@ def frontier_markdown(rows: Sequence[FrontierRow], *, teacher_accuracy: float | 
     for row in front:
         lines.append(
             f"| {row.architecture}, {budget_label(row.budget)} | {row.trial_id} | {_cost(row)} | "
-            f"{100 * row.test_accuracy:.1f} | {100 * row.agreement:.1f} | {row.p50_ms:.2f} | "
+            f"{100 * row.test_accuracy:.2f} | {100 * row.agreement:.2f} | {row.p50_ms:.2f} | "
             f"{row.p99_ms:.2f} | {row.throughput:,.0f} |")
     if teacher_accuracy is not None:
         lines += ["", f"Teacher: {100 * teacher_accuracy:.1f}% test (not served)."]
@@ -192,12 +192,12 @@ def diagnostics_section(rows: Sequence[FrontierRow], teacher: Mapping[str, float
         "|---|---|---|---|---|---|---|---|",
     ]
     if teacher:
-        lines.append(f"| teacher | - | {100 * teacher['accuracy']:.1f} | 100.0 | 0 | 0 | "
+        lines.append(f"| teacher | - | {100 * teacher['accuracy']:.2f} | 100.00 | 0 | 0 | "
                      f"{100 * teacher['ece']:.1f} | - |")
     for row in best_of_each_search(rows):
         lines.append(
-            f"| {row.architecture} | {budget_label(row.budget)} | {100 * row.test_accuracy:.1f} | "
-            f"{100 * row.agreement:.1f} | {row.kl_teacher_student:.3f} | {row.logit_mse:.2f} | "
+            f"| {row.architecture} | {budget_label(row.budget)} | {100 * row.test_accuracy:.2f} | "
+            f"{100 * row.agreement:.2f} | {row.kl_teacher_student:.3f} | {row.logit_mse:.2f} | "
             f"{100 * row.ece:.1f} | {row.p99_ms:.2f} |")
     return lines
 

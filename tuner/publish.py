@@ -104,6 +104,7 @@ def export_best_students(layout: ExperimentLayout, names: Sequence[str] | None =
         else:
             try:
                 path = export_student(search.best_student, layout.models, name,
+                                      class_names=artifacts.read_dataset(layout).class_names,
                                       lineage=student_lineage(layout, name, evaluation))
             except (ExportError, OSError, ValueError) as error:
                 evaluation["exported"] = {"trial_id": best["trial_id"], "error": str(error)}
