@@ -33,10 +33,12 @@ from mimic_tf.airbench import HorizontalFlip, TrainingPlan
 from mimic_tf.config import ExperimentConfig, TeacherConfig, save_config
 from mimic_tf.dataset import CIFAR10, DatasetSpec
 from mimic_tf.files import atomic_path, atomic_write_text
+from mimic_tf.keras_teacher import load_keras_teacher
 from mimic_tf.layout import TEACHER_EVALUATION_FILE as EVALUATION_FILE
 from mimic_tf.layout import TEACHER_SUMMARY_FILE as SUMMARY_FILE
 from mimic_tf.preprocessing import PerImageStandardization
 from mimic_tf.schedule import plateau_callbacks
+from mimic_tf.vocabulary import KERAS_TEACHER
 
 CONV_GROUPS = (2, 2, 4)  # conv layers per group; a max-pool closes each group
 ENSEMBLE_FILE = "ensemble.keras"
@@ -363,17 +365,25 @@ def ensure_teacher(
     ensemble_path = directory / ENSEMBLE_FILE
     complete = all(
         (directory / f"member_{index:02d}.keras").exists()
-        for index in range(config.teacher.members)
-    )
+        for index in range(config.teacher.ensemble_size)
+    ) and config.teacher.family != KERAS_TEACHER  # the user's file may have changed
     if complete and ensemble_path.exists() and previous.get("ensemble", {}).get(
         "members"
-    ) == config.teacher.members:
+    ) == config.teacher.ensemble_size:
         if verbose:
             print(f"teacher ensemble: found {ensemble_path}")
         return load_model(ensemble_path)
 
     members = []
-    for index in range(config.teacher.members):
+    if config.teacher.family == KERAS_TEACHER:  # the user's trained model: loaded, not trained
+        member = load_keras_teacher(config.teacher, splits.spec)
+        atomic_save_model(member, directory / "member_00.keras")
+        records[0] = {"member": 0, "family": KERAS_TEACHER,
+                      "path": str(Path(config.teacher.path).expanduser().absolute()),
+                      "pixel_scale": config.teacher.pixel_scale,
+                      "params": int(member.count_params())}
+        members.append(member)
+    for index in range(len(members), config.teacher.ensemble_size):
         path = directory / f"member_{index:02d}.keras"
         if path.exists():
             if verbose:

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import_tensorflow_quietly(args.verbose)  # heavy imports after the flags are good
     from mimic_tf.data import DataError, load_splits
+    from mimic_tf.keras_teacher import TeacherLoadError
     from mimic_tf.teachers import SUMMARY_FILE, TeacherMismatchError, ensure_teacher
 
     layout = ExperimentLayout.for_config(config, args.out)
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     try:
         ensure_teacher(config, splits, layout.teacher, verbose=verbose)
-    except TeacherMismatchError as error:
+    except (TeacherMismatchError, TeacherLoadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     summary = json.loads((layout.teacher / SUMMARY_FILE).read_text())

@@ -22,7 +22,8 @@ HARD_LOSS = "hard"
 LOSSES = (MIMIC_LOSS, KD_LOSS, HARD_LOSS)
 
 TUNERS = ("bayesian", "hyperband", "random")  # KerasTuner algorithms; the paper's is bayesian
-TEACHER_FAMILIES = ("paper", "airbench")  # the paper's 8-conv net, airbench94's
+KERAS_TEACHER = "keras"  # a trained model of the user's (teacher.path), never trained here
+TEACHER_FAMILIES = ("paper", "airbench", KERAS_TEACHER)  # the paper's 8-conv net, airbench94's
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
 JIT_COMPILE_CHOICES = ("auto", "true", "false")  # XLA: measured choice (mimic_tf.runtime), on, off
 

@@ -38,6 +38,8 @@ def test_flags_become_config_overrides():
         "search.trials": 3,
         "student.schedule.epochs": 2,
         "data.source": "synthetic",
+        "teacher.family": None,
+        "teacher.path": None,
         "search.baseline": True,
         "release.push": True,
         "frontier.measure": False,

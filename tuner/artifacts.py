@@ -190,6 +190,8 @@ class TeacherSummary:
     validation_accuracy: float | None
     # How TensorFlow trained the members (CPU, oneDNN, XLA): the first member's record.
     runtime: dict[str, Any] = dataclasses.field(default_factory=dict)
+    family: str | None = None  # paper | airbench | keras (the user's own model)
+    path: str | None = None  # family keras: where the user's model is
 
 
 def read_teacher_summary(path: Path) -> TeacherSummary | None:
@@ -206,6 +208,8 @@ def read_teacher_summary(path: Path) -> TeacherSummary | None:
         validation_accuracy=ensemble.get("validation_accuracy"),
         runtime=next((m["runtime"] for m in record.get("members", []) if "runtime" in m),
                      record.get("runtime", {})),
+        family=record.get("family"),
+        path=next((m["path"] for m in record.get("members", []) if "path" in m), None),
     )
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from mimic_tf.budgets import budget_label
 from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import ExperimentLayout
+from mimic_tf.vocabulary import KERAS_TEACHER
 from tuner import artifacts
 from tuner.artifacts import TrialEvaluation, TrialRecord
 from tuner.cells import Cell
@@ -229,7 +230,13 @@ def markdown_table(layout: ExperimentLayout, summaries: Sequence[CellSummary],
         lines.append(f"| {architecture} | " + " | ".join(cells) + " |")
     teacher = artifacts.read_teacher_summary(layout.teacher_summary)
     lines.append("")
-    if teacher is not None and teacher.members is not None:
+    if teacher is not None and teacher.family == KERAS_TEACHER:
+        lines.append(
+            f"Teacher: your model {teacher.path} ({teacher.params:,} parameters), test "
+            f"accuracy {_percent(teacher.test_accuracy)}%, validation "
+            f"{_percent(teacher.validation_accuracy)}%."
+        )
+    elif teacher is not None and teacher.members is not None:
         lines.append(
             f"Teacher: ensemble of {teacher.members} CNNs "
             f"({teacher.params:,} parameters), test accuracy "

@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=None,
                         help="data source: auto | tfds:cifar10 | folder:PATH | synthetic "
                         "(overrides data.source)")
+    parser.add_argument("--teacher", default=None, metavar="PATH",
+                        help="your own trained teacher: a .keras file or a SavedModel folder "
+                        "mapping images to logits (sets teacher.family: keras and "
+                        "teacher.path; teacher.pixel_scale says what pixels it takes)")
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=None,
                         help="also train each cell's best architecture on hard 0/1 labels, "
                         "with the same search effort (sets search.baseline)")
@@ -140,6 +144,8 @@ def overrides_from(args: argparse.Namespace) -> dict:
         "search.trials": args.trials,
         "student.schedule.epochs": args.epochs,
         "data.source": args.data,
+        "teacher.family": "keras" if args.teacher else None,
+        "teacher.path": args.teacher,
         "search.baseline": args.baseline,
         "release.push": args.push,
         "frontier.measure": args.frontier,
@@ -163,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Heavy imports (TensorFlow) only once the flags are known to be good.
     import_tensorflow_quietly(args.verbose)
     from mimic_tf.data import DataError
+    from mimic_tf.keras_teacher import TeacherLoadError
     from mimic_tf.teachers import TeacherMismatchError
     from tuner.distributed import DistributedSetupError
     from tuner.experiment import run_experiment
@@ -172,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = " ".join(["python -m tuner.run", *(argv if argv is not None else sys.argv[1:])])
         summary = run_experiment(config, args.family, args.out, overwrite=args.overwrite,
                                  verbose=0 if args.quiet else 1, command=command)
-    except (SearchMismatchError, DistributedSetupError, TeacherMismatchError) as error:
+    except (SearchMismatchError, DistributedSetupError, TeacherMismatchError,
+            TeacherLoadError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     except DataError as error:

@@ -6,7 +6,13 @@ import dataclasses
 
 from mimic_tf.config.checks import check
 from mimic_tf.config.schedule import ScheduleConfig
-from mimic_tf.vocabulary import JIT_COMPILE_CHOICES, PRECISIONS, TEACHER_FAMILIES, quoted
+from mimic_tf.vocabulary import (
+    JIT_COMPILE_CHOICES,
+    KERAS_TEACHER,
+    PRECISIONS,
+    TEACHER_FAMILIES,
+    quoted,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +85,7 @@ class TeacherConfig:
     the `airbench` section (`members` and `width_jitter` apply to both).
     """
 
-    family: str = "paper"  # paper | airbench
+    family: str = "paper"  # paper | airbench | keras (your own trained model, teacher.path)
     members: int = 16  # ensemble size; its output is the mean of the members' logits
     conv_widths: tuple[int, ...] = (76, 76, 126, 126, 148, 148, 148, 148)
     fc_widths: tuple[int, ...] = (1200, 1200)
@@ -92,6 +98,11 @@ class TeacherConfig:
     width_jitter: float = 0.0  # member m scales its widths by U(1-j, 1+j): a diverse ensemble
     schedule: ScheduleConfig = ScheduleConfig(epochs=300)
     airbench: AirbenchConfig = AirbenchConfig()
+    # family keras: a `.keras` file or a SavedModel folder whose model maps a batch of images
+    # to logits, and what it takes: 0 the uint8 pixels as stored, > 0 float32 pixels times
+    # this factor (1/255 for pixels in [0, 1]).
+    path: str = ""
+    pixel_scale: float = 0.0
     # XLA for the members' training: auto (what measured faster here, mimic_tf/runtime.py),
     # true or false. A runtime choice: members trained either way are the same teacher.
     jit_compile: str = "auto"
@@ -100,6 +111,10 @@ class TeacherConfig:
         check(self.family in TEACHER_FAMILIES, "teacher.family", self.family,
                quoted(TEACHER_FAMILIES))
         check(1 <= self.members <= 256, "teacher.members", self.members, "1..256")
+        check(self.family != KERAS_TEACHER or bool(self.path), "teacher.path", self.path,
+              "the .keras file or SavedModel folder of your teacher, with teacher.family: keras")
+        check(self.pixel_scale >= 0, "teacher.pixel_scale", self.pixel_scale,
+              ">= 0 (0: uint8 pixels as stored; 1/255: float pixels in [0, 1])")
         check(
             len(self.conv_widths) == 8 and all(w >= 1 for w in self.conv_widths),
             "teacher.conv_widths",
@@ -128,6 +143,11 @@ class TeacherConfig:
                self.jit_compile, quoted(JIT_COMPILE_CHOICES))
         self.schedule.validate("teacher.schedule")
         self.airbench.validate()
+
+    @property
+    def ensemble_size(self) -> int:
+        """Members of the ensemble: `members`, or the one model of `family: keras`."""
+        return 1 if self.family == KERAS_TEACHER else self.members
 
     @property
     def flip_average(self) -> bool:
