@@ -124,3 +124,13 @@ def test_jit_compile_is_auto_true_or_false(tmp_path, section):
         assert getattr(config, section).jit_compile == loaded
     with pytest.raises(ConfigError, match=rf"{section}\.jit_compile.*'maybe'.*'auto' or 'true'"):
         load_config(write(tmp_path, {section: {"jit_compile": "maybe"}}))
+
+
+def test_every_shipped_config_loads():
+    from mimic_tf.config import CONFIG_DIR
+
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        overrides = {"teacher.path": "teacher.keras"} if path.stem == "digits" else {}
+        assert load_config(path, overrides=overrides).name == path.stem
+    with pytest.raises(ConfigError, match="--teacher PATH"):
+        load_config("digits")

@@ -112,7 +112,7 @@ class TeacherConfig:
                quoted(TEACHER_FAMILIES))
         check(1 <= self.members <= 256, "teacher.members", self.members, "1..256")
         check(self.family != KERAS_TEACHER or bool(self.path), "teacher.path", self.path,
-              "the .keras file or SavedModel folder of your teacher, with teacher.family: keras")
+              "the .keras file or SavedModel folder of your teacher (tuner.run --teacher PATH)")
         check(self.pixel_scale >= 0, "teacher.pixel_scale", self.pixel_scale,
               ">= 0 (0: uint8 pixels as stored; 1/255: float pixels in [0, 1])")
         check(
