@@ -149,3 +149,29 @@ def test_the_airbench_family_takes_other_sizes_and_refuses_tiny_images():
     assert member(gray[:2]).shape == (2, 4)
     with pytest.raises(ValueError, match="teacher.family: paper"):
         airbench.build_airbench_member(config, rng.integers(0, 256, (20, 8, 8, 1), np.uint8))
+
+
+def test_a_subset_of_classes_is_kept_and_relabelled_in_the_given_order(tmp_path, cache):
+    sizes = {name: (16, 16) for name in ("airplane", "bird", "cat", "dog", "ship")}
+    write_colour_tree(tmp_path / "tree", sizes, per_class=6)
+    source = f"folder:{tmp_path / 'tree'}"
+    full = data.load_splits(DataConfig(source=source, validation_size=10))
+    subset = data.load_splits(DataConfig(source=source, validation_size=10,
+                                         classes=("ship", "cat")))
+    assert subset.spec == DatasetSpec(16, 16, 3, ("ship", "cat"))
+    assert len(subset.test_labels) == 12
+    assert len(subset.train_labels) + len(subset.validation_labels) == 12
+    # Every kept image is one of the source's, its label renamed: ship -> 0, cat -> 1.
+    name_of = {image.tobytes(): full.class_names[label]
+               for image, label in zip(full.test_images, full.test_labels, strict=True)}
+    assert [name_of[image.tobytes()] for image in subset.test_images] == [
+        subset.class_names[label] for label in subset.test_labels]
+    assert sorted(np.bincount(subset.test_labels).tolist()) == [6, 6]
+    resized = data.load_splits(DataConfig(source=source, validation_size=10,
+                                          classes=("ship", "cat"), image_size=(8, 8)))
+    assert resized.spec == DatasetSpec(8, 8, 3, ("ship", "cat"))
+    with pytest.raises(data.DataError, match=r"\['horse'\].*'airplane'"):
+        data.load_splits(DataConfig(source=source, validation_size=10,
+                                    classes=("horse", "cat")))
+    with pytest.raises(ConfigError, match="data.classes"):
+        load_config("smoke", overrides={"data.classes": ["cat"]})

@@ -25,6 +25,9 @@ class DataConfig:
     # Images held out of the training images for testing, for a source without a test split
     # (0: the source's own test split, which it must then have).
     test_size: int = 0
+    # Keep only these classes, relabelled 0.. in this order ([]: every class of the source),
+    # e.g. [airplane, automobile, bird, cat, deer] for a 5-class CIFAR-10.
+    classes: tuple[str, ...] = ()
 
     def validate(self) -> None:
         check(
@@ -41,6 +44,9 @@ class DataConfig:
               "[height, width] in pixels, or [] for the images' own size")
         check(self.test_size >= 0, "data.test_size", self.test_size,
               ">= 0 (0: the source's own test split)")
+        check(len(self.classes) != 1 and len(set(self.classes)) == len(self.classes),
+              "data.classes", list(self.classes),
+              "two or more distinct class names, or [] for every class")
         check(self.validation_size >= 10, "data.validation_size", self.validation_size, ">= 10")
         check(
             0.0 < self.train_fraction <= 1.0,

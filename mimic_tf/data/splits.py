@@ -120,6 +120,12 @@ def load_splits(
     config.validate()
     loaded = load_source(config.source, cache_dir, config=config)
     (train_images, train_labels, test_images, test_labels), resolved = loaded[:2]
+    class_names = loaded.class_names
+    if config.classes:
+        (train_images, train_labels), (test_images, test_labels) = (
+            _kept_classes(images, labels, class_names, config.classes, resolved)
+            for images, labels in ((train_images, train_labels), (test_images, test_labels)))
+        class_names = tuple(config.classes)
     train_images, train_labels, test_images, test_labels = _test_part(
         config, resolved, train_images, train_labels, test_images, test_labels)
     if not config.validation_size < len(train_labels):
@@ -148,8 +154,23 @@ def load_splits(
         test_images=np.ascontiguousarray(test_images[test_indices]),
         test_labels=test_labels[test_indices],
         source=resolved,
-        class_names=loaded.class_names,
+        class_names=class_names,
     )
+
+
+def _kept_classes(images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
+                  keep: tuple[str, ...], resolved: str) -> tuple[np.ndarray, np.ndarray]:
+    """The images of the classes `keep`, relabelled 0..len(keep)-1 in that order."""
+    unknown = [name for name in keep if name not in class_names]
+    if unknown:
+        raise DataError(f"data.classes names {unknown}, which source '{resolved}' does not "
+                        f"have; its classes are {list(class_names)}")
+    mapping = np.full(len(class_names), -1, np.int64)
+    for new, name in enumerate(keep):
+        mapping[class_names.index(name)] = new
+    relabelled = mapping[labels]
+    kept = relabelled >= 0
+    return images[kept], relabelled[kept]
 
 
 def _test_part(config: DataConfig, resolved: str, train_images: np.ndarray,
