@@ -10,7 +10,7 @@ the dataset is read otherwise.
 On disk (`runs/<experiment>/transfer/`):
 
     config.yaml                the resolved config that built the cache
-    logits.npy                 float32 [K, N, 10]: logits[k, i] = teacher(view k of image i),
+    logits.npy                 float32 [K, N, classes]: logits[k, i] = teacher(view k of image i),
                                averaged with teacher(mirror of that view) when the teacher
                                family has flip test-time augmentation (`flip_average`)
     evaluation_logits.npz      teacher logits on the unaugmented validation and test images
@@ -62,9 +62,9 @@ class TransferSet:
     splits: data.Splits
     augment: AugmentConfig
     order: np.ndarray  # int32 [K, N]: order[k] lists the example indices of view k
-    logits: np.ndarray | None  # float32 [K, N, 10], indexed by (view, example)
-    validation_logits: np.ndarray  # float32 [N_val, 10]
-    test_logits: np.ndarray  # float32 [N_test, 10]
+    logits: np.ndarray | None  # float32 [K, N, classes], indexed by (view, example)
+    validation_logits: np.ndarray  # float32 [N_val, classes]
+    test_logits: np.ndarray  # float32 [N_test, classes]
     fingerprint: str
     # uint8 [K, N, 32, 32, 3]: the augmented views made once (None: augmented as read)
     views: np.ndarray | None = None
@@ -148,11 +148,12 @@ def _compute_logits(
     config: ExperimentConfig, splits: data.Splits, teacher: keras.Model, path: Path,
     verbose: int, view_images: np.ndarray | None = None,
 ) -> None:
-    """Write the [K, N, 10] logits to `path` through a temporary file, view by view."""
+    """Write the [K, N, classes] logits to `path` through a temporary file, view by view."""
     views, num_examples = config.transfer.views, len(splits.train_labels)
     with atomic_path(path) as temporary:
         logits = np.lib.format.open_memmap(
-            temporary, mode="w+", dtype=np.float32, shape=(views, num_examples, 10)
+            temporary, mode="w+", dtype=np.float32,
+            shape=(views, num_examples, splits.spec.num_classes),
         )
         started = time.perf_counter()
         for view in range(views):

@@ -175,3 +175,22 @@ def test_a_subset_of_classes_is_kept_and_relabelled_in_the_given_order(tmp_path,
                                     classes=("horse", "cat")))
     with pytest.raises(ConfigError, match="data.classes"):
         load_config("smoke", overrides={"data.classes": ["cat"]})
+
+
+def test_the_transfer_set_and_a_student_follow_the_datas_shape_and_classes(tmp_path, cache):
+    from mimic_tf.teachers import build_ensemble, build_teacher_member
+    from mimic_tf.transfer import build_transfer_set
+    from tuner.hypermodel import TrainingData
+
+    sizes = {name: (16, 16) for name in ("a", "b", "c", "d", "e")}
+    write_colour_tree(tmp_path / "tree", sizes, per_class=6)
+    config = load_config("smoke", overrides={"data.source": f"folder:{tmp_path / 'tree'}",
+                                             "data.validation_size": 10})
+    splits = data.load_splits(config.data)
+    member = build_teacher_member(config.teacher, spec=splits.spec)
+    transfer = build_transfer_set(config, splits, build_ensemble([member]), tmp_path / "t",
+                                  verbose=0)
+    assert transfer.logits.shape == (config.transfer.views, 20, 5)
+    assert transfer.test_logits.shape == (30, 5)
+    batch = next(iter(TrainingData.from_transfer_set(transfer, 8).train))
+    assert batch[0].shape == (8, 16, 16, 3) and batch[1].shape == (8, 5)
