@@ -194,3 +194,17 @@ def test_the_transfer_set_and_a_student_follow_the_datas_shape_and_classes(tmp_p
     assert transfer.test_logits.shape == (30, 5)
     batch = next(iter(TrainingData.from_transfer_set(transfer, 8).train))
     assert batch[0].shape == (8, 16, 16, 3) and batch[1].shape == (8, 5)
+
+
+def test_any_tfds_image_classification_dataset_is_read(cache):
+    """TFDS's own mock (no download): mnist's features, random examples."""
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=30):
+        splits = data.load_splits(DataConfig(source="tfds:mnist", validation_size=10))
+        resized = data.load_splits(DataConfig(source="tfds:mnist", validation_size=10,
+                                              image_size=(14, 14)))
+    assert splits.source == "tfds:mnist"
+    assert splits.spec == DatasetSpec(28, 28, 1, tuple(str(digit) for digit in range(10)))
+    assert (len(splits.train_labels), len(splits.test_labels)) == (20, 30)
+    assert resized.spec.image_shape == (14, 14, 1) and resized.train_images.dtype == np.uint8

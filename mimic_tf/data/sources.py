@@ -233,9 +233,10 @@ def _load_tfds(name: str, data_dir: str | None, download: bool,
         class_names = list(builder.info.features[label_key].names)
         loaded = {}
         for split in ("train", "test"):
-            if split not in builder.info.splits:
+            try:
+                dataset = builder.as_dataset(split=split, batch_size=None)
+            except ValueError:  # TFDS: "Unknown split ..." (a dataset without that part)
                 continue
-            dataset = builder.as_dataset(split=split, batch_size=None)
             images = dataset.map(lambda example: example[image_key])
             labels = dataset.map(lambda example: example[label_key])
             loaded[split] = (_stack_images(images, image_size, f"tfds:{name} {split}"),
@@ -249,7 +250,7 @@ def _load_tfds(name: str, data_dir: str | None, download: bool,
         ) from error
     if "train" not in loaded:
         raise DataError(f"tfds:{name} has no train split (splits: "
-                        f"{sorted(builder.info.splits)}); mimic-tf needs one")
+                        f"{sorted(builder.info.splits) or 'none listed'}); mimic-tf needs one")
     train_images, train_labels = loaded["train"]
     test_images, test_labels = loaded.get("test", (train_images[:0], train_labels[:0]))
     return (train_images, train_labels, test_images, test_labels), class_names
