@@ -216,10 +216,11 @@ def push_frontier_pick(
     pick = pick_within_budget(rows, release.max_p99_ms)
     base = serving_base(layout, release)
     name = layout.root.name
+    thresholds = release_thresholds(release)
     candidate = layout.frontier_models / pick.model / "1"
     attempt = {"student": pick.model, "export": str(candidate.absolute()),
                "serving_base": str(base.absolute()), "label": release.label,
-               "thresholds": release_thresholds(release).to_dict()}
+               "thresholds": thresholds.to_dict()}
     record_path = layout.frontier / "pushed.json"
     previous = json.loads(record_path.read_text()) if record_path.is_file() else {}
     if previous.get("attempt") == attempt and previous.get("status") in ("pushed", "refused"):
@@ -227,7 +228,7 @@ def push_frontier_pick(
     log(f"[{name}] frontier pick within p99 {release.max_p99_ms:g} ms: {pick.model} "
         f"({pick.architecture}, {100 * pick.test_accuracy:.1f}% test, p99 {pick.p99_ms:.2f} ms)")
     outcome = release_candidate(
-        candidate, base, name, images, labels, release_thresholds(release),
+        candidate, base, name, images, labels, thresholds,
         label=release.label, data=data, backend="auto",
         lineage={"frontier": {"student": pick.model, "test_accuracy": pick.test_accuracy,
                               "p99_ms": pick.p99_ms, "budget_p99_ms": release.max_p99_ms}},

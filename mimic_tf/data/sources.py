@@ -211,9 +211,8 @@ def _image_and_label_keys(features, name: str) -> tuple[str, str]:
         raise DataError(f"tfds:{name} is not an image classification dataset: it has no "
                         f"{'Image' if not images else 'ClassLabel'} feature (features: "
                         f"{sorted(features)}); use a dataset with an image and a class label")
-    pick = {"image": "image", "label": "label"}
-    return (pick["image"] if "image" in images else images[0],
-            pick["label"] if "label" in labels else labels[0])
+    return ("image" if "image" in images else images[0],
+            "label" if "label" in labels else labels[0])
 
 
 def _load_tfds(name: str, data_dir: str | None, download: bool,
