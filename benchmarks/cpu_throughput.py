@@ -110,7 +110,7 @@ def run_worker(configuration: str, workloads: list[str], scale: float) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from mimic_tf import airbench, runtime
+    from mimic_tf import airbench, airbench_recipe, runtime
     from mimic_tf.budgets import default_widths
     from mimic_tf.config import AirbenchConfig
     from mimic_tf.distiller import Distiller
@@ -133,7 +133,8 @@ def run_worker(configuration: str, workloads: list[str], scale: float) -> dict:
     def airbench_member(widths, batch_size: int, steps: int):
         config = AirbenchConfig(widths=widths, batch_size=batch_size, lookahead_every=0)
         model = airbench.build_airbench_member(config, images(1024))
-        airbench.compile_member(model, config, total_steps=2 * steps, jit_compile=jit_compile)
+        airbench_recipe.compile_member(model, config, total_steps=2 * steps,
+                                       jit_compile=jit_compile)
         return model
 
     for workload in workloads:

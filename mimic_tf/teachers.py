@@ -1,8 +1,8 @@
 """The teacher: its two families, an ensemble averaging its members' logits, training.
 
-`teacher.family` picks a member's net and recipe: `airbench` (`mimic_tf/airbench.py`,
-airbench94's net and training recipe, Jordan 2024) or `paper`, the paper's own (Urban et al.
-2017, section 2):
+`teacher.family` picks a member's net and recipe: `airbench` (airbench94's net and training
+recipe, Jordan 2024: `mimic_tf/airbench.py`, `mimic_tf/airbench_recipe.py`) or `paper`, the
+paper's own (Urban et al. 2017, section 2):
 
     standardize -> [conv3x3 x2] -> mp -> drop -> [conv3x3 x2] -> mp -> drop
                 -> [conv3x3 x4] -> mp -> drop -> fc -> drop -> fc -> drop -> logits
@@ -28,8 +28,9 @@ import keras
 import numpy as np
 import yaml
 
-from mimic_tf import airbench, data, runtime
-from mimic_tf.airbench import HorizontalFlip, TrainingPlan
+from mimic_tf import airbench_recipe, data, runtime
+from mimic_tf.airbench import HorizontalFlip
+from mimic_tf.airbench_recipe import TrainingPlan
 from mimic_tf.config import ExperimentConfig, TeacherConfig, save_config
 from mimic_tf.dataset import CIFAR10, DatasetSpec
 from mimic_tf.files import atomic_path, atomic_write_text
@@ -225,7 +226,7 @@ def training_plan(config: ExperimentConfig, splits: data.Splits, member_index: i
     """Member `member_index` of `config.teacher.family`, compiled, with its data and callbacks."""
     jit_compile = runtime.resolve_jit_compile(config.teacher.jit_compile, config.teacher.family)
     if config.teacher.family == "airbench":
-        plan = airbench.training_plan(
+        plan = airbench_recipe.training_plan(
             config.teacher.airbench, splits.train_images, splits.train_labels,
             splits.validation_images, splits.validation_labels, member_index=member_index,
             seed=config.seed, width_jitter=config.teacher.width_jitter, jit_compile=jit_compile,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mimic_tf import airbench, teachers
+from mimic_tf import airbench, airbench_recipe, teachers
 from mimic_tf.config import AirbenchConfig, ConfigError, load_config
 from mimic_tf.data import load_splits
 
@@ -71,10 +71,10 @@ def test_scaled_bias_moves_scale_squared_faster_under_sgd():
 
 
 def test_schedule_warms_up_from_a_fifth_then_decays_to_zero():
-    schedule = airbench.WarmupLinearDecay(peak=1.0, total_steps=100, warmup=0.2)
+    schedule = airbench_recipe.WarmupLinearDecay(peak=1.0, total_steps=100, warmup=0.2)
     values = [float(schedule(step)) for step in (0, 10, 20, 60, 100)]
     assert values == pytest.approx([0.2, 0.6, 1.0, 0.5, 0.0])
-    airbench94 = airbench.WarmupLinearDecay(peak=1.0, total_steps=100, warmup=0.2, final=0.1)
+    airbench94 = airbench_recipe.WarmupLinearDecay(peak=1.0, total_steps=100, warmup=0.2, final=0.1)
     values = [float(airbench94(step)) for step in (0, 20, 60, 100, 120)]
     assert values == pytest.approx([0.2, 1.0, 0.55, 0.1, 0.1])
 
@@ -82,7 +82,7 @@ def test_schedule_warms_up_from_a_fifth_then_decays_to_zero():
 def test_lookahead_pulls_the_weights_towards_their_average():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-    lookahead = airbench.Lookahead(total_steps=10, every=1, final_decay=0.5)
+    lookahead = airbench_recipe.Lookahead(total_steps=10, every=1, final_decay=0.5)
     lookahead.set_model(model)
     lookahead.on_train_begin()
     start = model.weights[0].numpy().copy()
@@ -94,8 +94,8 @@ def test_lookahead_pulls_the_weights_towards_their_average():
 def test_flip_translate_batches_are_deterministic_and_alternate_flips():
     images, labels = _images(8), np.arange(8) % 10
     kwargs = dict(batch_size=8, translate=0, alternating_flip=True, seed=3)
-    first = list(airbench.flip_translate_dataset(images, labels, **kwargs).take(2))
-    again = list(airbench.flip_translate_dataset(images, labels, **kwargs).take(2))
+    first = list(airbench_recipe.flip_translate_dataset(images, labels, **kwargs).take(2))
+    again = list(airbench_recipe.flip_translate_dataset(images, labels, **kwargs).take(2))
     for (a, _), (b, _) in zip(first, again, strict=True):
         np.testing.assert_array_equal(a, b)
     # Without translation, each image appears once flipped and once not across two epochs.
@@ -110,7 +110,7 @@ def test_flip_translate_batches_are_deterministic_and_alternate_flips():
 
 def test_translation_stays_within_the_padding():
     images = _images(4)
-    batch, _ = next(iter(airbench.flip_translate_dataset(
+    batch, _ = next(iter(airbench_recipe.flip_translate_dataset(
         images, np.zeros(4), batch_size=4, translate=2, alternating_flip=False, seed=0)))
     assert batch.dtype == tf.uint8 and batch.shape == (4, 32, 32, 3)
     # Each output's centre 28x28 is a shifted copy of the (possibly mirrored) input.
@@ -130,7 +130,7 @@ def test_member_has_airbench94_parameter_count():
 
 def test_member_trains_saves_and_loads(tmp_path):
     images, labels = _images(96), np.arange(96) % 10
-    plan = airbench.training_plan(TINY, images, labels, images[:32], labels[:32],
+    plan = airbench_recipe.training_plan(TINY, images, labels, images[:32], labels[:32],
                                   member_index=0, seed=0)
     before = [w.numpy().copy() for w in plan.model.trainable_weights]
     history = plan.model.fit(plan.train, epochs=1, steps_per_epoch=plan.steps_per_epoch,
@@ -150,7 +150,7 @@ def test_member_trains_saves_and_loads(tmp_path):
 def test_mixed_precision_keeps_float32_weights_and_logits(precision):
     config = dataclasses.replace(TINY, precision=precision)
     images, labels = _images(64), np.arange(64) % 10
-    plan = airbench.training_plan(config, images, labels, images[:32], labels[:32],
+    plan = airbench_recipe.training_plan(config, images, labels, images[:32], labels[:32],
                                   member_index=0, seed=0)
     plan.model.fit(plan.train, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
     assert plan.model.output.dtype == "float32"
@@ -162,7 +162,7 @@ def test_mixed_precision_keeps_float32_weights_and_logits(precision):
 def test_trains_under_mirrored_strategy():
     images, labels = _images(64), np.arange(64) % 10
     with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
-        plan = airbench.training_plan(TINY, images, labels, images[:32], labels[:32],
+        plan = airbench_recipe.training_plan(TINY, images, labels, images[:32], labels[:32],
                                       member_index=0, seed=0)
     history = plan.model.fit(plan.train, epochs=1, steps_per_epoch=2, callbacks=plan.callbacks,
                              verbose=0, shuffle=False)

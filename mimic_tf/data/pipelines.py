@@ -8,7 +8,7 @@ between callers is only where an epoch's order and view number come from, its `E
 
 - `shuffled_order(N, seed, first_view)`: epoch `e` shows view `first_view + e` in a permutation
   drawn by TF's stateless Philox shuffle seeded with `(seed, e)`; unbounded views. Teachers
-  (`training_dataset`) and airbench members (`airbench.flip_translate_dataset`) use it.
+  (`training_dataset`) and airbench members (`airbench_recipe.flip_translate_dataset`) use it.
 - `fixed_order(orders, first_view)`: epoch `e` shows view `first_view + e mod K` in the stored
   order `orders[e mod K]`. The transfer set uses it with its NumPy orders
   (`transfer.view_order`), so that `logits[k, i]` is the teacher's output on view `k` of image
