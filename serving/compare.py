@@ -1,7 +1,12 @@
 """Compare served models over the wire: accuracy, logit agreement, latency and throughput.
 
     python -m serving.compare --target localhost:8500 --model-config runs/EXP/models/models.config \
-        [--models a,b|all] [--data auto|synthetic|folder:PATH] [--out DIR]
+        [--models a,b|all] [--config CONFIG] [--data auto|synthetic|tfds:NAME|folder:PATH] \
+        [--out DIR]
+
+The test split is the run's own: its `data` section (source, classes, image size, test size)
+is read from the run's resolved `config.yaml` two folders above `models.config`, or from
+`--config`; `--data` swaps only the source. Without either, CIFAR-10's defaults.
 
 For each served model (the version the server reports as latest AVAILABLE): accuracy on the
 test split over gRPC and in process (the same SavedModel loaded with `tf.saved_model.load`,
@@ -350,6 +355,23 @@ def write_comparison(results: Sequence[ModelComparison], out_dir: str | Path, *,
     }
 
 
+def comparison_data_config(model_config: Path, config: str | None = None):
+    """The `DataConfig` whose test split the comparison uses, and where it came from.
+
+    `config` (a YAML path or a shipped config's name) wins; else the run's resolved
+    `config.yaml` two folders above `models.config` (`runs/EXP/models/models.config`); else
+    CIFAR-10's defaults.
+    """
+    from mimic_tf.config import DataConfig, load_config
+
+    if config is not None:
+        return load_config(config).data, f"data section of {config}"
+    run_config = model_config.absolute().parent.parent / "config.yaml"
+    if run_config.is_file():
+        return load_config(run_config).data, f"data section of {run_config}"
+    return DataConfig(), "default data section"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line flags of `python -m serving.compare`."""
     parser = argparse.ArgumentParser(
@@ -361,9 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the models.config the server serves (locates each SavedModel "
                              f"for the in-process comparison; default: {DEFAULT_MODEL_CONFIG})")
     parser.add_argument("--models", default="all", help="comma-separated names, or 'all'")
-    parser.add_argument("--data", default="auto",
-                        help="test data source for mimic_tf.data.load_splits: auto, synthetic, "
-                             "folder:PATH")
+    parser.add_argument("--config",
+                        help="the experiment config whose data section gives the test split "
+                             "(default: the run's config.yaml two folders above "
+                             "--model-config, else CIFAR-10's defaults)")
+    parser.add_argument("--data",
+                        help="override the data source: auto, synthetic, tfds:NAME, "
+                             "folder:PATH (default: the config's)")
     parser.add_argument("--out", type=Path,
                         help="output folder (default: the folder above models.config)")
     parser.add_argument("--limit", type=int, help="use only the first N test images")
@@ -386,9 +412,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "runs/<experiment>/models/models.config)")
     if args.latency_requests < 1 or (args.limit is not None and args.limit < 1):
         parser.error("--latency-requests and --limit must be positive")
-    from mimic_tf.data import load_splits  # imported here: serving runs without mimic_tf
+    from mimic_tf.config import ConfigError  # imported here: serving runs without mimic_tf
+    from mimic_tf.data import DataError, load_splits
 
-    splits = load_splits(source=args.data)
+    try:
+        data_config, data_origin = comparison_data_config(args.model_config, args.config)
+        splits = load_splits(data_config, source=args.data)
+    except (ConfigError, DataError) as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     images, labels = splits.test_images, splits.test_labels
     if args.limit:
         images, labels = images[: args.limit], labels[: args.limit]
@@ -403,8 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m serving.compare " + " ".join(
         shlex.quote(arg) for arg in (sys.argv[1:] if argv is None else argv))
     paths = write_comparison(results, out_dir, command=command,
-                             data=f"{getattr(splits, 'source', args.data)}, "
-                                  f"{len(images)} test images")
+                             data=f"{getattr(splits, 'source', args.data)} "
+                                  f"({data_origin}), {len(images)} test images")
     print(format_table(results), end="")
     print(f"wrote {paths['csv']}, {paths['md']}, {paths['png']}")
     return 0 if all(result.accuracy_match for result in results) else 1

@@ -1,6 +1,7 @@
 """The serving contract of an exported student: signature names, tensor names and dtypes.
 
-Two signatures are exported (see docs/serving.md):
+Two signatures are exported (see docs/serving.md), shown for CIFAR-10; other data carry their
+own image shape, class count and class names (`mimic_tf.dataset.DatasetSpec`):
 
     serving_default  (method tensorflow/serving/predict, the Predict RPC)
         inputs   images         uint8   [batch, 32, 32, 3]   raw RGB pixels
@@ -118,7 +119,7 @@ def encode_image_example(image: np.ndarray) -> bytes:
     if image.dtype != np.uint8 or image.ndim != 3:
         raise ValueError(
             f"expected one uint8 image [height, width, channels], got {image.dtype} "
-            f"{list(image.shape)}; pass images[i] of a uint8 [N, 32, 32, 3] array"
+            f"{list(image.shape)}; pass images[i] of a uint8 [N, height, width, channels] array"
         )
     png = tf.io.encode_png(image).numpy()
     example = tf.train.Example(
