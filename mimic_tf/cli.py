@@ -8,12 +8,15 @@ before its own log level applies. A CLI calls this before anything imports Tenso
 
         import_tensorflow_quietly()
 
-The lines stay when the command line has `--verbose` or the user set `TF_CPP_MIN_LOG_LEVEL`.
+TensorFlow's Python warnings (its `tf.function` retracing notes, which every search triggers by
+building a new model per trial) are muted too. Both stay when the command line has
+`--verbose` or the user set `TF_CPP_MIN_LOG_LEVEL`.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -27,7 +30,8 @@ VERBOSE_HELP = "show TensorFlow's C++ start-up and runtime log lines"
 
 
 def import_tensorflow_quietly(verbose: bool | None = None) -> None:
-    """Import TensorFlow with its C++ logging off and stderr muted during the import.
+    """Import TensorFlow with its C++ logging off, stderr muted during the import and its
+    Python logger at ERROR.
 
     Does nothing but the import when `verbose` (default: `--verbose` is in `sys.argv`) or
     when `TF_CPP_MIN_LOG_LEVEL` is set. Python errors raised by the import still reach stderr.
@@ -42,11 +46,12 @@ def import_tensorflow_quietly(verbose: bool | None = None) -> None:
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)  # the lines printed before TensorFlow's logging is initialised
     try:
-        import tensorflow  # noqa: F401
+        import tensorflow
     finally:
         os.dup2(saved_stderr, 2)
         os.close(saved_stderr)
         os.close(null)
+    tensorflow.get_logger().setLevel(logging.ERROR)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:

@@ -46,3 +46,14 @@ def test_tensorflow_lines_are_muted_unless_verbose():
     assert quiet.stdout.strip() == "6.0" and quiet.stderr == ""
     verbose = run_quietly("-c", code, "--verbose")
     assert verbose.stdout.strip() == "6.0" and verbose.stderr != ""  # the C++ lines
+
+
+def test_tensorflow_python_warnings_are_muted_unless_verbose():
+    """TensorFlow's Python logger (its retracing notes, one per search's new models)."""
+    code = ("from mimic_tf.cli import import_tensorflow_quietly; import_tensorflow_quietly(); "
+            "import tensorflow as tf; tf.get_logger().warning('retraced'); "
+            "tf.get_logger().error('failed')")
+    quiet = run_quietly("-c", code)
+    assert "retraced" not in quiet.stderr and "failed" in quiet.stderr
+    verbose = run_quietly("-c", code, "--verbose")
+    assert "retraced" in verbose.stderr
