@@ -11,8 +11,9 @@ On disk (`runs/<experiment>/transfer/`):
 
     config.yaml                the resolved config that built the cache
     logits.npy                 float32 [K, N, classes]: logits[k, i] = teacher(view k of image i),
-                               averaged with teacher(mirror of that view) when the teacher
-                               family has flip test-time augmentation (`flip_average`)
+                               averaged with teacher(mirror of that view) when
+                               `transfer.flip_average` says so (`auto`: when the teacher has
+                               flip test-time augmentation, `teacher.flip_average`)
     evaluation_logits.npz      teacher logits on the unaugmented validation and test images
     manifest.json              fingerprint of teacher weights, data, augmentation, K, order seed
 
@@ -39,7 +40,7 @@ from mimic_tf.config import AugmentConfig, ExperimentConfig, save_config
 from mimic_tf.files import atomic_path, atomic_write_text
 from mimic_tf.layout import TRANSFER_EVALUATION_FILE as EVALUATION_FILE
 from mimic_tf.layout import TRANSFER_MANIFEST_FILE as MANIFEST_FILE
-from mimic_tf.teachers import predict_logits, weights_fingerprint
+from mimic_tf.teachers import build_ensemble, predict_logits, weights_fingerprint
 
 FORMAT_VERSION = 1
 VIEW_CACHE_BYTES = 4 * 2**30  # augmented views kept in memory up to this size (8 views: 1 GB)
@@ -112,6 +113,26 @@ class TransferSet:
         return self._evaluation_dataset("test", batch_size)
 
 
+def flip_averaged(config: ExperimentConfig) -> bool:
+    """Whether each view's logits are averaged with its mirror's (`transfer.flip_average`;
+    `auto`: as the teacher's own test-time augmentation, `teacher.flip_average`)."""
+    if config.transfer.flip_average == "auto":
+        return config.teacher.flip_average
+    return config.transfer.flip_average == "true"
+
+
+def transfer_teacher(teacher: keras.Model, config: ExperimentConfig) -> keras.Model:
+    """The model whose logits the transfer set holds: `teacher`, with or without the flip
+    averaging that `transfer.flip_average` asks for (the same member weights either way)."""
+    wanted, built_in = flip_averaged(config), config.teacher.flip_average
+    if wanted == built_in:
+        return teacher
+    if wanted:
+        return build_ensemble([teacher], flip_average=True)
+    members = [layer for layer in teacher.layers if isinstance(layer, keras.Model)]
+    return build_ensemble(members, flip_average=False)
+
+
 def transfer_fingerprint(
     config: ExperimentConfig, splits: data.Splits, teacher: keras.Model
 ) -> dict[str, Any]:
@@ -119,8 +140,9 @@ def transfer_fingerprint(
     return {
         "format": FORMAT_VERSION,
         "teacher_weights": weights_fingerprint(teacher),
-        # The ensemble averages each view's logits with its mirror's (teacher.flip_average).
-        "teacher_flip_average": config.teacher.flip_average,
+        # Each view's logits averaged with its mirror's (transfer.flip_average; by default the
+        # teacher's own flip_average, the key's name from before it could differ).
+        "teacher_flip_average": flip_averaged(config),
         "data": splits.fingerprint(),
         "augment": dataclasses.asdict(config.augment),
         "views": config.transfer.views,
@@ -216,7 +238,8 @@ def build_transfer_set(
             print(f"transfer set: cache is stale ({', '.join(changed)} changed); rebuilding")
         manifest_path.unlink(missing_ok=True)  # a half-rebuilt cache never looks valid
         if not online:
-            _compute_logits(config, splits, teacher, logits_path, verbose, view_images)
+            _compute_logits(config, splits, transfer_teacher(teacher, config), logits_path,
+                            verbose, view_images)
         if evaluation_logits is not None:
             validation_logits, test_logits = (evaluation_logits["validation"],
                                               evaluation_logits["test"])

@@ -26,6 +26,7 @@ KERAS_TEACHER = "keras"  # a trained model of the user's (teacher.path), never t
 TEACHER_FAMILIES = ("paper", "airbench", KERAS_TEACHER)  # the paper's 8-conv net, airbench94's
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
 JIT_COMPILE_CHOICES = ("auto", "true", "false")  # XLA: measured choice (mimic_tf.runtime), on, off
+FLIP_AVERAGE_CHOICES = ("auto", "true", "false")  # transfer logits: as the teacher, on, off
 
 # CIFAR-10.
 NUM_CLASSES = 10

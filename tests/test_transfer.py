@@ -121,3 +121,49 @@ def test_views_made_once_in_memory_give_the_same_batches_as_augmenting_on_the_fl
                              on_the_fly.train_dataset(64).take(steps), strict=True):
         for a, b in zip(cached, fresh, strict=True):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_transfer_flip_average_turns_the_mirror_off_or_on_for_the_logits_only(setup, tmp_path):
+    config, splits, plain_ensemble = setup
+    members = [layer for layer in plain_ensemble.layers if isinstance(layer, keras.Model)]
+    airbench = dataclasses.replace(config, teacher=dataclasses.replace(config.teacher,
+                                                                       family="airbench"))
+    view_only = dataclasses.replace(airbench, transfer=dataclasses.replace(
+        airbench.transfer, flip_average="false"))
+    assert transfer.flip_averaged(airbench) and not transfer.flip_averaged(view_only)
+    teacher = build_ensemble(members, flip_average=True)  # airbench's: the mirror inside
+    flipped = transfer.build_transfer_set(airbench, splits, teacher, tmp_path / "on", verbose=0)
+    alone = transfer.build_transfer_set(view_only, splits, teacher, tmp_path / "off", verbose=0)
+    assert alone.fingerprint != flipped.fingerprint
+    indices = np.arange(len(splits.train_labels))
+    view_0 = augment(splits.train_images, indices, np.zeros_like(indices), config.augment)
+    np.testing.assert_allclose(alone.logits[0], plain_ensemble.predict(view_0, verbose=0),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(flipped.logits[0], teacher.predict(view_0, verbose=0),
+                               rtol=1e-4, atol=1e-4)
+    assert not np.allclose(alone.logits, flipped.logits)
+    # The teacher's own evaluation (with its mirror) is what both report.
+    np.testing.assert_array_equal(alone.test_logits, flipped.test_logits)
+
+    # A teacher without the mirror, and the transfer set asking for it.
+    mirrored = transfer.transfer_teacher(plain_ensemble, dataclasses.replace(
+        config, transfer=dataclasses.replace(config.transfer, flip_average="true")))
+    images = splits.test_images[:8]
+    expected = (plain_ensemble(images) + plain_ensemble(images[:, :, ::-1])) / 2
+    np.testing.assert_allclose(mirrored(images), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_transfer_flip_average_default_keeps_existing_fingerprints_and_is_validated(setup):
+    from mimic_tf.config import ConfigError
+
+    config, splits, teacher = setup
+    airbench = dataclasses.replace(config, teacher=dataclasses.replace(config.teacher,
+                                                                       family="airbench"))
+    for experiment in (config, airbench):  # auto: the key the fingerprint always had
+        assert experiment.transfer.flip_average == "auto"
+        assert transfer.transfer_fingerprint(experiment, splits, teacher)[
+            "teacher_flip_average"] == experiment.teacher.flip_average
+    assert load_config("smoke", overrides={"transfer.flip_average": False}).transfer \
+        .flip_average == "false"
+    with pytest.raises(ConfigError, match="transfer.flip_average"):
+        load_config("smoke", overrides={"transfer.flip_average": "sometimes"})

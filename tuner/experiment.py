@@ -30,7 +30,7 @@ from mimic_tf.config import ExperimentConfig, save_config
 from mimic_tf.data import load_splits
 from mimic_tf.layout import ExperimentLayout
 from mimic_tf.teachers import ensure_teacher, saved_evaluation_logits
-from mimic_tf.transfer import build_transfer_set
+from mimic_tf.transfer import build_transfer_set, transfer_teacher
 from mimic_tf.vocabulary import HARD_LOSS, PICK_FRONTIER
 from tuner import artifacts, distributed
 from tuner.cells import Cell, planned_cells
@@ -129,7 +129,7 @@ def run_experiment(
         layout=layout,
         data=TrainingData.from_transfer_set(transfer_set, config.student.batch_size),
         transfer_fingerprint=transfer_set.fingerprint,
-        teacher=teacher if online else None,
+        teacher=transfer_teacher(teacher, config) if online else None,
         progress=progress_class(search_count * config.search.trials,
                                 max(config.student.epochs_for(f) for f in families),
                                 verbose=verbose),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from mimic_tf.config.checks import check
+from mimic_tf.vocabulary import FLIP_AVERAGE_CHOICES, quoted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,9 +103,15 @@ class TransferConfig:
     views: int = 160  # K: augmented epochs' worth of transfer data (the paper used 160)
     mode: str = "cached"  # cached: logits computed once and stored; online: teacher in train_step
     batch_size: int = 500  # teacher inference batch size when building the cache
+    # Each view's logits averaged with its mirror's: auto follows the teacher's own flip
+    # test-time augmentation (teacher.airbench.flip_tta); false halves the teacher's inference
+    # (benchmarks/transfer_flip.py measured no gain for the students, docs/performance.md).
+    flip_average: str = "auto"
 
     def validate(self) -> None:
         check(self.views >= 1, "transfer.views", self.views, ">= 1")
+        check(self.flip_average in FLIP_AVERAGE_CHOICES, "transfer.flip_average",
+              self.flip_average, quoted(FLIP_AVERAGE_CHOICES))
         check(self.mode in ("cached", "online"), "transfer.mode", self.mode,
                "'cached' or 'online'")
         check(self.batch_size >= 1, "transfer.batch_size", self.batch_size, ">= 1")
