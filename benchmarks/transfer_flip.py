@@ -3,7 +3,8 @@
 An airbench teacher's logits on each augmented view are, by default, the mean over the view
 and its mirror (`teacher.airbench.flip_tta`, airbench's flip test-time augmentation). That
 doubles the teacher's inference over the transfer set: 1.2 of the 2.4 hours of the
-replication campaign's 8-view transfer set. This measures what the students get for it.
+replication campaign's 8-view transfer set. This measures what the students get for it; its
+answer is `transfer.flip_average` (`auto`: as the teacher; `false`: the view alone).
 
 Method: the teacher of a finished run (`--run`, default `runs/default`: its `member_XX.keras`)
 builds two transfer sets of the run's views, in the same order, one with flip-averaged logits
