@@ -37,6 +37,7 @@ import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
@@ -47,6 +48,9 @@ from mimic_tf.layout import ExperimentLayout
 from serving.client import ServingClient, predict_request, run_closed_loop
 from serving.model_config import ModelConfigError, model_entries, read_model_server_config
 from serving.signatures import IMAGES_INPUT, LOGITS_OUTPUT, METADATA_FILE, PREDICT_SIGNATURE
+
+if TYPE_CHECKING:
+    from mimic_tf.config import DataConfig
 
 THROUGHPUT_BATCH_SIZES = (1, 32, 256)
 THROUGHPUT_CONCURRENCIES = (1, 8)
@@ -355,7 +359,8 @@ def write_comparison(results: Sequence[ModelComparison], out_dir: str | Path, *,
     }
 
 
-def comparison_data_config(model_config: Path, config: str | None = None):
+def comparison_data_config(model_config: Path, config: str | None = None
+                           ) -> tuple[DataConfig, str]:
     """The `DataConfig` whose test split the comparison uses, and where it came from.
 
     `config` (a YAML path or a shipped config's name) wins; else the run's resolved
