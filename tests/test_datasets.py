@@ -71,6 +71,28 @@ def test_images_of_different_sizes_need_image_size_and_are_resized_with_it(tmp_p
     assert len(splits.train_labels) == 10 and sorted(set(splits.train_labels)) == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("problem", ["one class", "unreadable image", "mixed sizes"])
+def test_bad_folders_stop_the_main_job_before_anything_is_written(problem, tmp_path, cache,
+                                                                  capsys):
+    from tuner import run
+
+    sizes = {"cat": (16, 16)} if problem == "one class" else {"cat": (16, 16), "dog": (16, 16)}
+    if problem == "mixed sizes":
+        sizes["dog"] = (20, 12)
+    write_colour_tree(tmp_path / "tree", sizes, per_class=12)
+    if problem == "unreadable image":
+        (tmp_path / "tree" / "train" / "dog" / "5.png").write_bytes(b"not an image")
+    status = run.main(["--family", "mlp", "--config", "smoke", "--data",
+                       f"folder:{tmp_path / 'tree'}", "--out", str(tmp_path / "runs")])
+    error = capsys.readouterr().err
+    expected = {"one class": "two or more label folders", "unreadable image": "cannot decode",
+                "mixed sizes": "set data.image_size"}[problem]
+    assert status == 1 and expected in error and "Traceback" not in error  # a data error
+    written = [path.name for path in (tmp_path / "runs").rglob("*")] \
+        if (tmp_path / "runs").exists() else []
+    assert not {"teacher", "transfer", "searches"} & set(written), written
+
+
 def test_a_resized_copy_is_cached_apart_from_the_original_size(tmp_path, cache):
     write_colour_tree(tmp_path / "tree", {"a": (16, 16), "b": (16, 16)})
     source = f"folder:{tmp_path / 'tree'}"
