@@ -92,6 +92,17 @@ class Lookahead(keras.callbacks.Callback):
                             if "float" in str(v.dtype) and "moving" in v.path]
         self._ema = [np.array(keras.ops.convert_to_numpy(v)) for v in self._variables]
 
+    def get_state(self) -> dict[str, list[np.ndarray]]:
+        """The moving average, for a resumed training (`mimic_tf.resume`)."""
+        return {"ema": self._ema}
+
+    def set_state(self, state: dict[str, list[np.ndarray]]) -> None:
+        """Take back a moving average `get_state` gave, after `on_train_begin`."""
+        if len(state["ema"]) != len(self._variables):
+            raise ValueError(f"the lookahead state has {len(state['ema'])} arrays, "
+                             f"the model {len(self._variables)} averaged weights")
+        self._ema = [np.array(ema, copy=True) for ema in state["ema"]]
+
     def _step(self) -> int:
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
@@ -162,8 +173,10 @@ def flip_translate_dataset(
     alternating_flip: bool,
     seed: int,
     num_classes: int = NUM_CLASSES,
+    first_epoch: int = 0,
 ) -> tf.data.Dataset:
-    """Infinite `(uint8 images [B, H, W, C], one-hot float32 labels [B, classes])` batches.
+    """Infinite `(uint8 images [B, H, W, C], one-hot float32 labels [B, classes])` batches,
+    from epoch `first_epoch` on (a resumed training's).
 
     Epoch `e` visits every image once in a permutation seeded by `(seed, e)`. Flips: with
     `alternating_flip`, image i is mirrored in epochs where `e + start_i` is odd (`start_i` a
@@ -195,7 +208,7 @@ def flip_translate_dataset(
 
     return (
         data.view_batch_indices(num_examples, batch_size,
-                                data.shuffled_order(num_examples, seed))
+                                data.shuffled_order(num_examples, seed), first_epoch=first_epoch)
         .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )
@@ -236,8 +249,10 @@ def training_plan(
     width_jitter: float = 0.0,
     jit_compile: bool | str = False,
     num_classes: int = NUM_CLASSES,
+    first_epoch: int = 0,
 ) -> TrainingPlan:
-    """The compiled member, its augmented data and its callbacks (lookahead)."""
+    """The compiled member, its augmented data from epoch `first_epoch` on, and its callbacks
+    (lookahead)."""
     model = build_airbench_member(config, train_images, member_index, seed, width_jitter,
                                   num_classes)
     steps = data.steps_per_epoch(len(train_labels), config.batch_size)
@@ -249,7 +264,7 @@ def training_plan(
     train = flip_translate_dataset(
         train_images, train_labels, batch_size=config.batch_size, translate=config.translate,
         alternating_flip=config.alternating_flip, seed=seed * 1000 + member_index,
-        num_classes=num_classes,
+        num_classes=num_classes, first_epoch=first_epoch,
     )
     return TrainingPlan(
         model=model, train=train,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import keras
 import numpy as np
 import yaml
 
-from mimic_tf import airbench_recipe, data, runtime
+from mimic_tf import airbench_recipe, data, resume, runtime
 from mimic_tf.airbench import HorizontalFlip
 from mimic_tf.airbench_recipe import TrainingPlan
 from mimic_tf.config import ExperimentConfig, TeacherConfig, save_config
@@ -190,8 +189,9 @@ class EpochProgress(keras.callbacks.Callback):
 
 
 def _paper_plan(config: ExperimentConfig, splits: data.Splits, member_index: int,
-                jit_compile: bool | str) -> TrainingPlan:
-    """The paper family's member, its augmented data and its plateau schedule."""
+                jit_compile: bool | str, first_epoch: int) -> TrainingPlan:
+    """The paper family's member, its augmented data from epoch `first_epoch` on and its
+    plateau schedule."""
     teacher = config.teacher
     model = build_teacher_member(teacher, member_index, config.seed, splits.spec)
     model.compile(
@@ -208,6 +208,7 @@ def _paper_plan(config: ExperimentConfig, splits: data.Splits, member_index: int
     train = data.training_dataset(
         splits.train_images, splits.train_labels, batch_size=teacher.batch_size,
         augment_config=member_augment, shuffle_seed=config.seed * 1000 + member_index,
+        first_epoch=first_epoch,
     )
     validation = data.evaluation_dataset(
         splits.validation_images, splits.validation_labels, batch_size=500
@@ -221,19 +222,20 @@ def _paper_plan(config: ExperimentConfig, splits: data.Splits, member_index: int
     )
 
 
-def training_plan(config: ExperimentConfig, splits: data.Splits, member_index: int
-                  ) -> TrainingPlan:
-    """Member `member_index` of `config.teacher.family`, compiled, with its data and callbacks."""
+def training_plan(config: ExperimentConfig, splits: data.Splits, member_index: int,
+                  first_epoch: int = 0) -> TrainingPlan:
+    """Member `member_index` of `config.teacher.family`, compiled, with its data (from epoch
+    `first_epoch` on: a resumed member's) and callbacks."""
     jit_compile = runtime.resolve_jit_compile(config.teacher.jit_compile, config.teacher.family)
     if config.teacher.family == "airbench":
         plan = airbench_recipe.training_plan(
             config.teacher.airbench, splits.train_images, splits.train_labels,
             splits.validation_images, splits.validation_labels, member_index=member_index,
             seed=config.seed, width_jitter=config.teacher.width_jitter, jit_compile=jit_compile,
-            num_classes=splits.spec.num_classes,
+            num_classes=splits.spec.num_classes, first_epoch=first_epoch,
         )
     else:
-        plan = _paper_plan(config, splits, member_index, jit_compile)
+        plan = _paper_plan(config, splits, member_index, jit_compile, first_epoch)
     plan.extra["runtime"] = runtime.describe(jit_compile=jit_compile)
     return plan
 
@@ -247,24 +249,29 @@ def train_member(
 ) -> dict[str, Any]:
     """Train member `member_index` and save it; returns its record.
 
-    A killed member resumes from its last finished epoch (`BackupAndRestore`). `verbose`:
+    A killed member resumes from its last finished epoch as if never stopped: weights,
+    optimizer, the callbacks' state and the data stream (`mimic_tf.resume`). `verbose`:
     0 silent, 1 Keras' progress bar and a line per epoch, 2 a line per epoch.
     """
     keras.utils.set_random_seed(config.seed * 1000 + member_index)
-    plan = training_plan(config, splits, member_index)
-    backup = directory / f".backup_member_{member_index:02d}"
+    backup_path = directory / f".backup_member_{member_index:02d}.npz"
+    first_epoch = resume.saved_epoch(backup_path)
+    plan = training_plan(config, splits, member_index, first_epoch)
+    backup = resume.EpochBackup(backup_path, plan.callbacks)
+    backup.restore(plan.model)
     callbacks = [
         *plan.callbacks,
-        keras.callbacks.BackupAndRestore(str(backup)),  # resume a killed member mid-training
         keras.callbacks.TensorBoard(str(directory / "logs" / f"member_{member_index:02d}")),
     ]
     if verbose:
         callbacks.append(EpochProgress(
             f"teacher member {member_index + 1}/{config.teacher.members}", plan.epochs,
             plan.steps_per_epoch * plan.batch_size))
+    callbacks.append(backup)  # last: after the others have reset and updated their state
     started = time.perf_counter()
     history = plan.model.fit(
         plan.train,
+        initial_epoch=first_epoch,
         epochs=plan.epochs,
         steps_per_epoch=plan.steps_per_epoch,
         validation_data=plan.validation,
@@ -274,7 +281,7 @@ def train_member(
     )
     seconds = time.perf_counter() - started
     atomic_save_model(plan.model, directory / f"member_{member_index:02d}.keras")
-    shutil.rmtree(backup, ignore_errors=True)
+    backup.remove()
     # After a resume the history holds only this process's epochs (Keras numbers them on).
     ran = len(history.history["loss"])
     record = {

@@ -82,13 +82,15 @@ def fixed_order(orders: np.ndarray, first_view: int = 0) -> EpochOrder:
 
 
 def view_batch_indices(
-    num_examples: int, batch_size: int, order: EpochOrder, epochs: int | None = None
+    num_examples: int, batch_size: int, order: EpochOrder, epochs: int | None = None,
+    first_epoch: int = 0,
 ) -> tf.data.Dataset:
     """`(example indices [B], view, epoch, step)`, batch after batch, epoch after epoch.
 
     Epoch `e` visits `range(num_examples)` once, in the order `order(e)` gives, in
     `steps_per_epoch(num_examples, batch_size)` batches, the last one possibly smaller; the
-    next epoch starts on a fresh batch. `epochs=None` is an infinite stream.
+    next epoch starts on a fresh batch. `epochs=None` is an infinite stream. The stream starts
+    at epoch `first_epoch`: a training resumed there sees what it would have seen.
     """
     steps = steps_per_epoch(num_examples, batch_size)
 
@@ -100,9 +102,10 @@ def view_batch_indices(
         )
 
     if epochs is None:
-        return tf.data.Dataset.counter(dtype=tf.int64).flat_map(batches_of_epoch)
+        return tf.data.Dataset.counter(first_epoch, dtype=tf.int64).flat_map(batches_of_epoch)
     # A known length lets Keras's predict stop without an "input ran out of data" warning.
-    return (tf.data.Dataset.range(epochs).flat_map(batches_of_epoch)
+    return (tf.data.Dataset.range(first_epoch, first_epoch + epochs, dtype=tf.int64)
+            .flat_map(batches_of_epoch)
             .apply(tf.data.experimental.assert_cardinality(epochs * steps)))
 
 
@@ -116,10 +119,12 @@ def view_batches(
     logits: np.ndarray | None = None,
     epochs: int | None = None,
     views: np.ndarray | None = None,
+    first_epoch: int = 0,
 ) -> tf.data.Dataset:
     """Batches of view `k` of image `i`: `(uint8 images [B, H, W, C], int64 labels [B])`.
 
-    The examples and views of `view_batch_indices(N, batch_size, order, epochs)`, each image
+    The examples and views of `view_batch_indices(N, batch_size, order, epochs,
+    first_epoch)`, each image
     augmented as its view (`augment`, example index = row in `images`); with
     `augment_config=None` images pass through unchanged. With `logits` (float32
     `[K, N, classes]`, `logits[k, i]` for view `k` of image `i`) batches are
@@ -158,7 +163,7 @@ def view_batches(
         return batch_images, batch_logits, batch_labels
 
     return (
-        view_batch_indices(num_examples, batch_size, order, epochs)
+        view_batch_indices(num_examples, batch_size, order, epochs, first_epoch)
         .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )
@@ -196,8 +201,10 @@ def training_dataset(
     augment_config: AugmentConfig | None,
     shuffle_seed: int,
     first_view: int = 0,
+    first_epoch: int = 0,
 ) -> tf.data.Dataset:
-    """Infinite `(uint8 images [B, H, W, C], int64 labels [B])` batches, epoch after epoch.
+    """Infinite `(uint8 images [B, H, W, C], int64 labels [B])` batches, epoch after epoch,
+    from epoch `first_epoch` on (a resumed training's).
 
     A teacher's stream: epoch `e` visits every example once, in a permutation seeded by
     `(shuffle_seed, e)`, showing view `first_view + e` of each image (`view_batches` with
@@ -205,7 +212,7 @@ def training_dataset(
     """
     return view_batches(
         images, labels, batch_size=batch_size, augment_config=augment_config,
-        order=shuffled_order(len(labels), shuffle_seed, first_view),
+        order=shuffled_order(len(labels), shuffle_seed, first_view), first_epoch=first_epoch,
     )
 
 

@@ -1,0 +1,109 @@
+"""A teacher member killed after an epoch resumes as if never stopped (`mimic_tf.resume`)."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from mimic_tf import resume, teachers
+from mimic_tf.config import load_config
+from mimic_tf.data import load_splits
+
+FAMILIES = {
+    # 3 epochs each; the airbench member has the lookahead, the paper one the plateau
+    # schedule and EarlyStopping's best weights: state that lives in callbacks.
+    "airbench": {"teacher.family": "airbench", "teacher.airbench.widths": [4, 8, 8],
+                 "teacher.airbench.epochs": 3, "teacher.airbench.batch_size": 100,
+                 "teacher.airbench.whitening_images": 50, "teacher.members": 1},
+    "paper": {"teacher.members": 1},
+}
+
+
+class Killed(Exception):
+    """Stands for the kill, right after the backup of epoch `KILL_AFTER` was written."""
+
+
+def kill_after_epoch(monkeypatch, epoch: int) -> None:
+    save = resume.EpochBackup.on_epoch_end
+
+    def save_then_die(self, this_epoch, logs=None):
+        save(self, this_epoch, logs)
+        if this_epoch == epoch:
+            raise Killed
+
+    monkeypatch.setattr(resume.EpochBackup, "on_epoch_end", save_then_die)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_member_killed_after_an_epoch_ends_as_an_uninterrupted_one(family, tmp_path,
+                                                                      monkeypatch):
+    config = load_config("smoke", overrides=FAMILIES[family])
+    splits = load_splits(config.data)
+    teachers.train_member(config, splits, 0, tmp_path / "whole", verbose=0)
+
+    with monkeypatch.context() as patch:
+        kill_after_epoch(patch, 0)
+        with pytest.raises(Killed):
+            teachers.train_member(config, splits, 0, tmp_path / "killed", verbose=0)
+    backup = tmp_path / "killed" / ".backup_member_00.npz"
+    assert resume.saved_epoch(backup) == 1
+    record = teachers.train_member(config, splits, 0, tmp_path / "killed", verbose=0)
+    assert record["resumed_at_epoch"] == 2 and record["epochs"] == 3
+    assert not backup.exists()  # removed once the member is saved
+
+    whole = teachers.load_model(tmp_path / "whole" / "member_00.keras")
+    resumed = teachers.load_model(tmp_path / "killed" / "member_00.keras")
+    for expected, got in zip(whole.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_a_kill_while_the_backup_is_written_keeps_the_last_one(tmp_path, monkeypatch):
+    config = load_config("smoke", overrides=FAMILIES["paper"])
+    splits = load_splits(config.data)
+    real_savez = np.savez
+    calls = []
+
+    def savez_then_die(stream, **arrays):
+        calls.append(1)
+        if len(calls) == 2:  # epoch 2's backup, half written
+            stream.write(b"half a backup")
+            raise Killed
+        real_savez(stream, **arrays)
+
+    monkeypatch.setattr(resume.np, "savez", savez_then_die)
+    with pytest.raises(Killed):
+        teachers.train_member(config, splits, 0, tmp_path, verbose=0)
+    assert resume.saved_epoch(tmp_path / ".backup_member_00.npz") == 1
+    assert not list(tmp_path.glob(".*.tmp*"))  # nothing half-written left beside it
+
+
+def test_a_backup_of_keras_backup_and_restore_is_resumed_from_its_epoch(tmp_path):
+    """A member begun before `mimic_tf.resume` (Keras' own backup folder) goes on."""
+    config = load_config("smoke", overrides=FAMILIES["paper"])
+    splits = load_splits(config.data)
+    plan = teachers.training_plan(config, splits, 0)
+    folder = tmp_path / ".backup_member_00"
+    plan.model.fit(plan.train, epochs=1, steps_per_epoch=plan.steps_per_epoch, verbose=0,
+                   shuffle=False,
+                   callbacks=[keras.callbacks.BackupAndRestore(str(folder),
+                                                               delete_checkpoint=False)])
+    assert json.loads((folder / resume.KERAS_BACKUP_METADATA).read_text())["epoch"] == 1
+    record = teachers.train_member(config, splits, 0, tmp_path, verbose=0)
+    assert record["resumed_at_epoch"] == 2
+    assert not folder.exists()
+
+
+def test_a_backup_that_does_not_fit_the_model_is_refused(tmp_path):
+    small = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    small.compile("sgd", "mse")
+    backup = resume.EpochBackup(tmp_path / "backup.npz", [])
+    backup.set_model(small)
+    small.optimizer.build(small.trainable_variables)
+    backup.on_epoch_end(0)
+    wide = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5)])
+    wide.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="do not fit the model"):
+        resume.EpochBackup(tmp_path / "backup.npz", []).restore(wide)
