@@ -28,6 +28,15 @@ class StopOnLearningRateFloor(keras.callbacks.Callback):
     def on_train_begin(self, logs=None) -> None:
         self.initial_learning_rate = current_learning_rate(self.model)
 
+    def get_state(self) -> dict[str, float | None]:
+        """The rate the cuts count from, for a resumed training (`mimic_tf.resume`): a resumed
+        `on_train_begin` sees the rate already cut."""
+        return {"initial_learning_rate": self.initial_learning_rate}
+
+    def set_state(self, state: dict[str, float | None]) -> None:
+        """Take back the rate `get_state` gave, after `on_train_begin`."""
+        self.initial_learning_rate = state["initial_learning_rate"]
+
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         if logs is not None:
             logs["learning_rate"] = current_learning_rate(self.model)

@@ -107,3 +107,27 @@ def test_a_backup_that_does_not_fit_the_model_is_refused(tmp_path):
     wide.compile("sgd", "mse")
     with pytest.raises(ValueError, match="do not fit the model"):
         resume.EpochBackup(tmp_path / "backup.npz", []).restore(wide)
+
+
+def test_the_learning_rate_floor_counts_from_the_first_rate_after_a_resume(tmp_path):
+    """A resumed training starts with the rate already cut; the floor keeps the first one."""
+    from mimic_tf.schedule import StopOnLearningRateFloor
+
+    def model_and_floor():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        model.compile(keras.optimizers.SGD(0.1), "mse")
+        return model, StopOnLearningRateFloor(max_reduction=100.0)
+
+    x, y = np.ones((8, 3), np.float32), np.zeros((8, 2), np.float32)
+    model, floor = model_and_floor()
+    backup = resume.EpochBackup(tmp_path / "backup.npz", [floor])
+    cut = keras.callbacks.LambdaCallback(  # the plateau's cut after epoch 1
+        on_epoch_end=lambda epoch, logs: epoch == 0 and model.optimizer.learning_rate.assign(0.01))
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[cut, floor, backup])  # then the kill
+
+    model, floor = model_and_floor()
+    backup = resume.EpochBackup(tmp_path / "backup.npz", [floor])
+    assert backup.restore(model) == 2
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.01)
+    model.fit(x, y, epochs=3, initial_epoch=2, verbose=0, callbacks=[floor, backup])
+    assert floor.initial_learning_rate == pytest.approx(0.1)
