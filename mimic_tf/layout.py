@@ -43,6 +43,7 @@ TRANSFER_MANIFEST_FILE = "manifest.json"
 TRANSFER_EVALUATION_FILE = "evaluation_logits.npz"  # the teacher's, beside the transfer set
 MODELS_CONFIG_FILE = "models.config"  # TF Serving's model config at the top of a model base
 CHECKPOINT_FILE = "checkpoint.weights.h5"  # KerasTuner's best-epoch weights in trial_<id>/
+TRIAL_BACKUP_FILE = "resume.npz"  # a running trial's last finished epoch, in trial_<id>/
 SUMMARY_RUN = "summary"  # the report's TensorBoard run, beside the searches' runs in logs/
 
 
@@ -91,6 +92,11 @@ class SearchLayout:
 
     def checkpoint(self, trial_id: str) -> Path:
         return self.trial_dir(trial_id) / CHECKPOINT_FILE
+
+    def trial_backup(self, trial_id: str) -> Path:
+        """A trial's last finished epoch while it trains (`mimic_tf.resume`): a killed trial
+        goes on from there; removed when the trial ends."""
+        return self.trial_dir(trial_id) / TRIAL_BACKUP_FILE
 
     def trial_files(self) -> list[Path]:
         """Every trial record of the search, in folder order."""

@@ -52,12 +52,13 @@ def saved_epoch(path: Path) -> int:
     return 0
 
 
-def callback_state(callback: keras.callbacks.Callback) -> dict[str, Any] | None:
-    """What `callback` must get back after a resume: its `get_state()`, or the attributes of
-    KERAS_CALLBACK_STATE; None for a callback without state."""
+def callback_state(callback: keras.callbacks.Callback,
+                   attributes: dict[type, tuple[str, ...]] | None = None) -> dict[str, Any] | None:
+    """What `callback` must get back after a resume: its `get_state()`, or its attributes
+    named in KERAS_CALLBACK_STATE or `attributes`; None for a callback without state."""
     if hasattr(callback, "get_state"):
         return callback.get_state()
-    for kind, names in KERAS_CALLBACK_STATE.items():
+    for kind, names in {**KERAS_CALLBACK_STATE, **(attributes or {})}.items():
         if isinstance(callback, kind):
             return {name: getattr(callback, name) for name in names}
     return None
@@ -108,16 +109,23 @@ def _unflatten(described: list, saved: Any) -> list[dict[str, Any] | None]:
 
 class EpochBackup(keras.callbacks.Callback):
     """Saves, at each epoch's end, the model's weights, its optimizer's variables, the epoch
-    number and `callbacks`' state in one file; `restore` and `on_train_begin` bring them back.
+    number, the epochs' logs and `callbacks`' state in one file; `restore` and
+    `on_train_begin` bring them back. `attributes` names the state of other callback classes
+    than Keras' own (`{class: (attribute, ...)}`).
 
     Put it last in `fit`'s callbacks: its `on_train_begin` must come after theirs (which reset
-    their state) and its `on_epoch_end` after theirs (which update it).
+    their state) and its `on_epoch_end` after theirs (which update it). After a resume,
+    `history` holds the logs of the epochs before it (`{epoch: logs}`), which `fit`'s own
+    History lacks.
     """
 
-    def __init__(self, path: Path, callbacks: list[keras.callbacks.Callback]) -> None:
+    def __init__(self, path: Path, callbacks: list[keras.callbacks.Callback],
+                 attributes: dict[type, tuple[str, ...]] | None = None) -> None:
         super().__init__()
         self.path = Path(path)
         self.callbacks = list(callbacks)
+        self.attributes = dict(attributes or {})
+        self.history: dict[int, dict[str, float]] = {}
         self._pending: list[dict[str, Any] | None] | None = None
 
     @property
@@ -136,6 +144,8 @@ class EpochBackup(keras.callbacks.Callback):
                         "weights")
                 optimizer_values = [saved[f"o/{i}"] for i in range(manifest["optimizer"])]
                 self._pending = _unflatten(manifest["callbacks"], saved)
+                self.history = {int(epoch): logs
+                                for epoch, logs in manifest.get("history", {}).items()}
             _build_optimizer(model)
             _assign(model.optimizer.variables, optimizer_values, "optimizer variables")
             if len(self._pending) != len(self.callbacks):
@@ -157,9 +167,13 @@ class EpochBackup(keras.callbacks.Callback):
             self._pending = None
 
     def on_epoch_end(self, epoch, logs=None) -> None:
-        described, arrays = _flatten([callback_state(c) for c in self.callbacks])
+        self.history[epoch] = {name: float(np.asarray(value))
+                               for name, value in (logs or {}).items()}
+        described, arrays = _flatten([callback_state(c, self.attributes)
+                                      for c in self.callbacks])
         manifest = {"epoch": epoch + 1, "weights": len(self.model.weights),
-                    "optimizer": len(self.model.optimizer.variables), "callbacks": described}
+                    "optimizer": len(self.model.optimizer.variables), "callbacks": described,
+                    "history": self.history}
         arrays.update({f"w/{i}": keras.ops.convert_to_numpy(v)
                        for i, v in enumerate(self.model.weights)})
         arrays.update({f"o/{i}": keras.ops.convert_to_numpy(v)
@@ -167,6 +181,18 @@ class EpochBackup(keras.callbacks.Callback):
         with atomic_path(self.path) as temporary:
             with open(temporary, "wb") as stream:
                 np.savez(stream, manifest=np.array(json.dumps(manifest)), **arrays)
+
+    def merged(self, history: keras.callbacks.History) -> keras.callbacks.History:
+        """`history` of a resumed `fit` with the epochs before the resume put back in front."""
+        earlier = [epoch for epoch in sorted(self.history) if epoch not in history.epoch]
+        if not earlier:
+            return history
+        names = set(history.history) | {n for e in earlier for n in self.history[e]}
+        history.history = {name: [self.history[e].get(name) for e in earlier]
+                           + list(history.history.get(name, [None] * len(history.epoch)))
+                           for name in names}
+        history.epoch = earlier + list(history.epoch)
+        return history
 
     def remove(self) -> None:
         """Delete the backup (and a Keras one) once the training it backs up is saved."""

@@ -428,6 +428,69 @@ def test_kill_9_mid_trial_loses_no_finished_trial(smoke_run, tmp_path):
     assert summary.report.summaries[0].trials == 3
 
 
+class Killed(BaseException):
+    """Stands for SIGKILL: KerasTuner catches an Exception (and fails the trial), not this."""
+
+
+def test_a_trial_killed_after_an_epoch_ends_as_an_uninterrupted_one(smoke_run, tmp_path,
+                                                                     monkeypatch):
+    from mimic_tf import resume
+
+    config = load_config("smoke", overrides={
+        "search.mlp_depths": [1], "search.trials": 1, "student.schedule.epochs": 3,
+        "search.export": False})
+    for run in ("whole", "killed"):
+        for stage in ("teacher", "transfer"):
+            shutil.copytree(smoke_run.root / stage, tmp_path / run / "smoke" / stage)
+    run_experiment(config, ("mlp",), tmp_path / "whole", verbose=0)
+
+    save = resume.EpochBackup.on_epoch_end
+
+    def save_then_die(self, epoch, logs=None):
+        save(self, epoch, logs)
+        if epoch == 0:
+            raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(resume.EpochBackup, "on_epoch_end", save_then_die)
+        with pytest.raises(Killed):
+            run_experiment(config, ("mlp",), tmp_path / "killed", verbose=0)
+    search = ExperimentLayout(tmp_path / "killed" / "smoke").search("mlp-d1-b30k")
+    assert resume.saved_epoch(search.trial_backup("0")) == 1
+    epochs_trained = []
+
+    def save_and_count(self, epoch, logs=None):
+        epochs_trained.append(epoch)
+        save(self, epoch, logs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(resume.EpochBackup, "on_epoch_end", save_and_count)
+        run_experiment(config, ("mlp",), tmp_path / "killed", verbose=0)
+    assert epochs_trained == [1, 2]  # went on from its backup, epoch 0 not trained again
+    assert not search.trial_backup("0").exists()
+
+    whole = ExperimentLayout(tmp_path / "whole" / "smoke").search("mlp-d1-b30k")
+    trials = [json.loads(layout.trial_file("0").read_text()) for layout in (whole, search)]
+    assert [t["status"] for t in trials] == ["COMPLETED", "COMPLETED"]
+    assert trials[1]["score"] == trials[0]["score"]  # the oracle saw all three epochs
+    assert trials[1]["best_step"] == trials[0]["best_step"]
+    weights = [h5_datasets(layout.checkpoint("0")) for layout in (whole, search)]
+    assert weights[0].keys() == weights[1].keys() and weights[0]
+    for name, expected in weights[0].items():
+        np.testing.assert_array_equal(weights[1][name], expected, err_msg=name)
+
+
+def h5_datasets(path: Path) -> dict[str, np.ndarray]:
+    """Every array in a Keras `.weights.h5` file, by its path inside the file."""
+    import h5py
+
+    arrays = {}
+    with h5py.File(path, "r") as file:
+        file.visititems(lambda name, item: arrays.__setitem__(name, item[()])
+                        if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
 def test_hyperband_search_runs_with_its_epoch_schedule(smoke_run, tmp_path):
     for stage in ("teacher", "transfer"):
         shutil.copytree(smoke_run.root / stage, tmp_path / "smoke" / stage)

@@ -33,12 +33,15 @@ import keras
 import keras_tuner
 import numpy as np
 import tensorflow as tf
+from keras_tuner.src.engine.tuner_utils import SaveBestEpoch  # not exported; its best value
 from tensorboard.plugins.hparams import api as hparams_api
 
 from mimic_tf.budgets import BudgetError, search_space
 from mimic_tf.config import StudentConfig
 from mimic_tf.dataset import CIFAR10, DatasetSpec
 from mimic_tf.distiller import Distiller
+from mimic_tf.layout import SearchLayout
+from mimic_tf.resume import EpochBackup, saved_epoch
 from mimic_tf.runtime import resolve_jit_compile
 from mimic_tf.schedule import plateau_callbacks
 from mimic_tf.students import build_student
@@ -95,6 +98,8 @@ class StudentHyperModel(keras_tuner.HyperModel):
         seed: base seed of the students' initialisation.
         spec: the images' shape and the classes (CIFAR-10 by default).
         log_dir: TensorBoard folder of this search; each trial logs to `log_dir/<trial_id>`.
+        search_dir: the search's folder (`SearchLayout`): a trial backs up each finished epoch
+            there, and a killed one goes on from its last (None: no backup).
         progress: optional factory `(trial_id, cell, hp, params) -> keras.callbacks.Callback`
             of a callback reporting the trial to the terminal (`Progress.trial_callback`).
     """
@@ -107,6 +112,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
         teacher: keras.Model | None = None,
         seed: int = 0,
         log_dir: str | Path | None = None,
+        search_dir: str | Path | None = None,
         progress: Any = None,
         spec: DatasetSpec = CIFAR10,
     ) -> None:
@@ -117,6 +123,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
         self.teacher = teacher
         self.seed = seed
         self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.search = SearchLayout(Path(search_dir)) if search_dir is not None else None
         self.progress = progress
 
     def build(self, hp: keras_tuner.HyperParameters) -> Distiller:
@@ -190,7 +197,10 @@ class StudentHyperModel(keras_tuner.HyperModel):
         """Train `model` on `data`; returns the History the oracle scores.
 
         `epochs` and `initial_epoch` come from Hyperband; otherwise the schedule's cap is used.
-        Epochs whose loss is NaN report chance validation accuracy.
+        Epochs whose loss is NaN report chance validation accuracy. A trial killed after an
+        epoch goes on from there as if never stopped (`trial_backup`): weights, optimizer,
+        the schedule's and the checkpoint's state, the data stream, and the History the
+        oracle scores, earlier epochs included.
         """
         config = self.student_config
         realised = model.student.count_params()
@@ -213,11 +223,22 @@ class StudentHyperModel(keras_tuner.HyperModel):
         if self.progress is not None:
             trial_callbacks.append(self.progress(trial_id, self.cell, hp, realised))
         trial_callbacks += list(callbacks or [])
+        train, first_epoch, backup = data.train, initial_epoch, None
+        backup_path = self.trial_backup(trial_id)
+        if backup_path is not None:
+            backup = EpochBackup(backup_path, trial_callbacks,
+                                 attributes={SaveBestEpoch: ("best_value",)})
+            first_epoch = max(initial_epoch, saved_epoch(backup_path))
+            if first_epoch > initial_epoch:
+                backup.restore(model)
+                # The shared stream from the batch the killed trial would have read next.
+                train = train.skip((first_epoch - initial_epoch) * data.steps_per_epoch)
+            trial_callbacks.append(backup)  # last: after the others reset and update state
         try:
-            return model.fit(
-                data.train,
+            history = model.fit(
+                train,
                 epochs=epochs or config.epochs_for(self.cell.family),
-                initial_epoch=initial_epoch,
+                initial_epoch=first_epoch,
                 steps_per_epoch=data.steps_per_epoch,
                 validation_data=data.validation,
                 shuffle=False,  # the transfer set fixes the order: every student sees the same
@@ -228,6 +249,15 @@ class StudentHyperModel(keras_tuner.HyperModel):
         finally:
             if writer is not None:
                 writer.close()
+        if backup is None:
+            return history
+        history = backup.merged(history)
+        backup.remove()
+        return history
+
+    def trial_backup(self, trial_id: str) -> Path | None:
+        """Where the trial backs up each finished epoch (None without a `search_dir`)."""
+        return None if self.search is None else self.search.trial_backup(trial_id)
 
     def trial_log_dir(self, trial_id: str) -> Path | None:
         """The trial's TensorBoard run, `<log_dir>/<trial_id>` (None without a `log_dir`)."""

@@ -121,6 +121,7 @@ def build_tuner(cell: Cell, context: SearchContext) -> keras_tuner.Tuner:
         teacher=context.teacher,
         seed=config.seed,
         log_dir=layout.search_logs(cell.name),
+        search_dir=search.root,
         progress=context.progress.trial_callback if context.progress else None,
         spec=context.data.spec,
     )

@@ -84,8 +84,10 @@ class StudentTuner(keras_tuner.Tuner):
 
     def run_trial(self, trial, *args, **kwargs):
         trial_logs = self.hypermodel.trial_log_dir(trial.trial_id)
-        if trial_logs is not None:
-            # A trial that was killed and is rerun starts its TensorBoard run afresh.
+        backup = self.hypermodel.trial_backup(trial.trial_id)
+        if trial_logs is not None and not (backup is not None and backup.exists()):
+            # A trial killed before its first epoch ended is rerun with its TensorBoard run
+            # afresh; one killed later goes on from its backup, and so does its run.
             shutil.rmtree(trial_logs, ignore_errors=True)
         kwargs["trial_id"] = trial.trial_id
         return super().run_trial(trial, *args, **kwargs)
