@@ -40,16 +40,27 @@ KERAS_BACKUP_WEIGHTS = "latest.weights.h5"  # the files of Keras' BackupAndResto
 KERAS_BACKUP_METADATA = "training_metadata.json"
 
 
+def keras_backup_folder(path: Path) -> Path:
+    """Where Keras' BackupAndRestore kept its files for the training backed up at `path`
+    (the path without `.npz`), read when that backup does not exist yet."""
+    return Path(path).with_suffix("")
+
+
+def _keras_backup_epoch(folder: Path) -> int | None:
+    """The epoch of Keras' backup in `folder`, None when it has none."""
+    metadata = folder / KERAS_BACKUP_METADATA
+    if metadata.exists() and (folder / KERAS_BACKUP_WEIGHTS).exists():
+        return int(json.loads(metadata.read_text())["epoch"])
+    return None
+
+
 def saved_epoch(path: Path) -> int:
     """The epoch a training backed up at `path` resumes from: 0 when there is no backup."""
     path = Path(path)
     if path.exists():
         with np.load(path) as saved:
             return int(json.loads(str(saved["manifest"]))["epoch"])
-    metadata = path.with_suffix("") / KERAS_BACKUP_METADATA
-    if metadata.exists() and (path.with_suffix("") / KERAS_BACKUP_WEIGHTS).exists():
-        return int(json.loads(metadata.read_text())["epoch"])
-    return 0
+    return _keras_backup_epoch(keras_backup_folder(path)) or 0
 
 
 def callback_state(callback: keras.callbacks.Callback,
@@ -130,9 +141,7 @@ class EpochBackup(keras.callbacks.Callback):
 
     @property
     def keras_backup(self) -> Path:
-        """Where Keras' BackupAndRestore kept its files for the same training (the path
-        without `.npz`), read when this backup does not exist yet."""
-        return self.path.with_suffix("")
+        return keras_backup_folder(self.path)
 
     def restore(self, model: keras.Model) -> int:
         """Load the saved weights and optimizer variables into `model` (compiled, built);
@@ -152,12 +161,12 @@ class EpochBackup(keras.callbacks.Callback):
                 raise ValueError(f"{self.path} holds the state of {len(self._pending)} "
                                  f"callbacks, this training has {len(self.callbacks)}")
             return int(manifest["epoch"])
-        metadata = self.keras_backup / KERAS_BACKUP_METADATA
-        if (self.keras_backup / KERAS_BACKUP_WEIGHTS).exists() and metadata.exists():
-            _build_optimizer(model)
-            model.load_weights(self.keras_backup / KERAS_BACKUP_WEIGHTS)
-            return int(json.loads(metadata.read_text())["epoch"])
-        return 0
+        epoch = _keras_backup_epoch(self.keras_backup)
+        if epoch is None:
+            return 0
+        _build_optimizer(model)
+        model.load_weights(self.keras_backup / KERAS_BACKUP_WEIGHTS)
+        return epoch
 
     def on_train_begin(self, logs=None) -> None:
         if self._pending is not None:
