@@ -10,10 +10,13 @@ whole at each epoch's end (`mimic_tf.files.atomic_path`):
     model, data, callbacks = ...                 # data from epoch first_epoch on
     backup = EpochBackup(path, callbacks)        # callbacks: those whose state must survive
     backup.restore(model)                        # before fit: weights, optimizer variables
-    model.fit(data, initial_epoch=first_epoch,
+    model.fit(data, initial_epoch=start_epoch(path, epochs), epochs=epochs,
               callbacks=[*callbacks, backup])    # last: restores their state, then saves it
 
-The data must start at `first_epoch` too (`data.view_batch_indices(first_epoch=...)`), so a
+`start_epoch` is `first_epoch`, or `epochs` when a callback (EarlyStopping, a learning-rate
+floor) had stopped the training at the saved epoch: a training killed between its last backup
+and its save then trains no epoch more, as it would not have. The data must start at
+`first_epoch` too (`data.view_batch_indices(first_epoch=...)`), so a
 resumed member sees the batches an uninterrupted one would have seen. A backup of Keras'
 `BackupAndRestore` (a folder with `latest.weights.h5` and `training_metadata.json`) is read as
 well, for the weights, the optimizer and the epoch; the callbacks then start afresh.
@@ -54,13 +57,29 @@ def _keras_backup_epoch(folder: Path) -> int | None:
     return None
 
 
+def _saved_manifest(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    with np.load(path) as saved:
+        return json.loads(str(saved["manifest"]))
+
+
 def saved_epoch(path: Path) -> int:
     """The epoch a training backed up at `path` resumes from: 0 when there is no backup."""
     path = Path(path)
-    if path.exists():
-        with np.load(path) as saved:
-            return int(json.loads(str(saved["manifest"]))["epoch"])
+    manifest = _saved_manifest(path)
+    if manifest is not None:
+        return int(manifest["epoch"])
     return _keras_backup_epoch(keras_backup_folder(path)) or 0
+
+
+def start_epoch(path: Path, epochs: int) -> int:
+    """`fit`'s `initial_epoch` for a training of `epochs` epochs backed up at `path`: the saved
+    epoch, or `epochs` (no epoch more) when a callback had stopped the training there."""
+    manifest = _saved_manifest(Path(path))
+    if manifest is not None and manifest.get("stopped", False):
+        return int(epochs)
+    return saved_epoch(path)
 
 
 def callback_state(callback: keras.callbacks.Callback,
@@ -125,9 +144,9 @@ class EpochBackup(keras.callbacks.Callback):
     than Keras' own (`{class: (attribute, ...)}`).
 
     Put it last in `fit`'s callbacks: its `on_train_begin` must come after theirs (which reset
-    their state) and its `on_epoch_end` after theirs (which update it). After a resume,
-    `history` holds the logs of the epochs before it (`{epoch: logs}`), which `fit`'s own
-    History lacks.
+    their state) and its `on_epoch_end` after theirs (which update it, or stop the training).
+    After a resume, `history` holds the logs of the epochs before it (`{epoch: logs}`), which
+    `fit`'s own History lacks.
     """
 
     def __init__(self, path: Path, callbacks: list[keras.callbacks.Callback],
@@ -180,7 +199,8 @@ class EpochBackup(keras.callbacks.Callback):
                                for name, value in (logs or {}).items()}
         described, arrays = _flatten([callback_state(c, self.attributes)
                                       for c in self.callbacks])
-        manifest = {"epoch": epoch + 1, "weights": len(self.model.weights),
+        manifest = {"epoch": epoch + 1, "stopped": bool(self.model.stop_training),
+                    "weights": len(self.model.weights),
                     "optimizer": len(self.model.optimizer.variables), "callbacks": described,
                     "history": self.history}
         arrays.update({f"w/{i}": keras.ops.convert_to_numpy(v)

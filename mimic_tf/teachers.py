@@ -271,7 +271,7 @@ def train_member(
     started = time.perf_counter()
     history = plan.model.fit(
         plan.train,
-        initial_epoch=first_epoch,
+        initial_epoch=resume.start_epoch(backup_path, plan.epochs),
         epochs=plan.epochs,
         steps_per_epoch=plan.steps_per_epoch,
         validation_data=plan.validation,
@@ -283,7 +283,8 @@ def train_member(
     atomic_save_model(plan.model, directory / f"member_{member_index:02d}.keras")
     backup.remove()
     # After a resume the history holds only this process's epochs (Keras numbers them on).
-    ran = len(history.history["loss"])
+    ran = len(history.history.get("loss", []))
+    history = backup.merged(history)
     record = {
         "member": member_index,
         "family": config.teacher.family,
@@ -293,8 +294,8 @@ def train_member(
         "images_per_second": round(ran * plan.steps_per_epoch * plan.batch_size / seconds),
         **plan.extra,
     }
-    if history.epoch and history.epoch[0] > 0:
-        record["resumed_at_epoch"] = history.epoch[0] + 1  # seconds and img/s: from there on
+    if first_epoch > 0:
+        record["resumed_at_epoch"] = first_epoch + 1  # seconds and img/s: from there on
     return record
 
 

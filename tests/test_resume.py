@@ -131,3 +131,39 @@ def test_the_learning_rate_floor_counts_from_the_first_rate_after_a_resume(tmp_p
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.01)
     model.fit(x, y, epochs=3, initial_epoch=2, verbose=0, callbacks=[floor, backup])
     assert floor.initial_learning_rate == pytest.approx(0.1)
+
+
+def test_a_training_stopped_early_and_killed_before_its_save_trains_no_epoch_more(tmp_path):
+    """EarlyStopping ends the training at epoch 2 of 6; the kill comes after that epoch's
+    backup and before the model is saved. The rerun trains nothing and ends with the same
+    weights (epoch 1's, which EarlyStopping restores at the training's end) and all the
+    epochs' logs."""
+    x = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
+    y = np.random.default_rng(1).normal(size=(32, 2)).astype(np.float32)
+
+    def training(path):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        model.compile(keras.optimizers.SGD(0.05), "mse")
+        # "max" on a falling loss: epoch 1's is the best, epoch 2 stops the training
+        stop = keras.callbacks.EarlyStopping("loss", mode="max", patience=0,
+                                             restore_best_weights=True)
+        return model, stop, resume.EpochBackup(path, [stop])
+
+    model, stop, backup = training(tmp_path / "whole.npz")
+    whole = model.fit(x, y, epochs=6, verbose=0, shuffle=False, callbacks=[stop, backup])
+    assert whole.epoch == [0, 1]
+    expected = model.get_weights()
+
+    model, stop, backup = training(tmp_path / "killed.npz")
+    model.fit(x, y, epochs=6, verbose=0, shuffle=False, callbacks=[stop, backup])
+    # the kill: the model was never saved; the backup of the stopping epoch is on disk
+    model, stop, backup = training(tmp_path / "killed.npz")
+    assert backup.restore(model) == 2
+    assert resume.start_epoch(tmp_path / "killed.npz", 6) == 6
+    rerun = model.fit(x, y, epochs=6, initial_epoch=resume.start_epoch(backup.path, 6),
+                      verbose=0, shuffle=False, callbacks=[stop, backup])
+    assert rerun.epoch == []
+    assert backup.merged(rerun).epoch == [0, 1]
+    for want, got in zip(expected, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)

@@ -41,7 +41,7 @@ from mimic_tf.config import StudentConfig
 from mimic_tf.dataset import CIFAR10, DatasetSpec
 from mimic_tf.distiller import Distiller
 from mimic_tf.layout import SearchLayout
-from mimic_tf.resume import EpochBackup, saved_epoch
+from mimic_tf.resume import EpochBackup, saved_epoch, start_epoch
 from mimic_tf.runtime import resolve_jit_compile
 from mimic_tf.schedule import plateau_callbacks
 from mimic_tf.students import build_student
@@ -223,6 +223,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
         if self.progress is not None:
             trial_callbacks.append(self.progress(trial_id, self.cell, hp, realised))
         trial_callbacks += list(callbacks or [])
+        epochs = epochs or config.epochs_for(self.cell.family)
         train, first_epoch, backup = data.train, initial_epoch, None
         backup_path = self.trial_backup(trial_id)
         if backup_path is not None:
@@ -233,11 +234,12 @@ class StudentHyperModel(keras_tuner.HyperModel):
                 backup.restore(model)
                 # The shared stream from the batch the killed trial would have read next.
                 train = train.skip((first_epoch - initial_epoch) * data.steps_per_epoch)
+                first_epoch = start_epoch(backup_path, epochs)  # `epochs` if it had stopped
             trial_callbacks.append(backup)  # last: after the others reset and update state
         try:
             history = model.fit(
                 train,
-                epochs=epochs or config.epochs_for(self.cell.family),
+                epochs=epochs,
                 initial_epoch=first_epoch,
                 steps_per_epoch=data.steps_per_epoch,
                 validation_data=data.validation,
