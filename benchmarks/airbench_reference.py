@@ -34,10 +34,12 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # mimic_tf, in any venv
+from mimic_tf.runtime import cpu_name  # noqa: E402  (no TensorFlow: runs beside PyTorch)
 
 
 def export(config_name: str, out: Path) -> None:
@@ -45,7 +47,6 @@ def export(config_name: str, out: Path) -> None:
     `out/split.npz` (uint8 NHWC images, int64 labels)."""
     import numpy as np
 
-    import mimic_tf  # noqa: F401  (first: sets oneDNN's default before TensorFlow loads)
     from mimic_tf import data
     from mimic_tf.config import load_config
 
@@ -59,7 +60,7 @@ def export(config_name: str, out: Path) -> None:
           f"{len(splits.test_images)} test images of {config_name} from {splits.source}")
 
 
-def package_files(out: Path) -> Path:
+def package_files(out: Path) -> None:
     """`out/split.npz` as the package's `cifar10/train.pt` and `cifar10/test.pt`."""
     import numpy as np
     import torch
@@ -72,7 +73,6 @@ def package_files(out: Path) -> Path:
                         "labels": torch.from_numpy(split[f"{name}_labels"].astype("int64")),
                         "classes": [str(c) for c in split["classes"]]},
                        folder / f"{name}.pt")
-    return folder
 
 
 class WallClockEvent:
@@ -148,7 +148,7 @@ def train(out: Path, epochs: float, seed: int, threads: int) -> dict:
         "test_accuracy": accuracy,
         "train_seconds_with_evaluation": round(seconds, 1),
         "images_per_second": round(examples / seconds),
-        "machine": platform.processor() or platform.machine(),
+        "machine": cpu_name(),
     }
 
 

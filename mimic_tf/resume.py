@@ -77,9 +77,9 @@ def start_epoch(path: Path, epochs: int) -> int:
     """`fit`'s `initial_epoch` for a training of `epochs` epochs backed up at `path`: the saved
     epoch, or `epochs` (no epoch more) when a callback had stopped the training there."""
     manifest = _saved_manifest(Path(path))
-    if manifest is not None and manifest.get("stopped", False):
-        return int(epochs)
-    return saved_epoch(path)
+    if manifest is None:
+        return saved_epoch(path)  # Keras' old backup folder, or none
+    return int(epochs) if manifest.get("stopped", False) else int(manifest["epoch"])
 
 
 def callback_state(callback: keras.callbacks.Callback,

@@ -225,6 +225,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
         trial_callbacks += list(callbacks or [])
         epochs = epochs or config.epochs_for(self.cell.family)
         train, first_epoch, backup = data.train, initial_epoch, None
+        fit_from = initial_epoch
         backup_path = self.trial_backup(trial_id)
         if backup_path is not None:
             backup = EpochBackup(backup_path, trial_callbacks,
@@ -234,13 +235,13 @@ class StudentHyperModel(keras_tuner.HyperModel):
                 backup.restore(model)
                 # The shared stream from the batch the killed trial would have read next.
                 train = train.skip((first_epoch - initial_epoch) * data.steps_per_epoch)
-                first_epoch = start_epoch(backup_path, epochs)  # `epochs` if it had stopped
+                fit_from = start_epoch(backup_path, epochs)  # `epochs` if it had stopped
             trial_callbacks.append(backup)  # last: after the others reset and update state
         try:
             history = model.fit(
                 train,
                 epochs=epochs,
-                initial_epoch=first_epoch,
+                initial_epoch=fit_from,
                 steps_per_epoch=data.steps_per_epoch,
                 validation_data=data.validation,
                 shuffle=False,  # the transfer set fixes the order: every student sees the same
