@@ -4,6 +4,7 @@
     atomic_write_bytes(path, content)             # PNGs, serialized protos
     with atomic_path(path) as temporary:          # writers that need a path of their own:
         model.save(temporary)                     # model.save, np.save(z), savefig, memmaps
+    publish(partial, path)                        # a file built across runs, renamed when whole
 
 One contract: the content goes to a temporary file beside the target (same folder, so the
 rename stays on one file system; same suffix, so writers that check it are content), is flushed
@@ -29,8 +30,10 @@ def _umask() -> int:
     return mask
 
 
-def _publish(temporary: Path, path: Path) -> None:
-    """fsync, set normal permissions, rename over `path`."""
+def publish(temporary: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """fsync `temporary`, give it normal permissions and rename it over `path`: for a file
+    built in place under a name of its own across runs (a resumable build), where
+    `atomic_path`'s block cannot span the whole write."""
     with open(temporary, "rb+") as handle:
         os.fsync(handle.fileno())
     os.chmod(temporary, 0o666 & ~_umask())
@@ -48,7 +51,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
-        _publish(temporary, path)
+        publish(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 

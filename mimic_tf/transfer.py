@@ -18,7 +18,10 @@ On disk (`runs/<experiment>/transfer/`):
     manifest.json              fingerprint of teacher weights, data, augmentation, K, order seed
 
 A manifest whose fingerprint differs from the current one means a rebuild, never a silent
-reuse. Files are written under temporary names and renamed, the manifest last.
+reuse. Files are written under temporary names and renamed, the manifest last. The logits are
+built view by view into `.logits.partial.npy`, with `.logits.partial.json` counting the views
+on disk and naming the fingerprint's digest, so a build that is killed resumes at its first
+unfinished view.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import tensorflow as tf
 
 from mimic_tf import data
 from mimic_tf.config import AugmentConfig, ExperimentConfig, save_config
-from mimic_tf.files import atomic_path, atomic_write_text
+from mimic_tf.files import atomic_path, atomic_write_text, publish
 from mimic_tf.layout import TRANSFER_EVALUATION_FILE as EVALUATION_FILE
 from mimic_tf.layout import TRANSFER_MANIFEST_FILE as MANIFEST_FILE
 from mimic_tf.teachers import build_ensemble, predict_logits, weights_fingerprint
@@ -45,6 +48,9 @@ from mimic_tf.teachers import build_ensemble, predict_logits, weights_fingerprin
 FORMAT_VERSION = 1
 VIEW_CACHE_BYTES = 4 * 2**30  # augmented views kept in memory up to this size (8 views: 1 GB)
 LOGITS_FILE = "logits.npy"
+# While the logits are built: the views done so far, and the record of how many and for what.
+PARTIAL_LOGITS_FILE = ".logits.partial.npy"
+PARTIAL_PROGRESS_FILE = ".logits.partial.json"
 
 
 def view_order(num_examples: int, view: int, seed: int) -> np.ndarray:
@@ -166,35 +172,62 @@ def _teacher_logits_of_view(
                                       else None, verbose=0), dtype=np.float32)
 
 
+def _views_done(partial: Path, progress: Path, digest: str, shape: tuple[int, ...]) -> int:
+    """How many views of a build killed part way `partial` holds for `digest` (0: none
+    usable, as when it was left by another teacher, views or data)."""
+    try:
+        record = json.loads(progress.read_text())
+        held = np.lib.format.open_memmap(partial, mode="r")
+    except (OSError, ValueError):
+        return 0
+    if record.get("digest") != digest or held.shape != shape or held.dtype != np.float32:
+        return 0
+    return min(int(record.get("views_done", 0)), shape[0])
+
+
 def _compute_logits(
     config: ExperimentConfig, splits: data.Splits, teacher: keras.Model, path: Path,
-    verbose: int, view_images: np.ndarray | None = None,
+    digest: str, verbose: int, view_images: np.ndarray | None = None,
 ) -> None:
-    """Write the [K, N, classes] logits to `path` through a temporary file, view by view."""
+    """Write the [K, N, classes] logits to `path`, view by view, resumably.
+
+    The views are written into `PARTIAL_LOGITS_FILE` beside `path`; after each one it is
+    flushed to disk and `PARTIAL_PROGRESS_FILE` records how many views it holds and for which
+    digest. A build killed part way (an hour of teacher passes in a campaign) resumes at its
+    first unfinished view; the whole file is renamed to `path` when the last view is in.
+    """
     views, num_examples = config.transfer.views, len(splits.train_labels)
-    with atomic_path(path) as temporary:
-        logits = np.lib.format.open_memmap(
-            temporary, mode="w+", dtype=np.float32,
-            shape=(views, num_examples, splits.spec.num_classes),
+    shape = (views, num_examples, splits.spec.num_classes)
+    partial, progress = path.parent / PARTIAL_LOGITS_FILE, path.parent / PARTIAL_PROGRESS_FILE
+    first = _views_done(partial, progress, digest, shape)
+    if first:
+        logits = np.lib.format.open_memmap(partial, mode="r+")
+        if verbose:
+            print(f"transfer set: resuming at view {first + 1}/{views} "
+                  f"({first} done before the last stop)", flush=True)
+    else:
+        progress.unlink(missing_ok=True)
+        logits = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)
+    started = time.perf_counter()
+    for view in range(first, views):
+        logits[view] = _teacher_logits_of_view(
+            teacher, splits, config.augment, view, config.transfer.batch_size, view_images
         )
-        started = time.perf_counter()
-        for view in range(views):
-            logits[view] = _teacher_logits_of_view(
-                teacher, splits, config.augment, view, config.transfer.batch_size, view_images
-            )
-            if verbose:
-                elapsed = time.perf_counter() - started
-                remaining = elapsed / (view + 1) * (views - view - 1)
-                line = (f"transfer set: view {view + 1}/{views} "
-                        f"({(view + 1) * num_examples / elapsed:,.0f} img/s, "
-                        f"ETA {remaining:.0f}s)")
-                # Rewrite one line on a terminal; one line per view in a log file.
-                if sys.stdout.isatty():
-                    print(f"\r{line}", end="" if view + 1 < views else "\n", flush=True)
-                else:
-                    print(line, flush=True)
-        logits.flush()
-        del logits
+        logits.flush()  # the view on disk before the record that counts it
+        atomic_write_text(progress, json.dumps({"digest": digest, "views_done": view + 1}))
+        if verbose:
+            elapsed, done = time.perf_counter() - started, view + 1 - first
+            remaining = elapsed / done * (views - view - 1)
+            line = (f"transfer set: view {view + 1}/{views} "
+                    f"({done * num_examples / elapsed:,.0f} img/s, ETA {remaining:.0f}s)")
+            # Rewrite one line on a terminal; one line per view in a log file.
+            if sys.stdout.isatty():
+                print(f"\r{line}", end="" if view + 1 < views else "\n", flush=True)
+            else:
+                print(line, flush=True)
+    del logits
+    publish(partial, path)
+    progress.unlink()
 
 
 def build_transfer_set(
@@ -239,7 +272,7 @@ def build_transfer_set(
         manifest_path.unlink(missing_ok=True)  # a half-rebuilt cache never looks valid
         if not online:
             _compute_logits(config, splits, transfer_teacher(teacher, config), logits_path,
-                            verbose, view_images)
+                            digest, verbose, view_images)
         if evaluation_logits is not None:
             validation_logits, test_logits = (evaluation_logits["validation"],
                                               evaluation_logits["test"])

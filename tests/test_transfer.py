@@ -167,3 +167,61 @@ def test_transfer_flip_average_default_keeps_existing_fingerprints_and_is_valida
         .flip_average == "false"
     with pytest.raises(ConfigError, match="transfer.flip_average"):
         load_config("smoke", overrides={"transfer.flip_average": "sometimes"})
+
+
+VIEW_LOGITS = transfer._teacher_logits_of_view  # the real one, before any test patches it
+
+
+class KilledAtView(Exception):
+    """Stands for a kill part way through building the transfer set."""
+
+
+def record_views(monkeypatch, computed: list[int], killed_at: int | None = None) -> None:
+    """Count the views whose logits are computed; raise at view `killed_at`."""
+    def counted(teacher, splits, augment_config, view, *args):
+        if view == killed_at:
+            raise KilledAtView(view)
+        computed.append(view)
+        return VIEW_LOGITS(teacher, splits, augment_config, view, *args)
+
+    monkeypatch.setattr(transfer, "_teacher_logits_of_view", counted)
+
+
+def test_a_build_killed_part_way_resumes_at_its_first_unfinished_view(setup, tmp_path,
+                                                                       monkeypatch):
+    config, splits, teacher = setup
+    config = dataclasses.replace(config, transfer=dataclasses.replace(config.transfer, views=3))
+    uninterrupted = transfer.build_transfer_set(config, splits, teacher, tmp_path / "whole",
+                                                verbose=0)
+    computed: list[int] = []
+    record_views(monkeypatch, computed, killed_at=2)
+    with pytest.raises(KilledAtView):
+        transfer.build_transfer_set(config, splits, teacher, tmp_path, verbose=0)
+    assert computed == [0, 1]
+    assert not (tmp_path / "manifest.json").exists() and not (tmp_path / "logits.npy").exists()
+
+    computed.clear()
+    record_views(monkeypatch, computed)
+    resumed = transfer.build_transfer_set(config, splits, teacher, tmp_path, verbose=0)
+    assert computed == [2]  # views 0 and 1 came from disk
+    np.testing.assert_array_equal(resumed.logits, uninterrupted.logits)
+    assert not list(tmp_path.glob(".logits.partial*"))  # renamed into place, record removed
+
+
+def test_views_left_by_another_teacher_are_not_resumed(setup, tmp_path, monkeypatch):
+    config, splits, teacher = setup
+    computed: list[int] = []
+    record_views(monkeypatch, computed, killed_at=1)
+    with pytest.raises(KilledAtView):
+        transfer.build_transfer_set(config, splits, teacher, tmp_path, verbose=0)
+    assert computed == [0]
+
+    other = build_ensemble([build_teacher_member(config.teacher, 5, seed=1)])
+    computed.clear()
+    record_views(monkeypatch, computed)
+    rebuilt = transfer.build_transfer_set(config, splits, other, tmp_path, verbose=0)
+    assert computed == list(range(config.transfer.views))  # view 0 was another teacher's
+    indices = np.arange(len(splits.train_labels))
+    view_0 = augment(splits.train_images, indices, np.zeros_like(indices), config.augment)
+    np.testing.assert_allclose(rebuilt.logits[0], other.predict(view_0, verbose=0),
+                               rtol=1e-4, atol=1e-4)
