@@ -11,6 +11,7 @@
         searches/<cell>/              one search (`SearchLayout`): cell.json, search.json,
                                       evaluation.json, best_student.keras and KerasTuner's
                                       oracle.json, trial_<id>/trial.json, its checkpoint
+                                      and history.json (its metrics per epoch)
         logs/<cell>/<trial>/          TensorBoard: one run per trial (train/, validation/,
                                       the HParams session), grouped under its search
         logs/summary/                 TensorBoard: the report (table, Figure 1, comparison)
@@ -44,6 +45,7 @@ TRANSFER_EVALUATION_FILE = "evaluation_logits.npz"  # the teacher's, beside the 
 MODELS_CONFIG_FILE = "models.config"  # TF Serving's model config at the top of a model base
 CHECKPOINT_FILE = "checkpoint.weights.h5"  # KerasTuner's best-epoch weights in trial_<id>/
 TRIAL_BACKUP_FILE = "resume.npz"  # a running trial's last finished epoch, in trial_<id>/
+TRIAL_HISTORY_FILE = "history.json"  # a finished trial's metrics per epoch, in trial_<id>/
 SUMMARY_RUN = "summary"  # the report's TensorBoard run, beside the searches' runs in logs/
 
 
@@ -97,6 +99,11 @@ class SearchLayout:
         """A trial's last finished epoch while it trains (`mimic_tf.resume`): a killed trial
         goes on from there; removed when the trial ends."""
         return self.trial_dir(trial_id) / TRIAL_BACKUP_FILE
+
+    def trial_history(self, trial_id: str) -> Path:
+        """A finished trial's metrics per epoch and its epoch cap (`tuner.convergence` reads
+        whether it ran long enough)."""
+        return self.trial_dir(trial_id) / TRIAL_HISTORY_FILE
 
     def trial_files(self) -> list[Path]:
         """Every trial record of the search, in folder order."""

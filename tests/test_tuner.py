@@ -28,7 +28,7 @@ from mimic_tf.config import ReleaseConfig, load_config
 from mimic_tf.data import load_splits
 from mimic_tf.layout import ExperimentLayout
 from serving.model_base import read_state
-from tuner import publish
+from tuner import artifacts, publish
 from tuner.experiment import run_experiment
 
 BUDGET = 3.0e4
@@ -76,6 +76,8 @@ def test_run_writes_every_search_and_result_file(smoke_run):
     for name in MIMIC_CELLS + BASELINE_CELLS:
         assert (root / "searches" / name / "oracle.json").exists()
         assert len(list((root / "searches" / name).glob("trial_*/trial.json"))) == TRIALS
+        histories = sorted((root / "searches" / name).glob("trial_*/history.json"))
+        assert len(histories) == TRIALS  # every finished trial's epochs, for its convergence
     for name in ("results.csv", "results.md", "figure.png", "config.yaml"):
         assert (root / name).stat().st_size > 0
     assert (root / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -478,6 +480,10 @@ def test_a_trial_killed_after_an_epoch_ends_as_an_uninterrupted_one(smoke_run, t
     assert weights[0].keys() == weights[1].keys() and weights[0]
     for name, expected in weights[0].items():
         np.testing.assert_array_equal(weights[1][name], expected, err_msg=name)
+    # Its history holds all three epochs, those before the kill included.
+    histories = [artifacts.read_trial_history(layout, "0") for layout in (whole, search)]
+    assert histories[0].epoch_cap == 3 and histories[0].epochs_run == 3
+    assert histories[1] == histories[0]
 
 
 def h5_datasets(path: Path) -> dict[str, np.ndarray]:

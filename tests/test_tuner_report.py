@@ -21,7 +21,9 @@ from tensorboard.backend.event_processing import event_accumulator
 from mimic_tf.layout import ExperimentLayout
 from tuner import artifacts
 from tuner.cells import Cell
+from tuner.convergence import Convergence
 from tuner.report import write_report
+from tuner.results import read_summaries
 from tuner.summary_run import FIGURE_TAG, SERVED_TAG, TABLE_TAG, png_size
 
 REPO = Path(__file__).resolve().parent.parent
@@ -151,3 +153,40 @@ def test_layout_names_each_file_of_a_search(tmp_path):
         "cell.json", "search.json", "evaluation.json", "best_student.keras"]
     assert layout.search_logs("mlp-d2-b1M") == tmp_path / "logs" / "mlp-d2-b1M"
     assert layout.search_folders() == [] and artifacts.read_searches(layout) == []
+
+
+def history(val_accuracy: list[float], epoch_cap: int) -> artifacts.TrialHistory:
+    return artifacts.TrialHistory(epoch_cap=epoch_cap, metrics={
+        "val_accuracy": val_accuracy, "loss": [1.0] * len(val_accuracy)})
+
+
+def test_convergence_is_a_gain_under_half_a_point_over_the_last_two_epochs_or_an_early_stop():
+    rising = Convergence.of(history([0.30, 0.40, 0.50, 0.60], epoch_cap=4))
+    assert rising.last_gain == pytest.approx(0.20) and rising.near_convergence is False
+    assert rising.verdict == "still rising at the cap"
+    flat = Convergence.of(history([0.30, 0.50, 0.600, 0.602, 0.604], epoch_cap=5))
+    assert flat.last_gain == pytest.approx(0.004) and flat.near_convergence is True
+    stopped = Convergence.of(history([0.30, 0.50, 0.60], epoch_cap=8))  # the schedule stopped
+    assert stopped.stopped_early and stopped.near_convergence is True
+    short = Convergence.of(history([0.30, 0.50], epoch_cap=2))
+    assert short.last_gain is None and short.near_convergence is None
+
+
+def test_report_tells_which_best_trials_ran_long_enough(tiny_run):
+    mlp, cnn = tiny_run.search("mlp-d1-b30k"), tiny_run.search("cnn-d1-b30k")
+    artifacts.write_trial_history(mlp, "1", history([0.20, 0.30, 0.34, 0.35], epoch_cap=4))
+    artifacts.write_trial_history(cnn, "0", history([0.20, 0.40, 0.43, 0.45], epoch_cap=4))
+    report = write_report(tiny_run.root)
+    summaries = {s.cell.name: s for s in report.summaries}
+    assert summaries["mlp-d1-b30k"].best_convergence.near_convergence is False  # +5 points
+    text = report.results_md.read_text()
+    assert "## Did the best trials run long enough?" in text
+    assert "| CNN 1 conv | 30k | mimic | 4 / 4 | +5.00 | still rising at the cap |" in text
+    assert "0 of 2 best trials near convergence; 2 still rising" in text
+
+    # The published results.csv carries it, for the findings to read without the run folder.
+    from_csv = {s.cell.name: s for s in read_summaries(tiny_run.results_csv)}
+    for name, summary in summaries.items():
+        assert from_csv[name].best_convergence == summary.best_convergence
+    rows = {(row.cell.name, row.trial_id): row for row in report.rows}
+    assert rows[("mlp-d1-b30k", "0")].convergence is None  # no history.json: not measured

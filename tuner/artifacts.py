@@ -112,6 +112,36 @@ def write_evaluation(search: SearchLayout, evaluation: Evaluation) -> None:
     _write_json(search.evaluation_file, evaluation)
 
 
+# --- searches/<cell>/trial_<id>/history.json ----------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialHistory:
+    """A finished trial's epochs: each metric's value per epoch run, from the first, and the
+    epochs its training was allowed (the schedule may have stopped it before)."""
+
+    epoch_cap: int
+    metrics: dict[str, list[float]]  # val_accuracy, loss, learning_rate, ... per epoch
+
+    @property
+    def epochs_run(self) -> int:
+        return max((len(values) for values in self.metrics.values()), default=0)
+
+
+def write_trial_history(search: SearchLayout, trial_id: str, history: TrialHistory) -> None:
+    _write_json(search.trial_history(trial_id), dataclasses.asdict(history))
+
+
+def read_trial_history(search: SearchLayout, trial_id: str) -> TrialHistory | None:
+    """The trial's history, or None for a trial still running or recorded before there was one."""
+    path = search.trial_history(trial_id)
+    if not path.is_file():
+        return None
+    record = _read_json(path)
+    return TrialHistory(epoch_cap=int(record["epoch_cap"]), metrics={
+        name: [float(value) for value in values] for name, values in record["metrics"].items()})
+
+
 # --- KerasTuner's files, read as the plain JSON they are --------------------------------------
 
 

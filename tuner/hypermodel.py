@@ -47,6 +47,7 @@ from mimic_tf.schedule import plateau_callbacks
 from mimic_tf.students import build_student
 from mimic_tf.transfer import TransferSet
 from mimic_tf.vocabulary import HARD_LOSS
+from tuner import artifacts
 from tuner.cells import Cell
 
 OBJECTIVE = "val_accuracy"
@@ -252,9 +253,14 @@ class StudentHyperModel(keras_tuner.HyperModel):
         finally:
             if writer is not None:
                 writer.close()
-        if backup is None:
+        if backup is None:  # no search folder to keep anything in
             return history
         history = backup.merged(history)
+        # Every epoch's metrics, for `tuner.convergence`, before the backup that held them goes.
+        artifacts.write_trial_history(self.search, trial_id, artifacts.TrialHistory(
+            epoch_cap=epochs - initial_epoch,
+            metrics={name: [float(value) for value in values]
+                     for name, values in history.history.items()}))
         backup.remove()
         return history
 

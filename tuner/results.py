@@ -30,13 +30,15 @@ from mimic_tf.vocabulary import KERAS_TEACHER
 from tuner import artifacts
 from tuner.artifacts import TrialEvaluation, TrialRecord
 from tuner.cells import Cell
+from tuner.convergence import LAST_EPOCHS, NEAR_CONVERGENCE_GAIN, Convergence
 from tuner.frontier_table import diagnostics_section, read_frontier, read_measurement
 from tuner.paper import PAPER_TEACHER_ACCURACY, paper_figure, paper_table
 
 OPTIMISATION_COLUMNS = ("learning_rate", "momentum", "input_scale", "init_scale")
 CSV_COLUMNS = (
     "cell", "family", "depth", "budget", "loss", "params", "trial_id", "rank", "status",
-    "val_accuracy", "test_accuracy", "test_agreement", "widths", *OPTIMISATION_COLUMNS,
+    "val_accuracy", "test_accuracy", "test_agreement", "widths", "epochs", "epoch_cap",
+    "val_gain_last_2", *OPTIMISATION_COLUMNS,
 )
 
 
@@ -54,6 +56,7 @@ class TrialRow:
     params: int | None
     widths: dict[str, int]
     hyperparameters: dict[str, Any]
+    convergence: Convergence | None = None  # None: no history.json (running, or older runs)
 
     def as_csv(self) -> dict[str, Any]:
         row = {
@@ -70,9 +73,26 @@ class TrialRow:
             "test_accuracy": self.test_accuracy,
             "test_agreement": self.test_agreement,
             "widths": "-".join(str(w) for w in self.widths.values()),
+            **_convergence_columns(self.convergence),
         }
         row.update(self.hyperparameters)  # Hyperband adds tuner/epochs and friends
         return {k: ("" if v is None else v) for k, v in row.items()}
+
+
+def _convergence_columns(convergence: Convergence | None) -> dict[str, Any]:
+    if convergence is None:
+        return {"epochs": None, "epoch_cap": None, "val_gain_last_2": None}
+    return {"epochs": convergence.epochs_run, "epoch_cap": convergence.epoch_cap,
+            "val_gain_last_2": convergence.last_gain}
+
+
+def _convergence_from_csv(row: dict[str, str]) -> Convergence | None:
+    """The columns `_convergence_columns` wrote; None in a CSV from before them."""
+    if not row.get("epochs"):
+        return None
+    gain = row.get("val_gain_last_2")
+    return Convergence(epochs_run=int(row["epochs"]), epoch_cap=int(row["epoch_cap"]),
+                       last_gain=float(gain) if gain else None)
 
 
 @dataclasses.dataclass
@@ -83,9 +103,11 @@ class CellSummary:
     trials: int  # completed trials
     best_test: float | None  # test accuracy of the best trial by validation accuracy
     top_tests: list[float]  # test accuracies of the top-k trials, by rank
+    best_convergence: Convergence | None = None  # how the best trial ended
 
     @classmethod
-    def from_ranked(cls, cell: Cell, ranked: Sequence[tuple[int, float | None]]) -> CellSummary:
+    def from_ranked(cls, cell: Cell, ranked: Sequence[tuple[int, float | None]],
+                    best_convergence: Convergence | None = None) -> CellSummary:
         """From (rank, test accuracy or None) of each completed trial; None until rank 1 is."""
         ranked = sorted(ranked)
         return cls(
@@ -93,6 +115,7 @@ class CellSummary:
             trials=len(ranked),
             best_test=next((test for rank, test in ranked if rank == 1), None),
             top_tests=[test for _, test in ranked if test is not None],
+            best_convergence=best_convergence,
         )
 
     @property
@@ -120,12 +143,14 @@ def collect_rows(layout: ExperimentLayout) -> list[TrialRow]:
         trials = artifacts.read_trials(search)
         ranks = {t.trial_id: rank for rank, t in enumerate(artifacts.ranked(trials), start=1)}
         for trial in sorted(trials, key=lambda t: (ranks.get(t.trial_id, math.inf), t.trial_id)):
-            rows.append(_row(cell, trial, ranks.get(trial.trial_id), evaluated))
+            history = artifacts.read_trial_history(search, trial.trial_id)
+            rows.append(_row(cell, trial, ranks.get(trial.trial_id), evaluated,
+                             None if history is None else Convergence.of(history)))
     return rows
 
 
 def _row(cell: Cell, trial: TrialRecord, rank: int | None,
-         evaluated: dict[str, TrialEvaluation]) -> TrialRow:
+         evaluated: dict[str, TrialEvaluation], convergence: Convergence | None) -> TrialRow:
     values = trial.hyperparameters
     record = evaluated.get(trial.trial_id, {})
     widths = record.get("widths")
@@ -146,6 +171,7 @@ def _row(cell: Cell, trial: TrialRecord, rank: int | None,
         params=params,
         widths=widths,
         hyperparameters=values,
+        convergence=convergence,
     )
 
 
@@ -154,9 +180,10 @@ def summarise(rows: Sequence[TrialRow]) -> list[CellSummary]:
     by_cell: dict[str, list[TrialRow]] = {}
     for row in rows:
         by_cell.setdefault(row.cell.name, []).append(row)
-    return [CellSummary.from_ranked(cell_rows[0].cell, [(r.rank, r.test_accuracy)
-                                                        for r in cell_rows if r.rank is not None])
-            for cell_rows in by_cell.values()]
+    return [CellSummary.from_ranked(
+        cell_rows[0].cell, [(r.rank, r.test_accuracy) for r in cell_rows if r.rank is not None],
+        next((r.convergence for r in cell_rows if r.rank == 1), None),
+    ) for cell_rows in by_cell.values()]
 
 
 def write_csv(rows: Sequence[TrialRow], path: Path) -> None:
@@ -176,6 +203,7 @@ def read_summaries(path: Path) -> list[CellSummary]:
     rank and test_accuracy are read), one per search in the file's order."""
     cells: dict[str, Cell] = {}
     ranked: dict[str, list[tuple[int, float | None]]] = {}
+    best: dict[str, Convergence | None] = {}
     with path.open() as stream:
         for row in csv.DictReader(stream):
             name = row["cell"]
@@ -186,7 +214,9 @@ def read_summaries(path: Path) -> list[CellSummary]:
             if row["rank"]:
                 test = float(row["test_accuracy"]) if row["test_accuracy"] else None
                 ranked[name].append((int(row["rank"]), test))
-    return [CellSummary.from_ranked(cells[name], ranked[name]) for name in cells]
+                if row["rank"] == "1":
+                    best[name] = _convergence_from_csv(row)
+    return [CellSummary.from_ranked(cells[name], ranked[name], best.get(name)) for name in cells]
 
 
 def _percent(value: float | None) -> str:
@@ -267,11 +297,42 @@ def markdown_table(layout: ExperimentLayout, summaries: Sequence[CellSummary],
                 f"{_percent(baseline.best_test)} / {_percent(baseline.mean_test)} | "
                 f"{_percent(summary.best_test)} | {gain_text} |"
             )
+    lines += convergence_section(summaries)
     frontier = read_frontier(layout.frontier_csv)
     if frontier:
         lines += ["", *diagnostics_section(frontier, read_measurement(layout).get("teacher"))]
     lines += ["", "## How this was made", ""] + _provenance(layout, summaries)
     return "\n".join(lines) + "\n"
+
+
+def convergence_section(summaries: Sequence[CellSummary]) -> list[str]:
+    """results.md's check that the best trials ran long enough (`tuner.convergence`); none
+    when no search recorded its trials' epochs."""
+    measured = [s for s in summaries if s.best_convergence is not None]
+    if not measured:
+        return []
+    lines = [
+        "", "## Did the best trials run long enough?", "",
+        f"Each search's best trial: the epochs it ran of its cap, and its validation accuracy "
+        f"gain over its last {LAST_EPOCHS} epochs (points). Near convergence: a gain under "
+        f"{100 * NEAR_CONVERGENCE_GAIN:.1f} points, or stopped early by the plateau schedule.",
+        "", "| student | budget | loss | epochs / cap | gain | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for summary in measured:
+        convergence = summary.best_convergence
+        gain = ("–" if convergence.last_gain is None
+                else f"{100 * convergence.last_gain:+.2f}")
+        lines.append(
+            f"| {summary.cell.architecture} | {budget_label(summary.cell.budget)} | "
+            f"{summary.cell.loss} | {convergence.epochs_run} / {convergence.epoch_cap} | "
+            f"{gain} | {convergence.verdict} |")
+    near = sum(s.best_convergence.near_convergence is True for s in measured)
+    rising = sum(s.best_convergence.near_convergence is False for s in measured)
+    lines += ["", f"{near} of {len(measured)} best trials near convergence"
+              + (f"; {rising} still rising at the cap, where longer trials could change the "
+                 "result." if rising else ".")]
+    return lines
 
 
 def _version(*distributions: str) -> str:
