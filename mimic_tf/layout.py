@@ -5,7 +5,8 @@
         commands.txt                  the `tuner.run` command lines that made the searches
         runtime.json                  CPU, oneDNN and XLA of the processes that ran them
         dataset.json                  the images' height, width, channels and class names
-        teacher/                      teacher.json, ensemble.keras, member_XX.keras, logs/,
+        teacher/                      teacher.json, ensemble.keras, member_XX.keras and .json
+                                      (its training record), logs/,
                                       evaluation_logits.npz (the ensemble's, for the transfer set)
         transfer/                     manifest.json, logits.npy, evaluation_logits.npz
         searches/<cell>/              one search (`SearchLayout`): cell.json, search.json,

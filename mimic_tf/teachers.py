@@ -30,6 +30,7 @@ import yaml
 from mimic_tf import airbench_recipe, data, resume, runtime
 from mimic_tf.airbench import HorizontalFlip
 from mimic_tf.airbench_recipe import TrainingPlan
+from mimic_tf.clock import EpochClock, training_seconds
 from mimic_tf.config import ExperimentConfig, TeacherConfig, save_config
 from mimic_tf.dataset import CIFAR10, DatasetSpec
 from mimic_tf.files import atomic_path, atomic_write_text
@@ -260,6 +261,7 @@ def train_member(
     backup = resume.EpochBackup(backup_path, plan.callbacks)
     backup.restore(plan.model)
     callbacks = [
+        EpochClock(),  # first: the epoch's time is in the logs every later callback sees
         *plan.callbacks,
         keras.callbacks.TensorBoard(str(directory / "logs" / f"member_{member_index:02d}")),
     ]
@@ -280,23 +282,40 @@ def train_member(
         shuffle=False,  # the tf.data pipeline shuffles each epoch with its own seed
     )
     seconds = time.perf_counter() - started
-    atomic_save_model(plan.model, directory / f"member_{member_index:02d}.keras")
-    backup.remove()
     # After a resume the history holds only this process's epochs (Keras numbers them on).
     ran = len(history.history.get("loss", []))
     history = backup.merged(history)
+    epochs = history.epoch[-1] + 1 if history.epoch else 0
     record = {
         "member": member_index,
         "family": config.teacher.family,
         "params": int(plan.model.count_params()),
-        "epochs": history.epoch[-1] + 1 if history.epoch else 0,
+        "epochs": epochs,
         "train_seconds": round(seconds, 1),
         "images_per_second": round(ran * plan.steps_per_epoch * plan.batch_size / seconds),
         **plan.extra,
     }
     if first_epoch > 0:
-        record["resumed_at_epoch"] = first_epoch + 1  # seconds and img/s: from there on
+        record["resumed_at_epoch"] = first_epoch + 1
+        whole = training_seconds(history.history)  # every epoch's, those before the kill too
+        if whole is not None:
+            record["train_seconds"] = round(whole, 1)
+            record["images_per_second"] = round(
+                len(history.epoch) * plan.steps_per_epoch * plan.batch_size / whole)
+        else:  # epochs from before the clock: the seconds and img/s are from the resume on
+            record["seconds_from_resume_only"] = True
+    atomic_save_model(plan.model, directory / f"member_{member_index:02d}.keras")
+    # Beside the member, so a later process that finds it still knows how it was trained.
+    atomic_write_text(member_record_path(directory, member_index),
+                      json.dumps(record, indent=2) + "\n")
+    backup.remove()
     return record
+
+
+def member_record_path(directory: Path, member_index: int) -> Path:
+    """`member_XX.json`: how member `member_index` was trained (epochs, seconds, widths,
+    runtime), written when it is saved."""
+    return Path(directory) / f"member_{member_index:02d}.json"
 
 
 def plain_and_flip_averaged_logits(
@@ -398,6 +417,9 @@ def ensure_teacher(
             if verbose:
                 print(f"teacher member {index + 1}/{config.teacher.members}: found {path}")
             members.append(load_model(path))
+            saved_record = member_record_path(directory, index)
+            if index not in records and saved_record.is_file():  # trained by another process
+                records[index] = json.loads(saved_record.read_text())
             continue
         if verbose:
             print(f"teacher member {index + 1}/{config.teacher.members}: training")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import types
 
 import keras
 import numpy as np
 import pytest
 
-from mimic_tf import resume, teachers
+from mimic_tf import clock, resume, teachers
 from mimic_tf.config import load_config
 from mimic_tf.data import load_splits
 
@@ -20,6 +22,8 @@ FAMILIES = {
                  "teacher.airbench.whitening_images": 50, "teacher.members": 1},
     "paper": {"teacher.members": 1},
 }
+
+EPOCH_TICK = 10.0  # seconds an epoch takes on the tests' clock
 
 
 class Killed(Exception):
@@ -42,6 +46,8 @@ def test_a_member_killed_after_an_epoch_ends_as_an_uninterrupted_one(family, tmp
                                                                       monkeypatch):
     config = load_config("smoke", overrides=FAMILIES[family])
     splits = load_splits(config.data)
+    ticks = itertools.count(0.0, EPOCH_TICK)  # each epoch: one tick from its start to its end
+    monkeypatch.setattr(clock, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
     teachers.train_member(config, splits, 0, tmp_path / "whole", verbose=0)
 
     with monkeypatch.context() as patch:
@@ -53,6 +59,11 @@ def test_a_member_killed_after_an_epoch_ends_as_an_uninterrupted_one(family, tmp
     record = teachers.train_member(config, splits, 0, tmp_path / "killed", verbose=0)
     assert record["resumed_at_epoch"] == 2 and record["epochs"] == 3
     assert not backup.exists()  # removed once the member is saved
+    # Its time is every epoch's, the one trained before the kill too, and it is kept beside it.
+    assert record["train_seconds"] == 3 * EPOCH_TICK
+    saved = json.loads((tmp_path / "killed" / "member_00.json").read_text())
+    assert {key: saved[key] for key in ("epochs", "train_seconds", "resumed_at_epoch")} == {
+        "epochs": 3, "train_seconds": 3 * EPOCH_TICK, "resumed_at_epoch": 2}
 
     whole = teachers.load_model(tmp_path / "whole" / "member_00.keras")
     resumed = teachers.load_model(tmp_path / "killed" / "member_00.keras")

@@ -81,6 +81,16 @@ def test_ensure_teacher_trains_saves_and_resumes(smoke, tmp_path, monkeypatch):
         ensemble.predict(splits.test_images[:8], verbose=0), rtol=1e-5, atol=1e-6,
     )
 
+    # A member trained by an earlier process keeps its training record (member_XX.json),
+    # as in a campaign whose teacher.json is written only once the ensemble is complete.
+    (tmp_path / "ensemble.keras").unlink()
+    (tmp_path / "teacher.json").unlink()
+    teachers.ensure_teacher(config, splits, tmp_path, verbose=0)
+    found = json.loads((tmp_path / "teacher.json").read_text())["members"]
+    for trained, kept in zip(summary["members"], found, strict=True):
+        for key in ("epochs", "train_seconds", "images_per_second"):
+            assert kept[key] == trained[key], key
+
 
 def test_teacher_cli_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as exit_info:

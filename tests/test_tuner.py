@@ -480,10 +480,15 @@ def test_a_trial_killed_after_an_epoch_ends_as_an_uninterrupted_one(smoke_run, t
     assert weights[0].keys() == weights[1].keys() and weights[0]
     for name, expected in weights[0].items():
         np.testing.assert_array_equal(weights[1][name], expected, err_msg=name)
-    # Its history holds all three epochs, those before the kill included.
+    # Its history holds all three epochs, those before the kill included, and their times.
     histories = [artifacts.read_trial_history(layout, "0") for layout in (whole, search)]
-    assert histories[0].epoch_cap == 3 and histories[0].epochs_run == 3
-    assert histories[1] == histories[0]
+    assert histories[0].epoch_cap == histories[1].epoch_cap == 3
+    untimed = [{name: values for name, values in h.metrics.items() if name != "epoch_seconds"}
+               for h in histories]
+    assert untimed[1] == untimed[0] and len(untimed[1]["val_accuracy"]) == 3
+    seconds = histories[1].metrics["epoch_seconds"]
+    assert len(seconds) == 3 and all(s > 0 for s in seconds)
+    assert histories[1].train_seconds == pytest.approx(sum(seconds))
 
 
 def h5_datasets(path: Path) -> dict[str, np.ndarray]:

@@ -155,9 +155,12 @@ def test_layout_names_each_file_of_a_search(tmp_path):
     assert layout.search_folders() == [] and artifacts.read_searches(layout) == []
 
 
-def history(val_accuracy: list[float], epoch_cap: int) -> artifacts.TrialHistory:
+def history(val_accuracy: list[float], epoch_cap: int,
+            epoch_seconds: float = 60.0) -> artifacts.TrialHistory:
+    epochs = len(val_accuracy)
     return artifacts.TrialHistory(epoch_cap=epoch_cap, metrics={
-        "val_accuracy": val_accuracy, "loss": [1.0] * len(val_accuracy)})
+        "val_accuracy": val_accuracy, "loss": [1.0] * epochs,
+        "epoch_seconds": [epoch_seconds] * epochs}, train_seconds=epoch_seconds * epochs)
 
 
 def test_convergence_is_a_gain_under_half_a_point_over_the_last_two_epochs_or_an_early_stop():
@@ -174,8 +177,10 @@ def test_convergence_is_a_gain_under_half_a_point_over_the_last_two_epochs_or_an
 
 def test_report_tells_which_best_trials_ran_long_enough(tiny_run):
     mlp, cnn = tiny_run.search("mlp-d1-b30k"), tiny_run.search("cnn-d1-b30k")
-    artifacts.write_trial_history(mlp, "1", history([0.20, 0.30, 0.34, 0.35], epoch_cap=4))
-    artifacts.write_trial_history(cnn, "0", history([0.20, 0.40, 0.43, 0.45], epoch_cap=4))
+    artifacts.write_trial_history(mlp, "1", history([0.20, 0.30, 0.34, 0.35], epoch_cap=4,
+                                                    epoch_seconds=450.0))
+    artifacts.write_trial_history(cnn, "0", history([0.20, 0.40, 0.43, 0.45], epoch_cap=4,
+                                                    epoch_seconds=900.0))
     report = write_report(tiny_run.root)
     summaries = {s.cell.name: s for s in report.summaries}
     assert summaries["mlp-d1-b30k"].best_convergence.near_convergence is False  # +5 points
@@ -190,3 +195,10 @@ def test_report_tells_which_best_trials_ran_long_enough(tiny_run):
         assert from_csv[name].best_convergence == summary.best_convergence
     rows = {(row.cell.name, row.trial_id): row for row in report.rows}
     assert rows[("mlp-d1-b30k", "0")].convergence is None  # no history.json: not measured
+
+    # The compute bill: 4 epochs of 450 s (MLP) and of 900 s (CNN), one timed trial each.
+    assert "| MLP 1 hidden | 30k | mimic | 1 | 0.50 |" in text
+    assert "| CNN 1 conv | 30k | mimic | 1 | 1.00 |" in text
+    assert "| **all searches** | | | 2 | **1.50** |" in text
+    assert [from_csv[name].train_seconds for name in ("mlp-d1-b30k", "cnn-d1-b30k")] == [
+        [1800.0], [3600.0]]

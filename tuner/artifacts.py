@@ -121,7 +121,8 @@ class TrialHistory:
     epochs its training was allowed (the schedule may have stopped it before)."""
 
     epoch_cap: int
-    metrics: dict[str, list[float]]  # val_accuracy, loss, learning_rate, ... per epoch
+    metrics: dict[str, list[float | None]]  # val_accuracy, loss, epoch_seconds, ... per epoch
+    train_seconds: float | None = None  # all epochs' wall time (None: some were not timed)
 
     @property
     def epochs_run(self) -> int:
@@ -138,8 +139,12 @@ def read_trial_history(search: SearchLayout, trial_id: str) -> TrialHistory | No
     if not path.is_file():
         return None
     record = _read_json(path)
-    return TrialHistory(epoch_cap=int(record["epoch_cap"]), metrics={
-        name: [float(value) for value in values] for name, values in record["metrics"].items()})
+    return TrialHistory(
+        epoch_cap=int(record["epoch_cap"]),
+        metrics={name: [None if value is None else float(value) for value in values]
+                 for name, values in record["metrics"].items()},
+        train_seconds=record.get("train_seconds"),
+    )
 
 
 # --- KerasTuner's files, read as the plain JSON they are --------------------------------------

@@ -37,6 +37,7 @@ from keras_tuner.src.engine.tuner_utils import SaveBestEpoch  # not exported; it
 from tensorboard.plugins.hparams import api as hparams_api
 
 from mimic_tf.budgets import BudgetError, search_space
+from mimic_tf.clock import EpochClock, training_seconds
 from mimic_tf.config import StudentConfig
 from mimic_tf.dataset import CIFAR10, DatasetSpec
 from mimic_tf.distiller import Distiller
@@ -208,6 +209,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
 
         trial_callbacks: list[keras.callbacks.Callback] = [
             DivergenceGuard(1.0 / self.spec.num_classes),  # first: later ones see clean logs
+            EpochClock(),  # the epoch's time in its logs: the backup and history.json keep it
             *plateau_callbacks(config.schedule, monitor=OBJECTIVE, restore_best=False),
         ]
         writer = None
@@ -257,10 +259,11 @@ class StudentHyperModel(keras_tuner.HyperModel):
             return history
         history = backup.merged(history)
         # Every epoch's metrics, for `tuner.convergence`, before the backup that held them goes.
+        metrics = {name: [None if value is None else float(value) for value in values]
+                   for name, values in history.history.items()}
         artifacts.write_trial_history(self.search, trial_id, artifacts.TrialHistory(
-            epoch_cap=epochs - initial_epoch,
-            metrics={name: [float(value) for value in values]
-                     for name, values in history.history.items()}))
+            epoch_cap=epochs - initial_epoch, metrics=metrics,
+            train_seconds=training_seconds(metrics)))
         backup.remove()
         return history
 

@@ -28,7 +28,7 @@ from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import ExperimentLayout
 from mimic_tf.vocabulary import KERAS_TEACHER
 from tuner import artifacts
-from tuner.artifacts import TrialEvaluation, TrialRecord
+from tuner.artifacts import TrialEvaluation, TrialHistory, TrialRecord
 from tuner.cells import Cell
 from tuner.convergence import LAST_EPOCHS, NEAR_CONVERGENCE_GAIN, Convergence
 from tuner.frontier_table import diagnostics_section, read_frontier, read_measurement
@@ -38,7 +38,7 @@ OPTIMISATION_COLUMNS = ("learning_rate", "momentum", "input_scale", "init_scale"
 CSV_COLUMNS = (
     "cell", "family", "depth", "budget", "loss", "params", "trial_id", "rank", "status",
     "val_accuracy", "test_accuracy", "test_agreement", "widths", "epochs", "epoch_cap",
-    "val_gain_last_2", *OPTIMISATION_COLUMNS,
+    "val_gain_last_2", "train_seconds", *OPTIMISATION_COLUMNS,
 )
 
 
@@ -57,6 +57,7 @@ class TrialRow:
     widths: dict[str, int]
     hyperparameters: dict[str, Any]
     convergence: Convergence | None = None  # None: no history.json (running, or older runs)
+    train_seconds: float | None = None  # every epoch's wall time, summed over resumes
 
     def as_csv(self) -> dict[str, Any]:
         row = {
@@ -74,6 +75,7 @@ class TrialRow:
             "test_agreement": self.test_agreement,
             "widths": "-".join(str(w) for w in self.widths.values()),
             **_convergence_columns(self.convergence),
+            "train_seconds": None if self.train_seconds is None else round(self.train_seconds, 1),
         }
         row.update(self.hyperparameters)  # Hyperband adds tuner/epochs and friends
         return {k: ("" if v is None else v) for k, v in row.items()}
@@ -104,10 +106,12 @@ class CellSummary:
     best_test: float | None  # test accuracy of the best trial by validation accuracy
     top_tests: list[float]  # test accuracies of the top-k trials, by rank
     best_convergence: Convergence | None = None  # how the best trial ended
+    train_seconds: list[float] = dataclasses.field(default_factory=list)  # of timed trials
 
     @classmethod
     def from_ranked(cls, cell: Cell, ranked: Sequence[tuple[int, float | None]],
-                    best_convergence: Convergence | None = None) -> CellSummary:
+                    best_convergence: Convergence | None = None,
+                    train_seconds: Sequence[float] = ()) -> CellSummary:
         """From (rank, test accuracy or None) of each completed trial; None until rank 1 is."""
         ranked = sorted(ranked)
         return cls(
@@ -116,6 +120,7 @@ class CellSummary:
             best_test=next((test for rank, test in ranked if rank == 1), None),
             top_tests=[test for _, test in ranked if test is not None],
             best_convergence=best_convergence,
+            train_seconds=list(train_seconds),
         )
 
     @property
@@ -143,14 +148,13 @@ def collect_rows(layout: ExperimentLayout) -> list[TrialRow]:
         trials = artifacts.read_trials(search)
         ranks = {t.trial_id: rank for rank, t in enumerate(artifacts.ranked(trials), start=1)}
         for trial in sorted(trials, key=lambda t: (ranks.get(t.trial_id, math.inf), t.trial_id)):
-            history = artifacts.read_trial_history(search, trial.trial_id)
             rows.append(_row(cell, trial, ranks.get(trial.trial_id), evaluated,
-                             None if history is None else Convergence.of(history)))
+                             artifacts.read_trial_history(search, trial.trial_id)))
     return rows
 
 
 def _row(cell: Cell, trial: TrialRecord, rank: int | None,
-         evaluated: dict[str, TrialEvaluation], convergence: Convergence | None) -> TrialRow:
+         evaluated: dict[str, TrialEvaluation], history: TrialHistory | None) -> TrialRow:
     values = trial.hyperparameters
     record = evaluated.get(trial.trial_id, {})
     widths = record.get("widths")
@@ -171,7 +175,8 @@ def _row(cell: Cell, trial: TrialRecord, rank: int | None,
         params=params,
         widths=widths,
         hyperparameters=values,
-        convergence=convergence,
+        convergence=None if history is None else Convergence.of(history),
+        train_seconds=None if history is None else history.train_seconds,
     )
 
 
@@ -183,6 +188,7 @@ def summarise(rows: Sequence[TrialRow]) -> list[CellSummary]:
     return [CellSummary.from_ranked(
         cell_rows[0].cell, [(r.rank, r.test_accuracy) for r in cell_rows if r.rank is not None],
         next((r.convergence for r in cell_rows if r.rank == 1), None),
+        [r.train_seconds for r in cell_rows if r.train_seconds is not None],
     ) for cell_rows in by_cell.values()]
 
 
@@ -204,19 +210,23 @@ def read_summaries(path: Path) -> list[CellSummary]:
     cells: dict[str, Cell] = {}
     ranked: dict[str, list[tuple[int, float | None]]] = {}
     best: dict[str, Convergence | None] = {}
+    seconds: dict[str, list[float]] = {}
     with path.open() as stream:
         for row in csv.DictReader(stream):
             name = row["cell"]
             if name not in cells:
                 cells[name] = Cell(row["family"], int(row["depth"]), float(row["budget"]),
                                    loss=row["loss"])
-                ranked[name] = []
+                ranked[name], seconds[name] = [], []
+            if row.get("train_seconds"):
+                seconds[name].append(float(row["train_seconds"]))
             if row["rank"]:
                 test = float(row["test_accuracy"]) if row["test_accuracy"] else None
                 ranked[name].append((int(row["rank"]), test))
                 if row["rank"] == "1":
                     best[name] = _convergence_from_csv(row)
-    return [CellSummary.from_ranked(cells[name], ranked[name], best.get(name)) for name in cells]
+    return [CellSummary.from_ranked(cells[name], ranked[name], best.get(name), seconds[name])
+            for name in cells]
 
 
 def _percent(value: float | None) -> str:
@@ -298,6 +308,7 @@ def markdown_table(layout: ExperimentLayout, summaries: Sequence[CellSummary],
                 f"{_percent(summary.best_test)} | {gain_text} |"
             )
     lines += convergence_section(summaries)
+    lines += compute_section(summaries)
     frontier = read_frontier(layout.frontier_csv)
     if frontier:
         lines += ["", *diagnostics_section(frontier, read_measurement(layout).get("teacher"))]
@@ -332,6 +343,27 @@ def convergence_section(summaries: Sequence[CellSummary]) -> list[str]:
     lines += ["", f"{near} of {len(measured)} best trials near convergence"
               + (f"; {rising} still rising at the cap, where longer trials could change the "
                  "result." if rising else ".")]
+    return lines
+
+
+def compute_section(summaries: Sequence[CellSummary]) -> list[str]:
+    """results.md's compute bill of the searches: each one's training hours (every epoch's
+    wall time with its validation, summed over resumes); none when no trial was timed."""
+    timed = [s for s in summaries if s.train_seconds]
+    if not timed:
+        return []
+    lines = ["", "## Compute", "",
+             "Training time of each search's trials: every epoch's wall time with its "
+             "validation, summed over resumes (test evaluation and export not included).", "",
+             "| student | budget | loss | trials timed | hours |", "|---|---|---|---|---|"]
+    for summary in timed:
+        lines.append(
+            f"| {summary.cell.architecture} | {budget_label(summary.cell.budget)} | "
+            f"{summary.cell.loss} | {len(summary.train_seconds)} | "
+            f"{sum(summary.train_seconds) / 3600:.2f} |")
+    total = sum(sum(s.train_seconds) for s in timed)
+    lines.append(f"| **all searches** | | | {sum(len(s.train_seconds) for s in timed)} | "
+                 f"**{total / 3600:.2f}** |")
     return lines
 
 

@@ -1,0 +1,44 @@
+"""What training costs: each epoch's wall time, in the epoch's own logs.
+
+    callbacks = [EpochClock(), ...]      # first: the others see `epoch_seconds`
+    model.fit(..., callbacks=callbacks)  # history.history["epoch_seconds"]: one per epoch
+
+The seconds run from the epoch's first callback to the end of its validation. Kept with the
+other logs, they travel where the logs go: the History, TensorBoard's scalars, the epoch
+backup of a training that may be killed (`mimic_tf.resume`) and a finished trial's
+`history.json`. So a member or a trial resumed after a kill still adds up its whole cost,
+the epochs before the kill included, with `training_seconds`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import keras
+
+EPOCH_SECONDS = "epoch_seconds"
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Adds `epoch_seconds`, the epoch's wall time, to each epoch's logs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        if logs is not None:
+            logs[EPOCH_SECONDS] = time.perf_counter() - self._started
+
+
+def training_seconds(history: Mapping[str, Sequence[float | None]]) -> float | None:
+    """The sum of a history's epoch times (`History.history` or a trial's metrics); None when
+    an epoch has none (trained before the clock existed)."""
+    seconds = history.get(EPOCH_SECONDS)
+    if not seconds or any(value is None for value in seconds):
+        return None
+    return float(sum(seconds))
