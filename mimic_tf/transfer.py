@@ -15,7 +15,8 @@ On disk (`runs/<experiment>/transfer/`):
                                `transfer.flip_average` says so (`auto`: when the teacher has
                                flip test-time augmentation, `teacher.flip_average`)
     evaluation_logits.npz      teacher logits on the unaugmented validation and test images
-    manifest.json              fingerprint of teacher weights, data, augmentation, K, order seed
+    manifest.json              fingerprint of teacher weights, data, augmentation, K, order
+                               seed; `logits_seconds`: the teacher's passes, across resumes
 
 A manifest whose fingerprint differs from the current one means a rebuild, never a silent
 reuse. Files are written under temporary names and renamed, the manifest last. The logits are
@@ -172,34 +173,37 @@ def _teacher_logits_of_view(
                                       else None, verbose=0), dtype=np.float32)
 
 
-def _views_done(partial: Path, progress: Path, digest: str, shape: tuple[int, ...]) -> int:
-    """How many views of a build killed part way `partial` holds for `digest` (0: none
-    usable, as when it was left by another teacher, views or data)."""
+def _views_done(partial: Path, progress: Path, digest: str,
+                shape: tuple[int, ...]) -> tuple[int, float]:
+    """How many views of a build killed part way `partial` holds for `digest`, and the
+    seconds they took ((0, 0.0): none usable, as when another teacher, views or data left it)."""
     try:
         record = json.loads(progress.read_text())
         held = np.lib.format.open_memmap(partial, mode="r")
     except (OSError, ValueError):
-        return 0
+        return 0, 0.0
     if record.get("digest") != digest or held.shape != shape or held.dtype != np.float32:
-        return 0
-    return min(int(record.get("views_done", 0)), shape[0])
+        return 0, 0.0
+    return min(int(record.get("views_done", 0)), shape[0]), float(record.get("seconds", 0.0))
 
 
 def _compute_logits(
     config: ExperimentConfig, splits: data.Splits, teacher: keras.Model, path: Path,
     digest: str, verbose: int, view_images: np.ndarray | None = None,
-) -> None:
-    """Write the [K, N, classes] logits to `path`, view by view, resumably.
+) -> float:
+    """Write the [K, N, classes] logits to `path`, view by view, resumably; returns the
+    seconds the teacher's passes took, those before a kill included.
 
     The views are written into `PARTIAL_LOGITS_FILE` beside `path`; after each one it is
-    flushed to disk and `PARTIAL_PROGRESS_FILE` records how many views it holds and for which
-    digest. A build killed part way (an hour of teacher passes in a campaign) resumes at its
-    first unfinished view; the whole file is renamed to `path` when the last view is in.
+    flushed to disk and `PARTIAL_PROGRESS_FILE` records how many views it holds, for which
+    digest, and their seconds. A build killed part way (an hour of teacher passes in a
+    campaign) resumes at its first unfinished view; the whole file is renamed to `path` when
+    the last view is in.
     """
     views, num_examples = config.transfer.views, len(splits.train_labels)
     shape = (views, num_examples, splits.spec.num_classes)
     partial, progress = path.parent / PARTIAL_LOGITS_FILE, path.parent / PARTIAL_PROGRESS_FILE
-    first = _views_done(partial, progress, digest, shape)
+    first, seconds_before = _views_done(partial, progress, digest, shape)
     if first:
         logits = np.lib.format.open_memmap(partial, mode="r+")
         if verbose:
@@ -208,15 +212,16 @@ def _compute_logits(
     else:
         progress.unlink(missing_ok=True)
         logits = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)
-    started = time.perf_counter()
+    started, elapsed = time.perf_counter(), 0.0
     for view in range(first, views):
         logits[view] = _teacher_logits_of_view(
             teacher, splits, config.augment, view, config.transfer.batch_size, view_images
         )
         logits.flush()  # the view on disk before the record that counts it
-        atomic_write_text(progress, json.dumps({"digest": digest, "views_done": view + 1}))
+        elapsed, done = time.perf_counter() - started, view + 1 - first
+        atomic_write_text(progress, json.dumps({"digest": digest, "views_done": view + 1,
+                                                "seconds": seconds_before + elapsed}))
         if verbose:
-            elapsed, done = time.perf_counter() - started, view + 1 - first
             remaining = elapsed / done * (views - view - 1)
             line = (f"transfer set: view {view + 1}/{views} "
                     f"({done * num_examples / elapsed:,.0f} img/s, ETA {remaining:.0f}s)")
@@ -228,6 +233,7 @@ def _compute_logits(
     del logits
     publish(partial, path)
     progress.unlink()
+    return seconds_before + elapsed
 
 
 def build_transfer_set(
@@ -270,9 +276,10 @@ def build_transfer_set(
                              != fingerprint[k])
             print(f"transfer set: cache is stale ({', '.join(changed)} changed); rebuilding")
         manifest_path.unlink(missing_ok=True)  # a half-rebuilt cache never looks valid
+        seconds = None
         if not online:
-            _compute_logits(config, splits, transfer_teacher(teacher, config), logits_path,
-                            digest, verbose, view_images)
+            seconds = _compute_logits(config, splits, transfer_teacher(teacher, config),
+                                      logits_path, digest, verbose, view_images)
         if evaluation_logits is not None:
             validation_logits, test_logits = (evaluation_logits["validation"],
                                               evaluation_logits["test"])
@@ -283,6 +290,8 @@ def build_transfer_set(
             np.savez(temporary, validation=validation_logits, test=test_logits)
         manifest = {"digest": digest, "fingerprint": fingerprint, "has_logits": not online,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if seconds is not None:  # the teacher's passes over the K views, across resumes
+            manifest["logits_seconds"] = round(seconds, 1)
         save_config(config, directory / "config.yaml")
         atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     elif verbose:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+import time
+import types
 
 import keras
 import numpy as np
@@ -169,6 +172,7 @@ def test_transfer_flip_average_default_keeps_existing_fingerprints_and_is_valida
         load_config("smoke", overrides={"transfer.flip_average": "sometimes"})
 
 
+VIEW_TICK = 60.0  # seconds a view takes on the test's clock
 VIEW_LOGITS = transfer._teacher_logits_of_view  # the real one, before any test patches it
 
 
@@ -193,6 +197,9 @@ def test_a_build_killed_part_way_resumes_at_its_first_unfinished_view(setup, tmp
     config = dataclasses.replace(config, transfer=dataclasses.replace(config.transfer, views=3))
     uninterrupted = transfer.build_transfer_set(config, splits, teacher, tmp_path / "whole",
                                                 verbose=0)
+    ticks = itertools.count(0.0, VIEW_TICK)  # each view: one tick of the build's clock
+    monkeypatch.setattr(transfer, "time", types.SimpleNamespace(
+        perf_counter=lambda: next(ticks), strftime=time.strftime))
     computed: list[int] = []
     record_views(monkeypatch, computed, killed_at=2)
     with pytest.raises(KilledAtView):
@@ -205,6 +212,9 @@ def test_a_build_killed_part_way_resumes_at_its_first_unfinished_view(setup, tmp
     resumed = transfer.build_transfer_set(config, splits, teacher, tmp_path, verbose=0)
     assert computed == [2]  # views 0 and 1 came from disk
     np.testing.assert_array_equal(resumed.logits, uninterrupted.logits)
+    # What the teacher's passes cost: all three views, the two before the kill included.
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["logits_seconds"] == 3 * VIEW_TICK
     assert not list(tmp_path.glob(".logits.partial*"))  # renamed into place, record removed
 
 
