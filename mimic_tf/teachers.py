@@ -285,24 +285,21 @@ def train_member(
     # After a resume the history holds only this process's epochs (Keras numbers them on).
     ran = len(history.history.get("loss", []))
     history = backup.merged(history)
-    epochs = history.epoch[-1] + 1 if history.epoch else 0
+    timed = training_seconds(history.history)  # every epoch's, those before a kill too
+    if timed is not None:
+        seconds, ran = timed, len(history.epoch)
     record = {
         "member": member_index,
         "family": config.teacher.family,
         "params": int(plan.model.count_params()),
-        "epochs": epochs,
+        "epochs": history.epoch[-1] + 1 if history.epoch else 0,
         "train_seconds": round(seconds, 1),
         "images_per_second": round(ran * plan.steps_per_epoch * plan.batch_size / seconds),
         **plan.extra,
     }
     if first_epoch > 0:
         record["resumed_at_epoch"] = first_epoch + 1
-        whole = training_seconds(history.history)  # every epoch's, those before the kill too
-        if whole is not None:
-            record["train_seconds"] = round(whole, 1)
-            record["images_per_second"] = round(
-                len(history.epoch) * plan.steps_per_epoch * plan.batch_size / whole)
-        else:  # epochs from before the clock: the seconds and img/s are from the resume on
+        if timed is None:  # epochs from before the clock: seconds and img/s from the resume on
             record["seconds_from_resume_only"] = True
     atomic_save_model(plan.model, directory / f"member_{member_index:02d}.keras")
     # Beside the member, so a later process that finds it still knows how it was trained.

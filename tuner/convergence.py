@@ -30,9 +30,9 @@ class Convergence:
     @classmethod
     def of(cls, history: TrialHistory) -> Convergence:
         accuracy = history.metrics.get("val_accuracy", [])
-        gain = (accuracy[-1] - accuracy[-1 - LAST_EPOCHS]
-                if len(accuracy) > LAST_EPOCHS else None)
-        return cls(epochs_run=len(accuracy), epoch_cap=history.epoch_cap, last_gain=gain)
+        ends = (accuracy[-1 - LAST_EPOCHS], accuracy[-1]) if len(accuracy) > LAST_EPOCHS else ()
+        gain = ends[1] - ends[0] if ends and None not in ends else None
+        return cls(epochs_run=history.epochs_run, epoch_cap=history.epoch_cap, last_gain=gain)
 
     @property
     def stopped_early(self) -> bool:
