@@ -22,6 +22,7 @@ from mimic_tf.layout import ExperimentLayout
 from tuner import artifacts
 from tuner.cells import Cell
 from tuner.convergence import Convergence
+from tuner.findings import write_findings
 from tuner.report import write_report
 from tuner.results import read_summaries
 from tuner.summary_run import FIGURE_TAG, SERVED_TAG, TABLE_TAG, png_size
@@ -202,3 +203,9 @@ def test_report_tells_which_best_trials_ran_long_enough(tiny_run):
     assert "| **all searches** | | | 2 | **1.50** |" in text
     assert [from_csv[name].train_seconds for name in ("mlp-d1-b30k", "cnn-d1-b30k")] == [
         [1800.0], [3600.0]]
+
+    # The findings, read from results.csv alone, say it beside the five findings.
+    write_findings(tiny_run.root)
+    findings = tiny_run.findings_md.read_text()
+    assert "**Trial length:** 0 of 2 searches' best trials near convergence" in findings
+    assert "still rising at the cap: MLP 1 hidden" in findings and "(+5.0)" in findings

@@ -31,6 +31,7 @@ from mimic_tf.budgets import budget_label
 from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import ExperimentLayout
 from tuner import artifacts
+from tuner.convergence import LAST_EPOCHS, NEAR_CONVERGENCE_GAIN
 from tuner.paper import paper_gaps, paper_teacher_distance
 from tuner.results import CellSummary, read_summaries
 
@@ -205,8 +206,26 @@ def verdict(finding: dict[str, Any]) -> str:
     return {True: "holds", False: "does not hold", None: "measured"}[finding["holds"]]
 
 
-def render_markdown(findings: Sequence[dict[str, Any]], source: str) -> str:
-    """findings.md: one line per finding."""
+def trial_length(students: Sequence[CellSummary]) -> str | None:
+    """One line on whether the searches' best trials ran long enough (`tuner.convergence`),
+    which a finding that fails may hinge on; None when results.csv has no trial epochs."""
+    measured = [s for s in students if s.best_convergence is not None]
+    if not measured:
+        return None
+    near = sum(s.best_convergence.near_convergence is True for s in measured)
+    rising = [s for s in measured if s.best_convergence.near_convergence is False]
+    line = (f"**Trial length:** {near} of {len(measured)} searches' best trials near "
+            f"convergence (gaining under {100 * NEAR_CONVERGENCE_GAIN:.1f} points over their "
+            f"last {LAST_EPOCHS} epochs, or stopped early by the schedule)")
+    if rising:
+        line += "; still rising at the cap: " + ", ".join(
+            f"{s.cell.label} ({100 * s.best_convergence.last_gain:+.1f})" for s in rising)
+    return line + "."
+
+
+def render_markdown(findings: Sequence[dict[str, Any]], source: str,
+                    students: Sequence[CellSummary] = ()) -> str:
+    """findings.md: one line per finding, then whether the trials ran long enough."""
     lines = [f"# The paper's findings, checked on {source}", "",
              "Accuracies are test accuracies (%) of each search's best trial by validation "
              "accuracy; differences are in percentage points. Made by "
@@ -214,6 +233,9 @@ def render_markdown(findings: Sequence[dict[str, Any]], source: str) -> str:
     for finding in findings:
         lines.append(f"{finding['finding']}. **{finding['claim']}: "
                      f"{verdict(finding)}.** {finding['text']}.")
+    length = trial_length(students)
+    if length is not None:
+        lines += ["", length]
     return "\n".join(lines) + "\n"
 
 
@@ -221,9 +243,10 @@ def write_findings(directory: str | Path, out: str | Path | None = None) -> list
     """Check the findings on `directory`'s result files; write findings.md and .json to `out`."""
     layout = ExperimentLayout(Path(directory))
     written = ExperimentLayout(Path(out)) if out is not None else layout
-    findings = check_findings(read_students(layout.results_csv), read_teacher_accuracy(layout))
+    students = read_students(layout.results_csv)
+    findings = check_findings(students, read_teacher_accuracy(layout))
     atomic_write_text(written.findings_json, json.dumps(findings, indent=2) + "\n")
-    atomic_write_text(written.findings_md, render_markdown(findings, str(directory)))
+    atomic_write_text(written.findings_md, render_markdown(findings, str(directory), students))
     return findings
 
 
@@ -235,11 +258,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where to write (default: the folder)")
     args = parser.parse_args(argv)
     try:
-        findings = write_findings(args.directory, args.out)
+        write_findings(args.directory, args.out)
     except FindingsError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
-    print(render_markdown(findings, str(args.directory)), end="")
+    written = ExperimentLayout(args.out) if args.out is not None else ExperimentLayout(
+        args.directory)
+    print(written.findings_md.read_text(), end="")
     return 0
 
 
