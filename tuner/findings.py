@@ -16,6 +16,9 @@ mean of the top-k trials (its Figure 1) is given beside it where a finding compa
     3. the best MLPs have 2 or 3 hidden layers
     4. distillation beats hard 0/1 labels for every CNN with a baseline, most for 1 conv layer
     5. the best student's distance to the teacher ensemble
+
+and, below them in findings.md, whether the searches' best trials ran long enough
+(`tuner.convergence`, from results.csv's epoch columns), on which a failing finding may hinge.
 """
 
 from __future__ import annotations
