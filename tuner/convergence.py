@@ -12,6 +12,7 @@ trial still rising at its cap says that longer trials would change the search's 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from tuner.artifacts import TrialHistory
 
@@ -56,3 +57,10 @@ class Convergence:
             return "stopped by the schedule"
         return {True: "near convergence", False: "still rising at the cap",
                 None: f"under {LAST_EPOCHS + 1} epochs: not measured"}[self.near_convergence]
+
+
+def near_and_rising(convergences: Sequence[Convergence]) -> tuple[int, list[int]]:
+    """How many of `convergences` are near convergence, and the indices of those still
+    rising at their cap (the rest ran too few epochs to tell)."""
+    near = sum(c.near_convergence is True for c in convergences)
+    return near, [i for i, c in enumerate(convergences) if c.near_convergence is False]

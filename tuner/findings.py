@@ -34,7 +34,7 @@ from mimic_tf.budgets import budget_label
 from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import ExperimentLayout
 from tuner import artifacts
-from tuner.convergence import LAST_EPOCHS, NEAR_CONVERGENCE_GAIN
+from tuner.convergence import LAST_EPOCHS, NEAR_CONVERGENCE_GAIN, near_and_rising
 from tuner.paper import paper_gaps, paper_teacher_distance
 from tuner.results import CellSummary, read_summaries
 
@@ -215,8 +215,8 @@ def trial_length(students: Sequence[CellSummary]) -> str | None:
     measured = [s for s in students if s.best_convergence is not None]
     if not measured:
         return None
-    near = sum(s.best_convergence.near_convergence is True for s in measured)
-    rising = [s for s in measured if s.best_convergence.near_convergence is False]
+    near, rising_at = near_and_rising([s.best_convergence for s in measured])
+    rising = [measured[index] for index in rising_at]
     line = (f"**Trial length:** {near} of {len(measured)} searches' best trials near "
             f"convergence (gaining under {100 * NEAR_CONVERGENCE_GAIN:.1f} points over their "
             f"last {LAST_EPOCHS} epochs, or stopped early by the schedule)")

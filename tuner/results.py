@@ -30,7 +30,7 @@ from mimic_tf.vocabulary import KERAS_TEACHER
 from tuner import artifacts
 from tuner.artifacts import TrialEvaluation, TrialHistory, TrialRecord
 from tuner.cells import Cell
-from tuner.convergence import LAST_EPOCHS, NEAR_CONVERGENCE_GAIN, Convergence
+from tuner.convergence import LAST_EPOCHS, NEAR_CONVERGENCE_GAIN, Convergence, near_and_rising
 from tuner.frontier_table import diagnostics_section, read_frontier, read_measurement
 from tuner.paper import PAPER_TEACHER_ACCURACY, paper_figure, paper_table
 
@@ -338,11 +338,10 @@ def convergence_section(summaries: Sequence[CellSummary]) -> list[str]:
             f"| {summary.cell.architecture} | {budget_label(summary.cell.budget)} | "
             f"{summary.cell.loss} | {convergence.epochs_run} / {convergence.epoch_cap} | "
             f"{gain} | {convergence.verdict} |")
-    near = sum(s.best_convergence.near_convergence is True for s in measured)
-    rising = sum(s.best_convergence.near_convergence is False for s in measured)
+    near, rising = near_and_rising([s.best_convergence for s in measured])
     lines += ["", f"{near} of {len(measured)} best trials near convergence"
-              + (f"; {rising} still rising at the cap, where longer trials could change the "
-                 "result." if rising else ".")]
+              + (f"; {len(rising)} still rising at the cap, where longer trials could change "
+                 "the result." if rising else ".")]
     return lines
 
 
