@@ -6,7 +6,8 @@
 #   bash results/cpu-replication-v2/run.sh [stage ...]      # in the foreground
 #
 # Stages: teacher mlp cnn publish (default: all, in that order). Every stage resumes where it
-# stopped: finished members, the transfer set and finished trials are kept on disk.
+# stopped: finished members, the transfer set's finished views and finished trials are kept
+# on disk; a finished teacher is not touched again.
 #   OUT      the run folder's parent, outside any checkout (default $HOME/mimic-tf-runs)
 #   RESULTS  where `publish` copies the small result files (default: this script's folder)
 #   PYTHON   the interpreter (default: the main checkout's .venv, see README.md here)
@@ -45,6 +46,12 @@ member_accuracy() {  # test accuracy of member 1, from teacher.json
     "$RUN/teacher/teacher.json"
 }
 
+teacher_complete() {  # whether teacher.json records the ensemble of all $MEMBERS members
+  [ -f "$RUN/teacher/teacher.json" ] && [ -f "$RUN/teacher/ensemble.keras" ] &&
+    "$PYTHON" -c "import json,sys; sys.exit(json.load(open(sys.argv[1])).get('ensemble', {}).get('members') != int(sys.argv[2]))" \
+      "$RUN/teacher/teacher.json" "$MEMBERS"
+}
+
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(teacher mlp cnn publish)
 stamp "campaign: commit $(git rev-parse HEAD), python $PYTHON, stages ${stages[*]}"
@@ -53,6 +60,13 @@ for stage in "${stages[@]}"; do
   SECONDS=0
   case $stage in
     teacher)
+      # Member 1's gate only while the ensemble is unfinished: `--members 1` on a finished
+      # teacher would rebuild (and re-evaluate) a 1-member ensemble in its place.
+      if teacher_complete; then
+        stamp "teacher: the ensemble of $MEMBERS members is done ($RUN/teacher/teacher.json)"
+        stamp "stage teacher: done in ${SECONDS}s"
+        continue
+      fi
       "$PYTHON" -m mimic_tf.train_teacher --config $CONFIG --out "$OUT" --members 1
       accuracy=$(member_accuracy)
       stamp "teacher member 1: test accuracy $accuracy (bar $MEMBER_BAR)"
