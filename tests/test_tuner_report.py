@@ -164,6 +164,26 @@ def history(val_accuracy: list[float], epoch_cap: int,
         "epoch_seconds": [epoch_seconds] * epochs}, train_seconds=epoch_seconds * epochs)
 
 
+def test_compute_bill_adds_the_teachers_members_and_the_transfer_set(tiny_run):
+    """Every stage's hours in one table: the members with a recorded time (the others named),
+    the transfer set's teacher passes and the searches' trials."""
+    tiny_run.teacher_summary.write_text(json.dumps({"source": "synthetic", "members": [
+        {"member": 0, "train_seconds": 5400.0}, {"member": 1, "train_seconds": 1800.0},
+        {"member": 2}], "ensemble": {"members": 3, "params": 1000, "test_accuracy": 0.6,
+                                     "validation_accuracy": 0.61}}))
+    tiny_run.transfer.mkdir()
+    tiny_run.transfer_manifest.write_text(json.dumps(
+        {"digest": "d", "fingerprint": {"views": 8}, "logits_seconds": 3600.0}))
+    artifacts.write_trial_history(tiny_run.search("mlp-d1-b30k"), "1",
+                                  history([0.2, 0.3, 0.34], epoch_cap=4, epoch_seconds=600.0))
+    text = write_report(tiny_run.root).results_md.read_text()
+    assert "| teacher | | | 2 of 3 members | 2.00 |" in text
+    assert "| transfer set | | | 8 views | 1.00 |" in text
+    assert "| all searches | | | 1 trial | 0.50 |" in text
+    assert "| **in all** | | | | **3.50** |" in text
+    assert "1 teacher member of 3 has no recorded training time" in text
+
+
 def test_convergence_is_a_gain_under_half_a_point_over_the_last_two_epochs_or_an_early_stop():
     rising = Convergence.of(history([0.30, 0.40, 0.50, 0.60], epoch_cap=4))
     assert rising.last_gain == pytest.approx(0.20) and rising.near_convergence is False
@@ -198,9 +218,10 @@ def test_report_tells_which_best_trials_ran_long_enough(tiny_run):
     assert rows[("mlp-d1-b30k", "0")].convergence is None  # no history.json: not measured
 
     # The compute bill: 4 epochs of 450 s (MLP) and of 900 s (CNN), one timed trial each.
-    assert "| MLP 1 hidden | 30k | mimic | 1 | 0.50 |" in text
-    assert "| CNN 1 conv | 30k | mimic | 1 | 1.00 |" in text
-    assert "| **all searches** | | | 2 | **1.50** |" in text
+    assert "| MLP 1 hidden | 30k | mimic | 1 trial | 0.50 |" in text
+    assert "| CNN 1 conv | 30k | mimic | 1 trial | 1.00 |" in text
+    assert "| all searches | | | 2 trials | 1.50 |" in text
+    assert "| **in all** | | | | **1.50** |" in text and "| teacher |" not in text
     assert [from_csv[name].train_seconds for name in ("mlp-d1-b30k", "cnn-d1-b30k")] == [
         [1800.0], [3600.0]]
 

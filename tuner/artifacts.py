@@ -227,6 +227,8 @@ class TeacherSummary:
     runtime: dict[str, Any] = dataclasses.field(default_factory=dict)
     family: str | None = None  # paper | airbench | keras (the user's own model)
     path: str | None = None  # family keras: where the user's model is
+    # Each member's training time (s, summed over resumes); None where its record has none.
+    member_train_seconds: tuple[float | None, ...] = ()
 
 
 def read_teacher_summary(path: Path) -> TeacherSummary | None:
@@ -245,6 +247,7 @@ def read_teacher_summary(path: Path) -> TeacherSummary | None:
                      record.get("runtime", {})),
         family=record.get("family"),
         path=next((m["path"] for m in record.get("members", []) if "path" in m), None),
+        member_train_seconds=tuple(m.get("train_seconds") for m in record.get("members", [])),
     )
 
 

@@ -308,7 +308,7 @@ def markdown_table(layout: ExperimentLayout, summaries: Sequence[CellSummary],
                 f"{_percent(summary.best_test)} | {gain_text} |"
             )
     lines += convergence_section(summaries)
-    lines += compute_section(summaries)
+    lines += compute_section(summaries, teacher, artifacts.read_transfer_manifest(layout))
     frontier = read_frontier(layout.frontier_csv)
     if frontier:
         lines += ["", *diagnostics_section(frontier, read_measurement(layout).get("teacher"))]
@@ -345,25 +345,55 @@ def convergence_section(summaries: Sequence[CellSummary]) -> list[str]:
     return lines
 
 
-def compute_section(summaries: Sequence[CellSummary]) -> list[str]:
-    """results.md's compute bill of the searches: each one's training hours (every epoch's
-    wall time with its validation, summed over resumes); none when no trial was timed."""
+def compute_section(summaries: Sequence[CellSummary],
+                    teacher: artifacts.TeacherSummary | None = None,
+                    transfer: dict[str, Any] | None = None) -> list[str]:
+    """results.md's compute bill by stage: the teacher's members, the transfer set's teacher
+    passes and each search's trials (every epoch's wall time with its validation, summed over
+    resumes); none when nothing was timed."""
     timed = [s for s in summaries if s.train_seconds]
-    if not timed:
+    member_seconds = teacher.member_train_seconds if teacher is not None else ()
+    members_timed = [seconds for seconds in member_seconds if seconds is not None]
+    transfer_seconds = (transfer or {}).get("logits_seconds")
+    if not (timed or members_timed or transfer_seconds):
         return []
     lines = ["", "## Compute", "",
-             "Training time of each search's trials: every epoch's wall time with its "
-             "validation, summed over resumes (test evaluation and export not included).", "",
-             "| student | budget | loss | trials timed | hours |", "|---|---|---|---|---|"]
+             "Hours of each stage where it was timed: the teacher's members (their epochs with "
+             "validation), the transfer set (the teacher's passes over its views) and each "
+             "search's trials (every epoch's wall time with its validation), each summed over "
+             "resumes; evaluation, export and loading are not included.", "",
+             "| stage | budget | loss | timed | hours |", "|---|---|---|---|---|"]
+    total = 0.0
+    if members_timed:
+        total += sum(members_timed)
+        lines.append(f"| teacher | | | {len(members_timed)} of {len(member_seconds)} members | "
+                     f"{sum(members_timed) / 3600:.2f} |")
+    if transfer_seconds:
+        total += transfer_seconds
+        views = (transfer or {}).get("fingerprint", {}).get("views", "?")
+        lines.append(f"| transfer set | | | {views} views | {transfer_seconds / 3600:.2f} |")
     for summary in timed:
         lines.append(
             f"| {summary.cell.architecture} | {budget_label(summary.cell.budget)} | "
-            f"{summary.cell.loss} | {len(summary.train_seconds)} | "
+            f"{summary.cell.loss} | {_count(len(summary.train_seconds), 'trial')} | "
             f"{sum(summary.train_seconds) / 3600:.2f} |")
-    total = sum(sum(s.train_seconds) for s in timed)
-    lines.append(f"| **all searches** | | | {sum(len(s.train_seconds) for s in timed)} | "
-                 f"**{total / 3600:.2f}** |")
+    searches = sum(sum(s.train_seconds) for s in timed)
+    total += searches
+    if timed:
+        trials = sum(len(s.train_seconds) for s in timed)
+        lines.append(f"| all searches | | | {_count(trials, 'trial')} | {searches / 3600:.2f} |")
+    lines.append(f"| **in all** | | | | **{total / 3600:.2f}** |")
+    untimed = len(member_seconds) - len(members_timed)
+    if untimed:
+        lines += ["", f"{_count(untimed, 'teacher member')} of {len(member_seconds)} "
+                  f"{'has' if untimed == 1 else 'have'} no recorded training time (trained "
+                  "before mimic-tf recorded it): the teacher's hours are a floor."]
     return lines
+
+
+def _count(number: int, noun: str) -> str:
+    """'1 trial', '6 trials'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _version(*distributions: str) -> str:
