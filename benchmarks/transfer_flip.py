@@ -8,11 +8,12 @@ answer is `transfer.flip_average` (`auto`: as the teacher; `false`: the view alo
 
 Method: the teacher of a finished run (`--run`, default `runs/default`: its `member_XX.keras`)
 builds two transfer sets of the run's views, in the same order, one with flip-averaged logits
-and one with the view's logits alone, each timed. For each cell (`--cells`, default the run's
-CNN 1 conv and MLP 2 hidden at 316k), the run's best trial is retrained from scratch on each
-set with its hyperparameters, for each seed of `--seeds`, to the run's epoch cap; each student
-is scored on the test labels. The same seed gives the same initialisation and the same batch
-order on both sets, so a pair differs only by its targets.
+and one with the view's logits alone (`transfer.flip_average` true and false), each timed.
+For each cell (`--cells`, default the run's CNN 1 conv and MLP 2 hidden at 316k), the run's
+best trial is retrained from scratch on each set with its hyperparameters, for each seed of
+`--seeds`, to the run's epoch cap; each student is scored on the test labels. The same seed
+gives the same initialisation and the same batch order on both sets, so a pair differs only
+by its targets.
 
     python benchmarks/transfer_flip.py --run runs/default --out /tmp/transfer-flip
 
@@ -66,6 +67,8 @@ def main() -> None:
     splits = data.load_splits(config.data)
     members = [load_model(layout.teacher / f"member_{index:02d}.keras")
                for index in range(config.teacher.members)]
+    # The run's teacher; `transfer.flip_average` decides, as in a run, what its views hold.
+    teacher = build_ensemble(members, flip_average=config.teacher.flip_average)
     best = {candidate.cell.name: candidate for candidate in frontier_candidates(layout)
             if candidate.rank == 1}
     cells = [name for name in args.cells.split(",") if name]
@@ -78,12 +81,10 @@ def main() -> None:
                      "teacher_members": len(members), "settings": {}}
     for flip in (True, False):
         label = "flip_averaged" if flip else "view_only"
-        flip_config = dataclasses.replace(config, teacher=dataclasses.replace(
-            config.teacher, airbench=dataclasses.replace(config.teacher.airbench,
-                                                         flip_tta=flip)))
-        ensemble = build_ensemble(members, flip_average=flip)
+        flip_config = dataclasses.replace(config, transfer=dataclasses.replace(
+            config.transfer, flip_average="true" if flip else "false"))
         started = time.perf_counter()
-        transfer = build_transfer_set(flip_config, splits, ensemble, args.out / label,
+        transfer = build_transfer_set(flip_config, splits, teacher, args.out / label,
                                       verbose=0)
         seconds = time.perf_counter() - started
         training = TrainingData.from_transfer_set(transfer, config.student.batch_size)
