@@ -79,6 +79,8 @@ for stage in "${stages[@]}"; do
     mlp | cnn) "$PYTHON" -m tuner.run --family "$stage" --config $CONFIG --out "$OUT" ;;
     publish)
       mkdir -p "$RESULTS"
+      # results.md rebuilt by this checkout's report, from the searches finished so far.
+      if [ -d "$RUN/searches" ]; then "$PYTHON" -m tuner.report "$RUN" > /dev/null; fi
       for file in results.csv results.md figure.png config.yaml; do
         if [ -f "$RUN/$file" ]; then cp "$RUN/$file" "$RESULTS/"; fi
       done
