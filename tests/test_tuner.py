@@ -221,6 +221,25 @@ def test_changed_settings_are_refused_not_mixed(smoke_run, tmp_path):
         run_experiment(config, ("mlp",), tmp_path, verbose=0)
 
 
+def test_a_search_depends_on_its_own_familys_epoch_cap_only(tmp_path):
+    """Raising the CNNs' cap leaves the MLP searches of a run as they are, and not the
+    reverse; a search recorded with every family's cap still resumes."""
+    from tuner.search import SearchMismatchError, _check_settings, search_settings
+
+    base = smoke_config(**{"student.mlp_epochs": 3, "student.cnn_epochs": 2})
+    raised = smoke_config(**{"student.mlp_epochs": 3, "student.cnn_epochs": 5})
+    assert search_settings(base, "t", "mlp") == search_settings(raised, "t", "mlp")
+    assert search_settings(base, "t", "cnn") != search_settings(raised, "t", "cnn")
+    assert "cnn_epochs" not in search_settings(base, "t", "mlp")["student"]
+
+    search = ExperimentLayout(tmp_path).search("mlp-d1-b30k")
+    search.root.mkdir(parents=True)
+    artifacts.write_settings(search, search_settings(base, "t"))  # both caps, as before
+    _check_settings(search, search_settings(raised, "t", "mlp"), "mlp")
+    with pytest.raises(SearchMismatchError, match="student changed"):
+        _check_settings(search, search_settings(raised, "t", "cnn"), "cnn")
+
+
 def test_report_cli_rebuilds_the_files(smoke_run, tmp_path, capsys):
     from tuner import report
 

@@ -407,8 +407,11 @@ def _version(*distributions: str) -> str:
 
 
 def _provenance(layout: ExperimentLayout, summaries: Sequence[CellSummary]) -> list[str]:
-    settings = next(filter(None, map(artifacts.read_settings, layout.search_folders())), {})
-    student = settings.get("student", {})
+    recorded = [s for s in map(artifacts.read_settings, layout.search_folders()) if s]
+    settings = recorded[0] if recorded else {}
+    student: dict[str, Any] = {}  # an MLP search records the MLPs' cap, a CNN search the CNNs'
+    for search_settings in recorded:
+        student.update(search_settings.get("student", {}))
     schedule = student.get("schedule", {})
     trials = sorted({s.trials for s in summaries})
     source = artifacts.read_data_source(layout)

@@ -68,14 +68,17 @@ def search_seed(seed: int, cell: Cell) -> int:
     return seed * 100_003 + zlib.crc32(cell.name.encode()) % 100_003
 
 
-def search_settings(config: ExperimentConfig, transfer_fingerprint: str) -> dict[str, Any]:
+def search_settings(config: ExperimentConfig, transfer_fingerprint: str,
+                    family: str | None = None) -> dict[str, Any]:
     """Everything a search's trials depend on, besides the cell itself and the trial count.
 
     `student.jit_compile` is left out: XLA changes how fast a trial runs, not what it learns
-    (runtime.json records it), so a search resumes under either setting.
+    (runtime.json records it), so a search resumes under either setting. With `family`, the
+    other families' epoch caps (`student.cnn_epochs` for an MLP search) are left out too: a
+    run may raise the CNNs' cap without restarting its MLP searches.
     """
-    student = {key: value for key, value in config.to_dict()["student"].items()
-               if key != "jit_compile"}
+    student = _own_epoch_cap({key: value for key, value in config.to_dict()["student"].items()
+                              if key != "jit_compile"}, family)
     return {
         "student": student,
         "tuner": config.search.tuner,
@@ -84,14 +87,24 @@ def search_settings(config: ExperimentConfig, transfer_fingerprint: str) -> dict
     }
 
 
-def _check_settings(search: SearchLayout, settings: dict[str, Any]) -> None:
+def _own_epoch_cap(student: dict[str, Any], family: str | None) -> dict[str, Any]:
+    """`student` without the epoch caps of families other than `family` (all kept: None)."""
+    if family is None:
+        return student
+    return {key: value for key, value in student.items()
+            if not (key.endswith("_epochs") and key != f"{family}_epochs")}
+
+
+def _check_settings(search: SearchLayout, settings: dict[str, Any],
+                    family: str | None = None) -> None:
     previous = artifacts.read_settings(search)
     if previous is None:
         return
     # Student keys added since that search was recorded take their defaults.
     defaults = {key: value for key, value in ExperimentConfig().to_dict()["student"].items()
                 if key in settings["student"]}
-    previous = {**previous, "student": {**defaults, **previous.get("student", {})}}
+    previous = {**previous, "student": _own_epoch_cap(
+        {**defaults, **previous.get("student", {})}, family)}
     if previous == settings:
         return
     changed = sorted(key for key in settings if previous.get(key) != settings[key])
@@ -106,7 +119,7 @@ def build_tuner(cell: Cell, context: SearchContext) -> keras_tuner.Tuner:
     """The cell's tuner, reloading its project when one exists (a stale baseline restarts)."""
     config, layout = context.config, context.layout
     search = layout.search(cell.name)
-    settings = search_settings(config, context.transfer_fingerprint)
+    settings = search_settings(config, context.transfer_fingerprint, cell.family)
     previous_cell = artifacts.read_cell(search)
     restart = previous_cell is not None and previous_cell.to_dict() != cell.to_dict()
     if restart and not distributed.is_worker():
@@ -114,7 +127,7 @@ def build_tuner(cell: Cell, context: SearchContext) -> keras_tuner.Tuner:
         print(f"{cell.name}: the best architecture changed; restarting this baseline search")
         shutil.rmtree(layout.search_logs(cell.name), ignore_errors=True)
     else:
-        _check_settings(search, settings)
+        _check_settings(search, settings, cell.family)
     hypermodel = StudentHyperModel(
         cell,
         config.student,
