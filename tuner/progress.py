@@ -65,12 +65,14 @@ class Progress:
             print(line, file=self.stream, flush=True)
 
     def begin_search(
-        self, cell: Cell, index: int, count: int, max_trials: int, finished: int
+        self, cell: Cell, index: int, count: int, max_trials: int, finished: int,
+        best: float | None = None,
     ) -> None:
-        """A search starts (or resumes with `finished` trials already done)."""
+        """A search starts (or resumes with `finished` trials already done, the best of them
+        scoring `best`)."""
         self.search_label = f"[{cell.name} {index}/{count}]"
         self.trials_in_search = max_trials
-        self.best_in_search = None
+        self.best_in_search = best
         # The plan counted a full search; a resumed one has fewer trials left.
         self.remaining_trials = max(0, self.remaining_trials - min(finished, max_trials))
         kept = f", {finished} finished trial(s) kept" if finished else ""
@@ -80,9 +82,10 @@ class Progress:
         if best is not None:
             self.print(f"{self.search_label} best val_accuracy {best:.4f}")
 
-    def eta(self, current_trial_left: float = 0.0) -> float:
-        """Seconds until the run's last trial ends, by the mean trial time so far."""
-        others = max(0, self.remaining_trials - 1)
+    def eta(self, current_trial_left: float = 0.0, in_progress: bool = True) -> float:
+        """Seconds until the run's last trial ends, by the mean trial time so far: the current
+        trial's `current_trial_left` and the others' (all of them between trials)."""
+        others = max(0, self.remaining_trials - 1) if in_progress else self.remaining_trials
         if self.finished_seconds:
             mean = sum(self.finished_seconds) / len(self.finished_seconds)
             return current_trial_left + others * mean
@@ -149,7 +152,7 @@ class TrialProgress(keras.callbacks.Callback):
         self.progress.print(
             f"{self.label} done in {format_duration(seconds)}: val_accuracy {best} "
             f"(best of search {search_best:.4f}); run ETA "
-            f"{format_duration(self.progress.eta())}"
+            f"{format_duration(self.progress.eta(in_progress=False))}"
             if search_best is not None
             else f"{self.label} done in {format_duration(seconds)}: val_accuracy {best}"
         )

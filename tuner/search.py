@@ -170,7 +170,7 @@ def run_search(
     finished = 0 if distributed.is_worker() else len(finished_trials(tuner))
     if context.progress is not None:
         context.progress.begin_search(cell, index, count, context.config.search.trials,
-                                      finished)
+                                      finished, best_score(tuner) if finished else None)
         if distributed.is_chief():
             context.progress.print(f"[{cell.name} {index}/{count}] serving the oracle on "
                                    f"port {distributed.oracle_port()}")

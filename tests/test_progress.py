@@ -1,0 +1,48 @@
+"""The run's terminal progress lines (`tuner.progress`)."""
+
+from __future__ import annotations
+
+import io
+
+from tuner.cells import Cell
+from tuner.progress import Progress, TrialProgress
+
+
+def run_trial(progress: Progress, trial_id: str, val_accuracy: list[float]) -> None:
+    """One trial's callbacks, as Keras calls them, without training anything."""
+    callback = TrialProgress(progress, trial_id, {"learning_rate": 0.01}, 1000)
+    callback.set_params({"epochs": len(val_accuracy)})
+    callback.on_train_begin()
+    for epoch, value in enumerate(val_accuracy):
+        callback.on_epoch_begin(epoch)
+        callback.on_epoch_end(epoch, {"loss": 1.0, "val_accuracy": value})
+    callback.on_train_end()
+
+
+def test_a_resumed_search_counts_the_trials_it_finished_before_in_its_best():
+    stream = io.StringIO()
+    progress = Progress(planned_trials=6, max_epochs=2, stream=stream)
+    progress.begin_search(Cell("mlp", 2, 3.16e5), 1, 1, max_trials=6, finished=3, best=0.52)
+    run_trial(progress, "3", [0.10, 0.10])  # a trial stuck at chance after the resume
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "[mlp-d2-b316k 1/1] search of 6 trials, 3 finished trial(s) kept"
+    assert "trial 4/6 done in" in lines[-1]
+    assert "val_accuracy 0.1000 (best of search 0.5200)" in lines[-1]
+    run_trial(progress, "4", [0.50, 0.61])
+    assert "val_accuracy 0.6100 (best of search 0.6100)" in stream.getvalue().splitlines()[-1]
+
+
+def test_a_new_search_starts_without_a_best():
+    stream = io.StringIO()
+    progress = Progress(planned_trials=2, max_epochs=1, stream=stream)
+    progress.begin_search(Cell("cnn", 1, 1e6), 2, 3, max_trials=2, finished=0)
+    run_trial(progress, "0", [0.40])
+    assert "val_accuracy 0.4000 (best of search 0.4000); run ETA" in stream.getvalue()
+
+
+def test_the_eta_between_trials_counts_every_trial_left():
+    progress = Progress(planned_trials=3, max_epochs=4, verbose=0)
+    progress.finished_seconds = [60.0]
+    progress.remaining_trials = 2
+    assert progress.eta(in_progress=False) == 120.0  # after a trial: two more to run
+    assert progress.eta(30.0) == 90.0  # during one: its 30 s left and one more
