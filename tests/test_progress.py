@@ -46,3 +46,29 @@ def test_the_eta_between_trials_counts_every_trial_left():
     progress.remaining_trials = 2
     assert progress.eta(in_progress=False) == 120.0  # after a trial: two more to run
     assert progress.eta(30.0) == 90.0  # during one: its 30 s left and one more
+
+
+def test_a_trial_resumed_from_its_backup_reports_its_whole_trial():
+    """The backup keeps the progress callback's state (its `get_state`), so the last line of
+    a trial killed after epoch 2 counts epochs 1-2 too."""
+    stream = io.StringIO()
+    progress = Progress(planned_trials=1, max_epochs=3, stream=stream)
+    progress.begin_search(Cell("mlp", 1, 3.16e5), 1, 1, max_trials=1, finished=0)
+    killed = TrialProgress(progress, "0", {}, 1000)
+    killed.set_params({"epochs": 3})
+    killed.on_train_begin()
+    for epoch, value in enumerate([0.30, 0.55]):
+        killed.on_epoch_begin(epoch)
+        killed.on_epoch_end(epoch, {"val_accuracy": value})
+    state = killed.get_state()  # what the backup wrote at epoch 2's end
+
+    resumed = TrialProgress(progress, "0", {}, 1000)
+    resumed.set_params({"epochs": 3})
+    resumed.on_train_begin()
+    resumed.set_state(state)  # the backup restores after the others' on_train_begin
+    resumed.on_epoch_begin(2)
+    resumed.on_epoch_end(2, {"val_accuracy": 0.50})
+    resumed.on_train_end()
+    assert "trial 1/1 done in" in stream.getvalue().splitlines()[-1]
+    assert "val_accuracy 0.5500 (best of search 0.5500)" in stream.getvalue().splitlines()[-1]
+    assert resumed.seconds_before == state["seconds"] >= 0.0

@@ -118,6 +118,16 @@ class TrialProgress(keras.callbacks.Callback):
         self.epoch_started = 0.0
         self.epochs = progress.max_epochs
         self.best: float | None = None
+        self.seconds_before = 0.0  # the trial's time before a resume
+
+    def get_state(self) -> dict[str, Any]:
+        """The trial's best so far and its time, for its backup (`mimic_tf.resume`): a
+        resumed trial's last line then tells its whole trial, not the part after the resume."""
+        return {"best": self.best,
+                "seconds": self.seconds_before + time.perf_counter() - self.started}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.best, self.seconds_before = state["best"], float(state["seconds"])
 
     def on_train_begin(self, logs=None) -> None:
         self.started = time.perf_counter()
@@ -145,7 +155,7 @@ class TrialProgress(keras.callbacks.Callback):
         self.progress.print(" ".join(parts))
 
     def on_train_end(self, logs=None) -> None:
-        seconds = time.perf_counter() - self.started
+        seconds = self.seconds_before + time.perf_counter() - self.started
         self.progress.trial_done(seconds, self.best)
         best = "n/a" if self.best is None else f"{self.best:.4f}"
         search_best = self.progress.best_in_search
