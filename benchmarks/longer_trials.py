@@ -35,7 +35,7 @@ import keras_tuner
 import numpy as np
 
 from mimic_tf import data, runtime
-from mimic_tf.config import load_config
+from mimic_tf.config import ExperimentConfig, load_config
 from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import ExperimentLayout
 from mimic_tf.teachers import ENSEMBLE_FILE, load_model, saved_evaluation_logits
@@ -85,7 +85,7 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def run_training_data(layout: ExperimentLayout) -> tuple[Any, TrainingData]:
+def run_training_data(layout: ExperimentLayout) -> tuple[ExperimentConfig, TrainingData]:
     """The run's config and the batches its searches read, from its cached transfer set."""
     config = load_config(layout.config_file)
     splits = data.load_splits(config.data)
@@ -104,7 +104,7 @@ def run_training_data(layout: ExperimentLayout) -> tuple[Any, TrainingData]:
     return config, TrainingData.from_transfer_set(transfer, config.student.batch_size)
 
 
-def train_longer(candidate: Candidate, layout: ExperimentLayout, config: Any,
+def train_longer(candidate: Candidate, layout: ExperimentLayout, config: ExperimentConfig,
                  training: TrainingData, epochs: int) -> dict[str, Any]:
     """The candidate's trial trained again up to `epochs`; what it reached, against the search."""
     search = layout.search(candidate.cell.name)
