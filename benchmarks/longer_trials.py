@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import keras_tuner
 import numpy as np
 
 from mimic_tf import data, runtime
@@ -42,7 +41,7 @@ from mimic_tf.teachers import ENSEMBLE_FILE, load_model, saved_evaluation_logits
 from mimic_tf.transfer import build_transfer_set, transfer_fingerprint
 from tuner import artifacts
 from tuner.frontier import Candidate, frontier_candidates
-from tuner.hypermodel import OBJECTIVE, StudentHyperModel, TrainingData
+from tuner.hypermodel import OBJECTIVE, StudentHyperModel, TrainingData, fixed_hyperparameters
 
 RESULTS_FILE = "results.json"
 
@@ -114,9 +113,7 @@ def train_longer(candidate: Candidate, layout: ExperimentLayout, config: Experim
     evaluated = artifacts.read_evaluation(search).get("trials", {}).get(
         candidate.trial.trial_id, {})
     keras.backend.clear_session()
-    hp = keras_tuner.HyperParameters()
-    for name, value in candidate.trial.hyperparameters.items():
-        hp.Fixed(name, value)
+    hp = fixed_hyperparameters(candidate.trial.hyperparameters)
     hypermodel = StudentHyperModel(candidate.cell, config.student, seed=config.seed,
                                    spec=training.spec)
     distiller = hypermodel.build(hp)

@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 import keras
-import keras_tuner
 import numpy as np
 
 from mimic_tf import data
@@ -42,7 +41,7 @@ from mimic_tf.layout import ExperimentLayout
 from mimic_tf.teachers import build_ensemble, load_model
 from mimic_tf.transfer import build_transfer_set
 from tuner.frontier import frontier_candidates
-from tuner.hypermodel import StudentHyperModel, TrainingData
+from tuner.hypermodel import StudentHyperModel, TrainingData, fixed_hyperparameters
 
 
 def parse_args() -> argparse.Namespace:
@@ -97,9 +96,7 @@ def main() -> None:
             accuracies = []
             for seed in seeds:
                 keras.backend.clear_session()
-                hp = keras_tuner.HyperParameters()
-                for key, value in candidate.trial.hyperparameters.items():
-                    hp.Fixed(key, value)
+                hp = fixed_hyperparameters(candidate.trial.hyperparameters)
                 hypermodel = StudentHyperModel(candidate.cell, config.student, seed=seed,
                                                spec=splits.spec)
                 distiller = hypermodel.build(hp)

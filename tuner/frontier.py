@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import keras_tuner
 import numpy as np
 
 from mimic_tf.budgets import budget_label
@@ -80,7 +79,7 @@ from tuner.frontier_table import (
     read_measurement,
     write_frontier_csv,
 )
-from tuner.hypermodel import StudentHyperModel
+from tuner.hypermodel import StudentHyperModel, fixed_hyperparameters
 from tuner.pareto import pareto_flags
 
 LATENCY_IMAGES = 64  # distinct test images cycled through the batch-1 requests
@@ -121,9 +120,7 @@ def frontier_candidates(layout: ExperimentLayout) -> list[Candidate]:
 def rebuild_student(candidate: Candidate, config: ExperimentConfig,
                     spec: DatasetSpec = CIFAR10) -> keras.Model:
     """The trial's student with its best epoch's weights, built as its search built it."""
-    hp = keras_tuner.HyperParameters()
-    for name, value in candidate.trial.hyperparameters.items():
-        hp.Fixed(name, value)
+    hp = fixed_hyperparameters(candidate.trial.hyperparameters)
     distiller = StudentHyperModel(candidate.cell, config.student, seed=config.seed,
                                   spec=spec).build(hp)
     with warnings.catch_warnings():

@@ -64,6 +64,14 @@ DROPOUT = (0.0, 0.5)
 WEIGHT_DECAY = (1e-5, 1e-2)  # log
 
 
+def fixed_hyperparameters(values: dict[str, Any]) -> keras_tuner.HyperParameters:
+    """A trial's drawn values as fixed hyperparameters: `build` then makes that trial's model."""
+    hp = keras_tuner.HyperParameters()
+    for name, value in values.items():
+        hp.Fixed(name, value)
+    return hp
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingData:
     """The datasets every trial of a run reads: built once, so all students see the same stream.
