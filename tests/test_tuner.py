@@ -521,6 +521,34 @@ def h5_datasets(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def test_a_search_is_tested_when_it_ends_before_the_next_one_starts(smoke_run, tmp_path,
+                                                                      monkeypatch):
+    """A run stopped in its second search keeps the first one's test results and best
+    student: what a campaign commits between sessions survives the loss of its run folder."""
+    from tuner import experiment
+
+    for stage in ("teacher", "transfer"):
+        shutil.copytree(smoke_run.root / stage, tmp_path / "smoke" / stage)
+    config = smoke_config(**{"search.baseline": False, "search.cnn_depths": []})
+    real_search = experiment.run_search
+
+    def die_in_the_second_search(cell, context, index, count):
+        if index == 2:
+            raise Killed
+        return real_search(cell, context, index, count)
+
+    monkeypatch.setattr(experiment, "run_search", die_in_the_second_search)
+    with pytest.raises(Killed):
+        run_experiment(config, ("mlp",), tmp_path, verbose=0)
+    layout = ExperimentLayout(tmp_path / "smoke")
+    first, second = (layout.search(name) for name in ("mlp-d1-b30k", "mlp-d2-b30k"))
+    evaluation = artifacts.read_evaluation(first)
+    tested = [trial["test_accuracy"] for trial in evaluation["trials"].values()]
+    assert len(tested) == TRIALS and all(0.0 <= accuracy <= 1.0 for accuracy in tested)
+    assert first.best_student.is_file()
+    assert not second.evaluation_file.exists()
+
+
 def test_hyperband_search_runs_with_its_epoch_schedule(smoke_run, tmp_path):
     for stage in ("teacher", "transfer"):
         shutil.copytree(smoke_run.root / stage, tmp_path / "smoke" / stage)

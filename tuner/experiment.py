@@ -1,8 +1,8 @@
 """`run_experiment`: the paper's experiment end to end, the one call behind `tuner.run`.
 
     teacher (trained and cached if missing)  ->  transfer logits (computed once, shared)
-      ->  one search per (family, depth, budget)  ->  hard-label baselines (optional)
-      ->  top-k test evaluation  ->  export of each search's best student
+      ->  one search per (family, depth, budget), its top k tested as it ends
+      ->  hard-label baselines (optional), tested likewise  ->  export of each best student
       ->  push through the release gate (release.push)
       ->  the frontier: every trial served and timed (frontier.measure)  ->  report
 
@@ -139,27 +139,23 @@ def run_experiment(
         del teacher
         keras.backend.clear_session()
 
-    # 2. The searches, then the hard-label baselines of their best architectures.
+    # 2. The searches, then the hard-label baselines of their best architectures; each
+    # search's top k tested as soon as it ends, so a stop loses no finished search's result.
     tuners = {}
     for index, cell in enumerate(cells):
-        tuners[cell.name] = _search(cell, context, index, search_count)
+        tuners[cell.name] = _search_and_test(cell, context, index, search_count)
     baselines = []
     for offset, cell in enumerate(baseline_cells):
         twin = baseline_cell(cell, layout)
         if twin is None:
             continue
         baselines.append(twin)
-        tuners[twin.name] = _search(twin, context, len(cells) + offset, search_count)
+        tuners[twin.name] = _search_and_test(twin, context, len(cells) + offset, search_count)
     if worker:
         return ExperimentSummary(layout.root, [c.name for c in cells + baselines],
                                  time.perf_counter() - started, None)
 
-    # 3. Test evaluation of the top k of every search; the best students kept for export.
-    for cell in cells + baselines:
-        keep_best = config.search.export and not cell.is_baseline
-        evaluate_top_trials(cell, tuners[cell.name], context, keep_best=keep_best)
-
-    # 4. Export of the best students and their push through the release gate.
+    # 3. Export of the best students and their push through the release gate.
     mimic_names = [cell.name for cell in cells]
     log = context.progress.print if context.progress is not None else print
     if config.search.export:
@@ -170,7 +166,7 @@ def run_experiment(
     pick_frontier = config.release.push and config.release.pick == PICK_FRONTIER
     if config.search.export and config.release.push and not pick_frontier:
         push_best_students(layout, config.release, images, labels, data, mimic_names, log=log)
-    # 5. The frontier: every trial served and timed; a frontier release picks from it.
+    # 4. The frontier: every trial served and timed; a frontier release picks from it.
     if config.frontier.measure or pick_frontier:
         rows = measure_frontier(layout, config, splits.test_images, splits.test_labels,
                                 spec=splits.spec, command=command or "", log=log)
@@ -184,6 +180,18 @@ def run_experiment(
     if verbose:
         print(f"done in {format_duration(seconds)}: {report.results_md}")
     return ExperimentSummary(layout.root, [c.name for c in cells + baselines], seconds, report)
+
+
+def _search_and_test(
+    cell: Cell, context: SearchContext, index: int, count: int
+) -> keras_tuner.Tuner | None:
+    """One search, then (on the chief or the only process) the test evaluation of its top k
+    trials, its best student kept for export; `evaluate_top_trials` reuses what it measured."""
+    tuner = _search(cell, context, index, count)
+    if tuner is not None and not distributed.is_worker():
+        keep_best = context.config.search.export and not cell.is_baseline
+        evaluate_top_trials(cell, tuner, context, keep_best=keep_best)
+    return tuner
 
 
 def _search(
