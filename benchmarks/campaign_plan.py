@@ -1,0 +1,186 @@
+"""Benchmark: a campaign's compute plan, from costs measured on the machine at hand.
+
+A long run (configs/cpu-replication-v2.yaml, run as a campaign across sessions) is planned
+from per-epoch costs measured on the machine that runs it; machines change between sessions,
+so the plan is a command, not a table copied from an older CPU. For one config it measures,
+on random uint8 images with the project's own builders:
+
+  teacher   one airbench member at the config's widths and batch: training img/s, and the
+            ensemble's inference img/s a member (flip averaging as the config says)
+  students  every (family, depth, budget) the config searches, at its default widths and the
+            config's student batch: the Distiller's training img/s
+
+and turns them into hours per stage: the members' epochs of the training split (each with a
+validation pass), the transfer set (members x views x training images), and each search's
+trials x its family's epoch cap x one epoch of the training split, times SPREAD for the
+spread of searched widths around the default ones and VALIDATION for the validation pass;
+the hard-label baselines cost as the mimic searches of their cells. The epoch caps are
+upper bounds (the plateau schedule stops many trials sooner), so the plan is one too.
+
+    python benchmarks/campaign_plan.py                            # cpu-replication-v2
+    python benchmarks/campaign_plan.py --config cpu-replication --steps 20
+
+Prints the table, then one JSON object last.
+"""
+
+from __future__ import annotations
+
+import mimic_tf  # noqa: F401  (first: sets oneDNN's default before TensorFlow loads)
+
+# isort: split
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+
+import numpy as np
+
+from mimic_tf import airbench, airbench_recipe, runtime
+from mimic_tf.budgets import budget_label, default_widths
+from mimic_tf.config import ExperimentConfig, load_config
+
+CIFAR10_TRAIN_IMAGES = 50_000
+SPREAD = 1.35  # searched widths around the default ones (the 2026-12-01 plan's factor)
+VALIDATION = 1.1  # a validation pass after each trial epoch
+VALIDATION_IMAGES = 10_000
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="cpu-replication-v2", help="config name or path")
+    parser.add_argument("--steps", type=int, default=30,
+                        help="timed training steps of each model (default 30)")
+    return parser.parse_args()
+
+
+def _timed_fit(model, images: np.ndarray, targets, steps: int, batch_size: int) -> float:
+    """Training img/s over `steps` steps, after one untimed epoch that pays the tracing."""
+    import tensorflow as tf
+    from epoch_timer import EpochTimer  # beside this script
+
+    dataset = (tf.data.Dataset.from_tensor_slices((images, *targets)).batch(batch_size)
+               .cache().repeat())
+    timer = EpochTimer()
+    model.fit(dataset, epochs=2, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+    return steps * batch_size / timer.seconds[-1]
+
+
+def _timed_predict(model, images: np.ndarray, batch_size: int) -> float:
+    model.predict(images[:batch_size], batch_size=batch_size, verbose=0)
+    started = time.perf_counter()
+    model.predict(images, batch_size=batch_size, verbose=0)
+    return len(images) / (time.perf_counter() - started)
+
+
+def measure(config: ExperimentConfig, steps: int) -> dict:
+    """Training and inference img/s of the config's teacher member and every student."""
+    import keras
+
+    from mimic_tf.distiller import Distiller
+    from mimic_tf.students import build_student
+    from mimic_tf.teachers import build_ensemble
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    recipe = config.teacher.airbench
+    batch = recipe.batch_size
+    images = rng.integers(0, 256, (batch * steps, 32, 32, 3), dtype=np.uint8)
+    labels = np.eye(10, dtype=np.float32)[rng.integers(0, 10, len(images))]
+    member = airbench.build_airbench_member(dataclasses.replace(recipe, lookahead_every=0),
+                                            images[:1024])
+    airbench_recipe.compile_member(member, recipe, total_steps=2 * steps)
+    costs = {"teacher_train": _timed_fit(member, images, (labels,), steps, batch)}
+    print(f"  teacher member {recipe.widths}: {costs['teacher_train']:.0f} img/s training",
+          file=sys.stderr, flush=True)
+    ensemble = build_ensemble([member], flip_average=config.transfer.flip_average == "true")
+    costs["teacher_predict"] = _timed_predict(ensemble, images, config.transfer.batch_size)
+    costs["members_predict_plain"] = _timed_predict(member, images, config.transfer.batch_size)
+    print(f"  teacher member: {costs['teacher_predict']:.0f} img/s transfer-set inference",
+          file=sys.stderr, flush=True)
+    keras.backend.clear_session()
+
+    batch = config.student.batch_size
+    count = batch * steps
+    images = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+    targets = (rng.normal(size=(count, 10)).astype(np.float32), rng.integers(0, 10, count))
+    students = {}
+    for family, depths in (("mlp", config.search.mlp_depths), ("cnn", config.search.cnn_depths)):
+        for depth in depths:
+            for budget in config.search.budgets:
+                student = build_student(family, depth, budget, seed=0,
+                                        **default_widths(family, depth, budget))
+                model = Distiller(student)
+                model.compile(optimizer=keras.optimizers.SGD(0.005, momentum=0.9,
+                                                             nesterov=True))
+                name = f"{family}-d{depth}-b{budget_label(budget)}"
+                students[name] = _timed_fit(model, images, targets, steps, batch)
+                print(f"  {name}: {students[name]:.0f} img/s training", file=sys.stderr,
+                      flush=True)
+                keras.backend.clear_session()
+    costs["students_train"] = students
+    return costs
+
+
+def plan(config: ExperimentConfig, costs: dict) -> list[dict]:
+    """Hours per stage, from the measured img/s and the config's counts."""
+    train = CIFAR10_TRAIN_IMAGES - config.data.validation_size
+    members = config.teacher.ensemble_size
+    epochs = config.teacher.airbench.epochs
+    teacher_epoch = train / costs["teacher_train"] + VALIDATION_IMAGES / costs[
+        "members_predict_plain"]
+    rows = [{"stage": "teacher", "measured": f"{costs['teacher_train']:.0f} img/s training, "
+             f"{teacher_epoch:.0f} s an epoch with validation",
+             "count": f"{members} members x {epochs} epochs",
+             "hours": members * epochs * teacher_epoch / 3600}]
+    transfer = members * config.transfer.views * train / costs["teacher_predict"]
+    rows.append({"stage": "transfer set",
+                 "measured": f"{costs['teacher_predict']:.0f} img/s a member",
+                 "count": f"{members} members x {config.transfer.views} views of {train}",
+                 "hours": transfer / 3600})
+    trials = config.search.trials
+    for family in ("mlp", "cnn"):
+        cap = config.student.epochs_for(family)
+        for budget in config.search.budgets:
+            cells = {name: rate for name, rate in costs["students_train"].items()
+                     if name.startswith(f"{family}-") and name.endswith(budget_label(budget))}
+            if not cells:
+                continue
+            hours = sum(trials * cap * train / rate * SPREAD * VALIDATION / 3600
+                        for rate in cells.values())
+            seconds = " / ".join(f"{train / rate:.1f}" for rate in cells.values())
+            rows.append({"stage": f"{family.upper()} searches, {budget_label(budget)}",
+                         "measured": f"an epoch: {seconds} s (depths in order)",
+                         "count": f"{len(cells)} x {trials} trials x {cap} epochs",
+                         "hours": hours})
+            if config.search.has_baseline(family, budget):
+                rows.append({"stage": f"hard-label baselines, {family.upper()} "
+                             f"{budget_label(budget)}", "measured": "as the searches above",
+                             "count": f"{len(cells)} x {trials} trials x {cap} epochs",
+                             "hours": hours})
+    rows.append({"stage": "in all", "measured": "", "count": "",
+                 "hours": sum(row["hours"] for row in rows)})
+    return rows
+
+
+def main() -> None:
+    args = parse_args()
+    config = load_config(args.config)
+    if config.teacher.family != "airbench":
+        raise SystemExit(f"{args.config}: teacher.family is {config.teacher.family!r}; this "
+                         "plan measures airbench members only")
+    facts = runtime.describe()
+    print(f"{args.config} on {facts['cpu']}, oneDNN {'on' if facts['onednn'] else 'off'}, "
+          f"TensorFlow {facts['tensorflow']}", file=sys.stderr)
+    costs = measure(config, args.steps)
+    rows = plan(config, costs)
+    print("| stage | measured | count | hours |\n|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['stage']} | {row['measured']} | {row['count']} | {row['hours']:.1f} |")
+    print(json.dumps({"config": args.config, "runtime": facts, "costs": costs, "plan": rows,
+                      "spread": SPREAD, "validation": VALIDATION}, default=float))
+
+
+if __name__ == "__main__":
+    main()
