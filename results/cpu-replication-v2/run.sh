@@ -87,7 +87,8 @@ for stage in "${stages[@]}"; do
       if [ -f "$RUN/teacher/teacher.json" ]; then cp "$RUN/teacher/teacher.json" "$RESULTS/"; fi
       # The log's stage lines and the teacher's epoch lines (its curve), without progress bars.
       grep -h "stage \|campaign:\|teacher member" "$OUT/$CONFIG.log" > "$RESULTS/stages.log" || true
-      # Mid-stage, no best trial is tested yet (a stage tests its searches' best at its end).
+      # Mid-campaign some findings have no searches to check yet: reported, not fatal (each
+      # search's best trials are tested as it ends, so results.csv has their test accuracy).
       if [ -f "$RESULTS/results.csv" ]; then
         "$PYTHON" -m tuner.findings "$RESULTS" || stamp "findings: not checked (above)"
       fi
