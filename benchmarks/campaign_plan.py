@@ -5,8 +5,8 @@ from per-epoch costs measured on the machine that runs it; machines change betwe
 so the plan is a command, not a table copied from an older CPU. For one config it measures,
 on random uint8 images with the project's own builders:
 
-  teacher   one airbench member at the config's widths and batch: training img/s, and the
-            ensemble's inference img/s a member (flip averaging as the config says)
+  teacher   one airbench member at the config's widths and batch: training and inference
+            img/s (the transfer set's passes: one a view, two with flip averaging)
   students  every (family, depth, budget) the config searches, at its default widths and the
             config's student batch: the Distiller's training img/s
 
@@ -40,6 +40,7 @@ import numpy as np
 from mimic_tf import airbench, airbench_recipe, runtime
 from mimic_tf.budgets import budget_label, default_widths
 from mimic_tf.config import ExperimentConfig, load_config
+from mimic_tf.transfer import flip_averaged
 
 CIFAR10_TRAIN_IMAGES = 50_000
 SPREAD = 1.35  # searched widths around the default ones (the 2026-12-01 plan's factor)
@@ -80,7 +81,6 @@ def measure(config: ExperimentConfig, steps: int) -> dict:
 
     from mimic_tf.distiller import Distiller
     from mimic_tf.students import build_student
-    from mimic_tf.teachers import build_ensemble
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -94,10 +94,8 @@ def measure(config: ExperimentConfig, steps: int) -> dict:
     costs = {"teacher_train": _timed_fit(member, images, (labels,), steps, batch)}
     print(f"  teacher member {recipe.widths}: {costs['teacher_train']:.0f} img/s training",
           file=sys.stderr, flush=True)
-    ensemble = build_ensemble([member], flip_average=config.transfer.flip_average == "true")
-    costs["teacher_predict"] = _timed_predict(ensemble, images, config.transfer.batch_size)
-    costs["members_predict_plain"] = _timed_predict(member, images, config.transfer.batch_size)
-    print(f"  teacher member: {costs['teacher_predict']:.0f} img/s transfer-set inference",
+    costs["teacher_predict"] = _timed_predict(member, images, config.transfer.batch_size)
+    print(f"  teacher member: {costs['teacher_predict']:.0f} img/s inference",
           file=sys.stderr, flush=True)
     keras.backend.clear_session()
 
@@ -128,15 +126,15 @@ def plan(config: ExperimentConfig, costs: dict) -> list[dict]:
     train = CIFAR10_TRAIN_IMAGES - config.data.validation_size
     members = config.teacher.ensemble_size
     epochs = config.teacher.airbench.epochs
-    teacher_epoch = train / costs["teacher_train"] + VALIDATION_IMAGES / costs[
-        "members_predict_plain"]
+    teacher_epoch = train / costs["teacher_train"] + VALIDATION_IMAGES / costs["teacher_predict"]
     rows = [{"stage": "teacher", "measured": f"{costs['teacher_train']:.0f} img/s training, "
              f"{teacher_epoch:.0f} s an epoch with validation",
              "count": f"{members} members x {epochs} epochs",
              "hours": members * epochs * teacher_epoch / 3600}]
-    transfer = members * config.transfer.views * train / costs["teacher_predict"]
+    passes = 2 if flip_averaged(config) else 1  # the image and its mirror
+    transfer = members * config.transfer.views * train * passes / costs["teacher_predict"]
     rows.append({"stage": "transfer set",
-                 "measured": f"{costs['teacher_predict']:.0f} img/s a member",
+                 "measured": f"{costs['teacher_predict']:.0f} img/s a member and pass",
                  "count": f"{members} members x {config.transfer.views} views of {train}",
                  "hours": transfer / 3600})
     trials = config.search.trials
