@@ -41,8 +41,10 @@ from mimic_tf import airbench, airbench_recipe, runtime
 from mimic_tf.budgets import budget_label, default_widths
 from mimic_tf.config import ExperimentConfig, load_config
 from mimic_tf.transfer import flip_averaged
+from tuner.cells import planned_cells
 
 CIFAR10_TRAIN_IMAGES = 50_000
+FAMILIES = ("mlp", "cnn")
 SPREAD = 1.35  # searched widths around the default ones (the 2026-12-01 plan's factor)
 VALIDATION = 1.1  # a validation pass after each trial epoch
 VALIDATION_IMAGES = 10_000
@@ -104,19 +106,15 @@ def measure(config: ExperimentConfig, steps: int) -> dict:
     images = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
     targets = (rng.normal(size=(count, 10)).astype(np.float32), rng.integers(0, 10, count))
     students = {}
-    for family, depths in (("mlp", config.search.mlp_depths), ("cnn", config.search.cnn_depths)):
-        for depth in depths:
-            for budget in config.search.budgets:
-                student = build_student(family, depth, budget, seed=0,
-                                        **default_widths(family, depth, budget))
-                model = Distiller(student)
-                model.compile(optimizer=keras.optimizers.SGD(0.005, momentum=0.9,
-                                                             nesterov=True))
-                name = f"{family}-d{depth}-b{budget_label(budget)}"
-                students[name] = _timed_fit(model, images, targets, steps, batch)
-                print(f"  {name}: {students[name]:.0f} img/s training", file=sys.stderr,
-                      flush=True)
-                keras.backend.clear_session()
+    for cell in planned_cells(config, FAMILIES):
+        student = build_student(cell.family, cell.depth, cell.budget, seed=0,
+                                **default_widths(cell.family, cell.depth, cell.budget))
+        model = Distiller(student)
+        model.compile(optimizer=keras.optimizers.SGD(0.005, momentum=0.9, nesterov=True))
+        students[cell.name] = _timed_fit(model, images, targets, steps, batch)
+        print(f"  {cell.name}: {students[cell.name]:.0f} img/s training", file=sys.stderr,
+              flush=True)
+        keras.backend.clear_session()
     costs["students_train"] = students
     return costs
 
@@ -138,11 +136,12 @@ def plan(config: ExperimentConfig, costs: dict) -> list[dict]:
                  "count": f"{members} members x {config.transfer.views} views of {train}",
                  "hours": transfer / 3600})
     trials = config.search.trials
-    for family in ("mlp", "cnn"):
+    searched = planned_cells(config, FAMILIES)
+    for family in FAMILIES:
         cap = config.student.epochs_for(family)
         for budget in config.search.budgets:
-            cells = {name: rate for name, rate in costs["students_train"].items()
-                     if name.startswith(f"{family}-") and name.endswith(budget_label(budget))}
+            cells = {c.name: costs["students_train"][c.name] for c in searched
+                     if c.family == family and c.budget == budget}
             if not cells:
                 continue
             hours = sum(trials * cap * train / rate * SPREAD * VALIDATION / 3600
