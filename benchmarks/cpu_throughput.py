@@ -7,12 +7,14 @@ default; and which models XLA (`jit_compile=True`) speeds up once its compile ti
 Workloads (random uint8 images, the project's own builders):
   teacher_default     airbench member 32/64/64, batch 256 (configs/default.yaml's teacher)
   teacher_airbench94  airbench member 64/256/256, batch 512 (airbench94's widths)
+  teacher_airbench95  airbench member 128/384/384, batch 512 (the v2 campaign's widths)
   student_cnn         Distiller, CNN 2 conv at 1M (default widths), batch 128
   student_mlp         Distiller, MLP 2 hidden at 1M (default widths), batch 128
   transfer_default    the transfer set's teacher inference: 32/64/64 with flip averaging, batch 500
   transfer_airbench94 the same for a 64/256/256 member
 
-Method: every configuration (oneDNN off/on x XLA off/on) runs in its own subprocess, since
+Method: every configuration (oneDNN off/on x XLA off/on; `onednn_on_bf16`, oneDNN on in mixed
+bfloat16, on request) runs in its own subprocess, since
 `TF_ENABLE_ONEDNN_OPTS` is read when TensorFlow is imported; each workload is `fit` (or
 `predict`) for one warm-up epoch, which pays tracing and XLA's compile, then one timed epoch.
 `compile_s` is the warm-up epoch's time minus a timed epoch's. GFLOP/s counts the conv and
@@ -41,16 +43,19 @@ import subprocess
 import sys
 import time
 
-WORKLOADS = ("teacher_default", "teacher_airbench94", "student_cnn", "student_mlp",
-             "transfer_default", "transfer_airbench94")
-CONFIGURATIONS = {  # name: (TF_ENABLE_ONEDNN_OPTS, jit_compile)
-    "onednn_off": ("0", False),
-    "onednn_off_xla": ("0", True),
-    "onednn_on": ("1", False),
-    "onednn_on_xla": ("1", True),
+WORKLOADS = ("teacher_default", "teacher_airbench94", "teacher_airbench95", "student_cnn",
+             "student_mlp", "transfer_default", "transfer_airbench94")
+CONFIGURATIONS = {  # name: (TF_ENABLE_ONEDNN_OPTS, jit_compile, Keras dtype policy)
+    "onednn_off": ("0", False, "float32"),
+    "onednn_off_xla": ("0", True, "float32"),
+    "onednn_on": ("1", False, "float32"),
+    "onednn_on_xla": ("1", True, "float32"),
+    "onednn_on_bf16": ("1", False, "mixed_bfloat16"),
 }
+DEFAULT_CONFIGURATIONS = ("onednn_off", "onednn_off_xla", "onednn_on", "onednn_on_xla")
 # Images per timed epoch at --scale 1, sized for about 10-30 s each on a 2-core CPU.
-IMAGES = {"teacher_default": 2560, "teacher_airbench94": 1536, "student_cnn": 3840,
+IMAGES = {"teacher_default": 2560, "teacher_airbench94": 1536, "teacher_airbench95": 1024,
+          "student_cnn": 3840,
           "student_mlp": 64000, "transfer_default": 4000, "transfer_airbench94": 1500}
 
 
@@ -58,7 +63,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
                         help=f"comma-separated, of {', '.join(WORKLOADS)}")
-    parser.add_argument("--configurations", default=",".join(CONFIGURATIONS),
+    parser.add_argument("--configurations", default=",".join(DEFAULT_CONFIGURATIONS),
                         help=f"comma-separated, of {', '.join(CONFIGURATIONS)}")
     parser.add_argument("--scale", type=float, default=1.0, help="images per epoch x this")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -103,7 +108,7 @@ def _timed_predict(model, images, batch_size: int) -> tuple[float, float]:
 
 
 def run_worker(configuration: str, workloads: list[str], scale: float) -> dict:
-    onednn, jit_compile = CONFIGURATIONS[configuration]
+    onednn, jit_compile, precision = CONFIGURATIONS[configuration]
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = onednn
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
@@ -121,6 +126,7 @@ def run_worker(configuration: str, workloads: list[str], scale: float) -> dict:
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     results: dict = {"onednn": runtime.onednn_enabled(), "xla": jit_compile,
+                     "precision": precision,
                      "matmul_gflops": _matmul_gflops(tf), "workloads": {}}
 
     def images(count: int) -> np.ndarray:
@@ -131,7 +137,8 @@ def run_worker(configuration: str, workloads: list[str], scale: float) -> dict:
                 .cache().repeat().prefetch(tf.data.AUTOTUNE))
 
     def airbench_member(widths, batch_size: int, steps: int):
-        config = AirbenchConfig(widths=widths, batch_size=batch_size, lookahead_every=0)
+        config = AirbenchConfig(widths=widths, batch_size=batch_size, lookahead_every=0,
+                                precision=precision)
         model = airbench.build_airbench_member(config, images(1024))
         airbench_recipe.compile_member(model, config, total_steps=2 * steps,
                                        jit_compile=jit_compile)
@@ -140,8 +147,9 @@ def run_worker(configuration: str, workloads: list[str], scale: float) -> dict:
     for workload in workloads:
         count = int(IMAGES[workload] * scale)
         if workload.startswith("teacher_"):
-            widths, batch_size = ((32, 64, 64), 256) if workload == "teacher_default" else (
-                (64, 256, 256), 512)
+            widths, batch_size = {"teacher_default": ((32, 64, 64), 256),
+                                  "teacher_airbench94": ((64, 256, 256), 512),
+                                  "teacher_airbench95": ((128, 384, 384), 512)}[workload]
             steps = max(count // batch_size, 1)
             model = airbench_member(widths, batch_size, steps)
             labels = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch_size * steps)]
@@ -152,7 +160,8 @@ def run_worker(configuration: str, workloads: list[str], scale: float) -> dict:
             family = workload.removeprefix("student_")
             batch_size = 128
             steps = max(count // batch_size, 1)
-            student = build_student(family, 2, 1e6, seed=0, **default_widths(family, 2, 1e6))
+            student = build_student(family, 2, 1e6, seed=0, dtype_policy=precision,
+                                    **default_widths(family, 2, 1e6))
             model = Distiller(student)
             model.compile(optimizer=keras.optimizers.SGD(0.005, momentum=0.9, nesterov=True),
                           jit_compile=jit_compile)
@@ -210,6 +219,7 @@ def main() -> None:
 
     peak = max(run["matmul_gflops"] for run in runs.values())
     family_of = {"teacher_default": "airbench", "teacher_airbench94": "airbench",
+                 "teacher_airbench95": "airbench",
                  "student_cnn": "cnn", "student_mlp": "mlp", "transfer_default": "airbench",
                  "transfer_airbench94": "airbench"}
     summary: dict = {"cpu": cpu_name(), "matmul_gflops": {c: round(r["matmul_gflops"], 1)

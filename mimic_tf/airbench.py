@@ -62,6 +62,7 @@ import numpy as np
 from keras import ops
 
 from mimic_tf.config import AirbenchConfig
+from mimic_tf.runtime import resolve_precision
 from mimic_tf.vocabulary import NUM_CLASSES
 
 WHITEN_PATCH = 2  # whitening conv kernel size; 2 * 3 * 2**2 = 24 filters
@@ -247,7 +248,7 @@ def build_airbench_member(
             f"side (a {WHITEN_PATCH}x{WHITEN_PATCH} whitening conv, then three 2x2 pools); "
             f"these are {image_shape[0]}x{image_shape[1]}: use teacher.family: paper, or "
             "data.image_size to enlarge them")
-    policy = config.precision
+    policy = resolve_precision(config.precision)
     widths = member_widths(config, member_index, seed, width_jitter)
     bias_scale = math.sqrt(config.bias_lr_scale)
     layer_seed = (seed * 1000 + member_index) * 100

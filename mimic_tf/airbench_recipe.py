@@ -29,6 +29,7 @@ from keras import ops
 from mimic_tf import data
 from mimic_tf.airbench import build_airbench_member, member_widths
 from mimic_tf.config import AirbenchConfig
+from mimic_tf.runtime import resolve_precision
 from mimic_tf.vocabulary import NUM_CLASSES
 
 WARMUP_START = 0.2  # the schedule's first rate, as a fraction of the peak
@@ -138,7 +139,7 @@ def compile_member(model: keras.Model, config: AirbenchConfig, total_steps: int,
                                         config.final_rate),
         momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay,
     )
-    if config.precision == "mixed_float16":  # float16 gradients underflow unscaled
+    if resolve_precision(config.precision) == "mixed_float16":  # float16 underflows unscaled
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
         optimizer=optimizer,

@@ -13,7 +13,9 @@ when the CPU is one TensorFlow turns oneDNN on for anyway, or when an NVIDIA GPU
 
 XLA (`jit_compile`) is a per-model choice made at `compile` time: `resolve_jit_compile`
 turns the config's `auto | true | false` into a bool for one family on the device at hand,
-from what `benchmarks/cpu_throughput.py` measured (see `XLA_PAYS`).
+from what `benchmarks/cpu_throughput.py` measured (see `XLA_PAYS`). Likewise
+`resolve_precision` turns `precision: auto` into the Keras dtype policy that trains fastest
+on the device at hand (see `BFLOAT16_CPU_FLAGS`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mimic_tf.vocabulary import JIT_COMPILE_CHOICES
+from mimic_tf.vocabulary import AUTO_PRECISION, JIT_COMPILE_CHOICES, PRECISIONS
 
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 # The CPU flags for which TensorFlow turns oneDNN on by itself (tensorflow/core/util/util.cc).
@@ -40,6 +42,14 @@ XLA_PAYS: dict[tuple[str, str], bool] = {
     ("cpu", "airbench"): False,
     ("cpu", "paper"): False,
 }
+
+# The CPU flags with which `precision: auto` trains in mixed bfloat16: native bfloat16
+# instructions, which oneDNN's kernels use. Without them bfloat16 is emulated and several times
+# slower than float32. Measured by `python benchmarks/cpu_throughput.py --configurations
+# onednn_on,onednn_on_bf16` (docs/performance.md): mixed bfloat16 trains the campaign's teacher
+# member 2.0x as fast as float32 on an Intel Xeon with AMX, 1.3-1.45x on a Zen 4 EPYC with
+# AVX512_BF16, and 7x slower on an AVX2-only EPYC.
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 _decision: dict[str, str] = {}
 
@@ -132,8 +142,27 @@ def resolve_jit_compile(setting: str | bool, family: str) -> bool | str:
     return XLA_PAYS.get((device, family), False)
 
 
-def describe(jit_compile: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The runtime facts a run records in its "How this was made": CPU, oneDNN, XLA, versions."""
+def resolve_precision(setting: str) -> str:
+    """The Keras dtype policy for a config's `precision` (`teacher.airbench`, `student`).
+
+    A policy is taken as it is; `auto` is `mixed_float16` on a GPU, `mixed_bfloat16` on a CPU
+    with bfloat16 instructions (`BFLOAT16_CPU_FLAGS`) and oneDNN on, `float32` elsewhere.
+    """
+    if setting not in PRECISIONS:
+        raise ValueError(f"precision is {setting!r}; allowed: {', '.join(PRECISIONS)}")
+    if setting != AUTO_PRECISION:
+        return setting
+    if device_kind() == "gpu":
+        return "mixed_float16"
+    if _cpu_flags() & set(BFLOAT16_CPU_FLAGS) and onednn_enabled():
+        return "mixed_bfloat16"
+    return "float32"
+
+
+def describe(jit_compile: dict[str, Any] | bool | str | None = None,
+             precision: str | None = None) -> dict[str, Any]:
+    """The runtime facts a run records in its "How this was made": CPU, oneDNN, XLA, the dtype
+    policy it trained in (`resolve_precision`'s), versions."""
     import keras
     import tensorflow as tf
 
@@ -147,4 +176,6 @@ def describe(jit_compile: dict[str, Any] | None = None) -> dict[str, Any]:
     }
     if jit_compile is not None:
         facts["xla"] = jit_compile
+    if precision is not None:
+        facts["precision"] = precision
     return facts

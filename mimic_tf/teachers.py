@@ -237,7 +237,9 @@ def training_plan(config: ExperimentConfig, splits: data.Splits, member_index: i
         )
     else:
         plan = _paper_plan(config, splits, member_index, jit_compile, first_epoch)
-    plan.extra["runtime"] = runtime.describe(jit_compile=jit_compile)
+    precision = (runtime.resolve_precision(config.teacher.airbench.precision)
+                 if config.teacher.family == "airbench" else "float32")
+    plan.extra["runtime"] = runtime.describe(jit_compile=jit_compile, precision=precision)
     return plan
 
 

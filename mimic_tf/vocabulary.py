@@ -24,7 +24,8 @@ LOSSES = (MIMIC_LOSS, KD_LOSS, HARD_LOSS)
 TUNERS = ("bayesian", "hyperband", "random")  # KerasTuner algorithms; the paper's is bayesian
 KERAS_TEACHER = "keras"  # a trained model of the user's (teacher.path), never trained here
 TEACHER_FAMILIES = ("paper", "airbench", KERAS_TEACHER)  # the paper's 8-conv net, airbench94's
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
+AUTO_PRECISION = "auto"  # the fastest policy on the device at hand (mimic_tf.runtime)
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", AUTO_PRECISION)  # Keras dtype policies
 JIT_COMPILE_CHOICES = ("auto", "true", "false")  # XLA: measured choice (mimic_tf.runtime), on, off
 FLIP_AVERAGE_CHOICES = ("auto", "true", "false")  # transfer logits: as the teacher, on, off
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mimic_tf import airbench, airbench_recipe, teachers
+from mimic_tf import airbench, airbench_recipe, runtime, teachers
 from mimic_tf.config import AirbenchConfig, ConfigError, load_config
 from mimic_tf.data import load_splits
 
@@ -157,6 +157,19 @@ def test_mixed_precision_keeps_float32_weights_and_logits(precision):
     assert {w.dtype for w in plan.model.weights} == {"float32"}
     assert plan.model.get_layer("group1_conv1").compute_dtype == precision.split("_")[1]
     assert np.isfinite(plan.model.predict(images[:4], verbose=0)).all()
+
+
+def test_auto_precision_builds_the_devices_policy(monkeypatch):
+    monkeypatch.setattr(runtime, "device_kind", lambda: "cpu")
+    monkeypatch.setattr(runtime, "onednn_enabled", lambda: True)
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: {"amx_bf16"})
+    model = airbench.build_airbench_member(dataclasses.replace(TINY, precision="auto"),
+                                           _images(64))
+    assert model.get_layer("group1_conv1").compute_dtype == "bfloat16"
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: {"avx2"})
+    model = airbench.build_airbench_member(dataclasses.replace(TINY, precision="auto"),
+                                           _images(64))
+    assert model.get_layer("group1_conv1").compute_dtype == "float32"
 
 
 def test_trains_under_mirrored_strategy():

@@ -77,3 +77,25 @@ def test_resolve_jit_compile_takes_explicit_values_and_rejects_others():
     assert runtime.resolve_jit_compile("auto", "cnn") in (True, False, "auto")
     with pytest.raises(ValueError, match="jit_compile is 'sometimes'; allowed: auto, true"):
         runtime.resolve_jit_compile("sometimes", "cnn")
+
+
+def test_resolve_precision_takes_explicit_policies_and_rejects_others():
+    for policy in ("float32", "mixed_bfloat16", "mixed_float16"):
+        assert runtime.resolve_precision(policy) == policy
+    with pytest.raises(ValueError, match="precision is 'float16'; allowed: float32, .*auto"):
+        runtime.resolve_precision("float16")
+
+
+@pytest.mark.parametrize("device, flags, onednn, expected", [
+    ("gpu", set(), False, "mixed_float16"),
+    ("cpu", {"avx2", "amx_bf16", "avx512_bf16"}, True, "mixed_bfloat16"),  # Xeon with AMX
+    ("cpu", {"avx2", "avx512f", "avx512_bf16"}, True, "mixed_bfloat16"),  # Zen 4
+    ("cpu", {"avx2", "avx512_bf16"}, False, "float32"),  # bfloat16 without oneDNN's kernels
+    ("cpu", {"avx2", "fma"}, True, "float32"),  # AVX2 only: bfloat16 emulated, 7x slower
+])
+def test_auto_precision_is_the_fastest_policy_on_the_device(monkeypatch, device, flags, onednn,
+                                                            expected):
+    monkeypatch.setattr(runtime, "device_kind", lambda: device)
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: flags)
+    monkeypatch.setattr(runtime, "onednn_enabled", lambda: onednn)
+    assert runtime.resolve_precision("auto") == expected

@@ -303,6 +303,25 @@ def test_student_precision_sets_the_policy_and_loss_scaling(precision, optimizer
     assert distiller.student.get_layer("logits").compute_dtype == "float32"
 
 
+@pytest.mark.parametrize("device_policy, compute", [("mixed_bfloat16", "bfloat16"),
+                                                    ("float32", "float32")])
+def test_auto_student_precision_is_the_devices_policy(monkeypatch, device_policy, compute):
+    import keras_tuner
+
+    from mimic_tf import runtime
+    from tuner.cells import Cell
+    from tuner.hypermodel import StudentHyperModel
+
+    monkeypatch.setattr(runtime, "device_kind", lambda: "cpu")
+    monkeypatch.setattr(runtime, "onednn_enabled", lambda: True)
+    flags = {"avx512_bf16"} if device_policy == "mixed_bfloat16" else {"avx2"}
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: flags)
+    config = smoke_config(**{"student.precision": "auto"}).student
+    distiller = StudentHyperModel(Cell("cnn", 1, BUDGET), config, seed=0).build(
+        keras_tuner.HyperParameters())
+    assert distiller.student.get_layer("conv_1").compute_dtype == compute
+
+
 @pytest.mark.parametrize("setting, expected", [("true", True), ("false", False),
                                               ("auto", None)])
 def test_student_jit_compile_reaches_distiller_compile(setting, expected):

@@ -116,7 +116,7 @@ def run_experiment(
         artifacts.write_dataset(layout, splits.spec, splits.source)
         artifacts.record_runtime(layout, runtime.describe(jit_compile={
             family: runtime.resolve_jit_compile(config.student.jit_compile, family)
-            for family in families}))
+            for family in families}, precision=runtime.resolve_precision(config.student.precision)))
     # Keras progress bars on a terminal, one line per teacher epoch in a log file.
     teacher_verbose = 0 if worker or not verbose else (1 if sys.stdout.isatty() else 2)
     teacher = ensure_teacher(config, splits, layout.teacher, verbose=teacher_verbose)

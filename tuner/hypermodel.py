@@ -43,7 +43,7 @@ from mimic_tf.dataset import CIFAR10, DatasetSpec
 from mimic_tf.distiller import Distiller
 from mimic_tf.layout import SearchLayout
 from mimic_tf.resume import EpochBackup, saved_epoch, start_epoch
-from mimic_tf.runtime import resolve_jit_compile
+from mimic_tf.runtime import resolve_jit_compile, resolve_precision
 from mimic_tf.schedule import plateau_callbacks
 from mimic_tf.students import build_student
 from mimic_tf.transfer import TransferSet
@@ -162,11 +162,12 @@ class StudentHyperModel(keras_tuner.HyperModel):
             weight_decay = hp.Float("weight_decay", *WEIGHT_DECAY, sampling="log")
 
         # 4. The student: its dependent width is solved so it meets the budget.
+        precision = resolve_precision(self.student_config.precision)
         try:
             student = build_student(
                 self.cell.family, self.cell.depth, self.cell.budget,
                 input_scale=input_scale, init_scale=init_scale, seed=self.seed,
-                dtype_policy=self.student_config.precision, dropout=dropout, spec=self.spec,
+                dtype_policy=precision, dropout=dropout, spec=self.spec,
                 **widths,
             )
         except BudgetError as error:  # recorded as a failed trial, never retried
@@ -184,7 +185,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
             learning_rate, momentum=momentum, nesterov=True,
             global_clipnorm=config.clipnorm or None, weight_decay=weight_decay,
         )
-        if config.precision == "mixed_float16":  # float16 gradients underflow unscaled
+        if precision == "mixed_float16":  # float16 gradients underflow unscaled
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         # 6. XLA where it measured faster for this family on this device (student.jit_compile).
         distiller.compile(optimizer=optimizer,

@@ -457,11 +457,17 @@ def _runtime_lines(layout: ExperimentLayout) -> list[str]:
     teacher = summary.runtime if summary is not None else {}
     if teacher:
         lines.append(f"- Teacher trained on {teacher.get('cpu', '?')}: oneDNN "
-                     f"{_on_off(teacher.get('onednn'))}, XLA {_on_off(teacher.get('xla'))}.")
+                     f"{_on_off(teacher.get('onednn'))}, XLA {_on_off(teacher.get('xla'))}"
+                     f"{_in_precision(teacher)}.")
     for facts in artifacts.read_runtimes(layout):
         xla = ", ".join(f"{family} {_on_off(value)}"
                         for family, value in (facts.get("xla") or {}).items())
         lines.append(f"- Searches run on {facts.get('cpu', '?')} ({facts.get('device', '?')}): "
                      f"oneDNN {_on_off(facts.get('onednn'))} ({facts.get('onednn_source', '?')}); "
-                     f"XLA {xla or '?'}.")
+                     f"XLA {xla or '?'}{_in_precision(facts)}.")
     return lines
+
+
+def _in_precision(facts: dict[str, Any]) -> str:
+    """', in mixed_bfloat16': the dtype policy a runtime record names (older records: none)."""
+    return f", in {facts['precision']}" if facts.get("precision") else ""

@@ -27,7 +27,8 @@ class StudentConfig:
     batch_size: int = 128
     clipnorm: float = 0.0  # global gradient-norm clip for SGD; 0 = none (the paper)
     # Keras dtype policy of the students: float32 (the paper), mixed_float16 (GPUs, with loss
-    # scaling) or mixed_bfloat16 (GPUs, and CPUs with AMX/AVX512-BF16). Logits stay float32.
+    # scaling), mixed_bfloat16 (GPUs, and CPUs with AMX/AVX512-BF16) or auto (the fastest of
+    # these on the device at hand, mimic_tf/runtime.py). Logits stay float32.
     precision: str = "float32"
     # XLA (Keras' jit_compile) for the Distiller: auto (per family and device, what measured
     # faster counting each trial's compile, mimic_tf/runtime.py), true or false.

@@ -45,7 +45,7 @@ class AirbenchConfig:
     dirac: bool = True  # convs start as identities (false: PyTorch's default init)
     whitening_images: int = 5000  # training images whose patches set the whitening conv
     flip_tta: bool = True  # logits averaged over each image and its mirror (ensemble, transfer)
-    precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16 (loss scaling)
+    precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16 (loss scaling) | auto
 
     def validate(self) -> None:
         prefix = "teacher.airbench"
