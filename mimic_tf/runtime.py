@@ -47,7 +47,7 @@ XLA_PAYS: dict[tuple[str, str], bool] = {
 # instructions, which oneDNN's kernels use. Without them bfloat16 is emulated and several times
 # slower than float32. Measured by `python benchmarks/cpu_throughput.py --configurations
 # onednn_on,onednn_on_bf16` (docs/performance.md): mixed bfloat16 trains the campaign's teacher
-# member 2.0x as fast as float32 on an Intel Xeon with AMX, 1.3-1.45x on a Zen 4 EPYC with
+# member 1.87x as fast as float32 on an Intel Xeon with AMX, 1.34-1.45x on a Zen 4 EPYC with
 # AVX512_BF16, and 7x slower on an AVX2-only EPYC.
 BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
