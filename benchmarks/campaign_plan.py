@@ -10,7 +10,9 @@ on random uint8 images with the project's own builders:
   students  every (family, depth, budget) the config searches, at its default widths and the
             config's student batch: the Distiller's training img/s
 
-and turns them into hours per stage: the members' epochs of the training split (each with a
+each in the dtype policy its `precision` resolves to on this machine (`precision: auto`:
+mixed bfloat16 on CPUs with bfloat16 instructions), as the campaign trains them. It turns
+them into hours per stage: the members' epochs of the training split (each with a
 validation pass), the transfer set (members x views x training images), and each search's
 trials x its family's epoch cap x one epoch of the training split, times SPREAD for the
 spread of searched widths around the default ones and VALIDATION for the validation pass;
@@ -106,8 +108,10 @@ def measure(config: ExperimentConfig, steps: int) -> dict:
     images = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
     targets = (rng.normal(size=(count, 10)).astype(np.float32), rng.integers(0, 10, count))
     students = {}
+    precision = runtime.resolve_precision(config.student.precision)  # as the searches train
     for cell in planned_cells(config, FAMILIES):
         student = build_student(cell.family, cell.depth, cell.budget, seed=0,
+                                dtype_policy=precision,
                                 **default_widths(cell.family, cell.depth, cell.budget))
         model = Distiller(student)
         model.compile(optimizer=keras.optimizers.SGD(0.005, momentum=0.9, nesterov=True))
@@ -116,6 +120,8 @@ def measure(config: ExperimentConfig, steps: int) -> dict:
               flush=True)
         keras.backend.clear_session()
     costs["students_train"] = students
+    costs["precision"] = {"teacher": runtime.resolve_precision(recipe.precision),
+                          "students": precision}
     return costs
 
 
@@ -169,7 +175,9 @@ def main() -> None:
                          "plan measures airbench members only")
     facts = runtime.describe()
     print(f"{args.config} on {facts['cpu']}, oneDNN {'on' if facts['onednn'] else 'off'}, "
-          f"TensorFlow {facts['tensorflow']}", file=sys.stderr)
+          f"TensorFlow {facts['tensorflow']}; teacher in "
+          f"{runtime.resolve_precision(config.teacher.airbench.precision)}, students in "
+          f"{runtime.resolve_precision(config.student.precision)}", file=sys.stderr)
     costs = measure(config, args.steps)
     rows = plan(config, costs)
     print("| stage | measured | count | hours |\n|---|---|---|---|")
