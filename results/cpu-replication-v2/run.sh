@@ -79,6 +79,14 @@ for stage in "${stages[@]}"; do
     mlp | cnn) "$PYTHON" -m tuner.run --family "$stage" --config $CONFIG --out "$OUT" ;;
     publish)
       mkdir -p "$RESULTS"
+      # Records of another run folder (one lost with its machine) are moved aside first, never
+      # overwritten: the committed stages.log must begin with a line of this run's log.
+      if [ -s "$RESULTS/stages.log" ] && ! grep -qxF "$(head -1 "$RESULTS/stages.log")" "$OUT/$CONFIG.log"; then
+        stamp "publish: $RESULTS holds another run's records (its stages.log begins"
+        stamp "  '$(head -1 "$RESULTS/stages.log")', not in $OUT/$CONFIG.log):"
+        stamp "  move its teacher.json, stages.log and results aside (as first-teacher/) first"
+        exit 4
+      fi
       # results.md rebuilt by this checkout's report, from the searches finished so far.
       if [ -d "$RUN/searches" ]; then "$PYTHON" -m tuner.report "$RUN" > /dev/null; fi
       for file in results.csv results.md figure.png config.yaml; do
