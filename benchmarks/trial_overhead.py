@@ -46,7 +46,7 @@ from mimic_tf import runtime
 from mimic_tf.config import load_config
 from mimic_tf.data import Splits
 from mimic_tf.transfer import TransferSet, view_order
-from tuner.cells import Cell
+from tuner.cells import Cell, planned_cells
 from tuner.hypermodel import StudentHyperModel, TrainingData
 
 STEPS = ("memory", "pipeline", "validation", "trial")
@@ -56,7 +56,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="cpu-replication-v2", help="config name or path")
     parser.add_argument("--cells", default="mlp-d2-b1M",
-                        help="comma-separated cells, <family>-d<depth>-b<budget> (316k or 1M)")
+                        help="comma-separated cells of the config, as mlp-d2-b1M")
     parser.add_argument("--views", type=int, default=8, help="transfer-set views (default 8)")
     parser.add_argument("--train", type=int, default=40_000, help="training images (40k)")
     parser.add_argument("--validation", type=int, default=10_000, help="validation images")
@@ -64,15 +64,14 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def parse_cell(name: str) -> Cell:
-    """`mlp-d2-b1M` -> Cell('mlp', 2, 1e6)."""
-    budgets = {"316k": 3.16e5, "1M": 1.0e6}
-    try:
-        family, depth, budget = name.split("-")
-        return Cell(family, int(depth.removeprefix("d")), budgets[budget.removeprefix("b")])
-    except (ValueError, KeyError):
-        raise SystemExit(f"--cells: {name!r} is not <family>-d<depth>-b<316k|1M>, "
-                         "for example mlp-d2-b1M") from None
+def chosen_cells(config, names: str) -> list[Cell]:
+    """The config's planned cells named in `names` (comma-separated), in that order."""
+    planned = {cell.name: cell for cell in planned_cells(config, ("mlp", "cnn"))}
+    unknown = [name for name in names.split(",") if name not in planned]
+    if unknown:
+        raise SystemExit(f"--cells: {', '.join(unknown)} not among this config's cells: "
+                         f"{', '.join(planned)}")
+    return [planned[name] for name in names.split(",")]
 
 
 def synthetic_transfer_set(views: int, train: int, validation: int) -> TransferSet:
@@ -138,7 +137,7 @@ def measure(cell: Cell, config, transfer_set: TransferSet, work: Path,
 def main() -> None:
     args = parse_args()
     config = load_config(args.config)
-    cells = [parse_cell(name) for name in args.cells.split(",")]
+    cells = chosen_cells(config, args.cells)
     facts = runtime.describe(precision=runtime.resolve_precision(config.student.precision))
     print(f"{args.config} students on {facts['cpu']}, oneDNN {'on' if facts['onednn'] else 'off'}"
           f", {facts['precision']}; {args.views} views of {args.train} random images",
