@@ -21,6 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import yaml
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -386,14 +387,7 @@ def free_port_pair() -> int:
     raise RuntimeError("no two consecutive free ports on 127.0.0.1")
 
 
-def test_chief_and_two_workers_share_one_search(smoke_run, tmp_path):
-    """KerasTuner's chief/worker mode on loopback: one chief serves, two workers train."""
-    for stage in ("teacher", "transfer"):  # prepared already: the test times the search
-        shutil.copytree(smoke_run.root / stage, tmp_path / "smoke" / stage)
-    port = free_port_pair()
-    args = [sys.executable, "-m", "tuner.run", "--family", "mlp", "--config", "smoke",
-            "--depths", "1", "--trials", str(DISTRIBUTED_TRIALS), "--out", str(tmp_path),
-            "--json"]
+def start_chief_and_workers(args: list[str], port: int) -> dict[str, subprocess.Popen]:
     processes = {}
     for tuner_id in ("chief", "tuner1", "tuner2"):
         env = {**os.environ, "KERASTUNER_TUNER_ID": tuner_id,
@@ -402,16 +396,34 @@ def test_chief_and_two_workers_share_one_search(smoke_run, tmp_path):
         processes[tuner_id] = subprocess.Popen(
             args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
+    return processes
+
+
+def outputs_of_chief_and_workers(processes: dict, timeout: float = 300) -> dict:
+    """Each process's output once all have ended; every one must have ended well."""
     outputs = {}
     try:
         for tuner_id, process in processes.items():
-            outputs[tuner_id], _ = process.communicate(timeout=300)
+            outputs[tuner_id], _ = process.communicate(timeout=timeout)
     finally:
         for process in processes.values():
             if process.poll() is None:
                 process.kill()
     for tuner_id, process in processes.items():
         assert process.returncode == 0, f"{tuner_id}:\n{outputs[tuner_id][-3000:]}"
+    return outputs
+
+
+def test_chief_and_two_workers_share_one_search(smoke_run, tmp_path):
+    """KerasTuner's chief/worker mode on loopback: one chief serves, two workers train."""
+    for stage in ("teacher", "transfer"):  # prepared already: the test times the search
+        shutil.copytree(smoke_run.root / stage, tmp_path / "smoke" / stage)
+    port = free_port_pair()
+    args = [sys.executable, "-m", "tuner.run", "--family", "mlp", "--config", "smoke",
+            "--depths", "1", "--trials", str(DISTRIBUTED_TRIALS), "--out", str(tmp_path),
+            "--json"]
+    processes = start_chief_and_workers(args, port)
+    outputs = outputs_of_chief_and_workers(processes)
 
     project = tmp_path / "smoke" / "searches" / "mlp-d1-b30k"
     oracle = json.loads((project / "oracle.json").read_text())
@@ -424,6 +436,57 @@ def test_chief_and_two_workers_share_one_search(smoke_run, tmp_path):
     assert (tmp_path / "smoke" / "results.csv").exists()
     summary = json.loads(outputs["chief"][outputs["chief"].rindex('{\n  "experiment"'):])
     assert summary["results"][0]["trials"] == DISTRIBUTED_TRIALS
+
+
+def test_a_distributed_search_killed_mid_trial_resumes_each_trial_at_its_epoch(smoke_run,
+                                                                             tmp_path):
+    """Chief and workers killed with SIGKILL while trials train (a session's stop): started
+    again, the chief retries the trials that were running and the workers resume them from
+    their epoch backups; the search ends with every trial once (run.sh's mlp and cnn stages)."""
+    from mimic_tf import resume
+
+    for stage in ("teacher", "transfer"):
+        shutil.copytree(smoke_run.root / stage, tmp_path / "smoke" / stage)
+    # The smoke config with trials the schedule never stops early: long enough to kill.
+    config = yaml.safe_load((REPO / "configs" / "smoke.yaml").read_text())
+    config["student"]["schedule"].update(plateau_patience=100, stop_patience=100)
+    config_file = tmp_path / "smoke-long-trials.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    port = free_port_pair()
+    args = [sys.executable, "-m", "tuner.run", "--family", "mlp", "--config", str(config_file),
+            "--depths", "1", "--trials", "3", "--epochs", "60", "--out", str(tmp_path)]
+    search = ExperimentLayout(tmp_path / "smoke").search("mlp-d1-b30k")
+    processes = start_chief_and_workers(args, port)
+    try:
+        deadline = time.monotonic() + 240
+        while len(list(search.root.glob("trial_*/resume.npz"))) < 2:  # both workers mid-trial
+            ended = {tuner_id: process.communicate()[0][-3000:]
+                     for tuner_id, process in processes.items() if process.poll() is not None}
+            assert not ended, f"ended before two trials were training at once: {ended}"
+            assert time.monotonic() < deadline, "no two trials were ever training at once"
+            time.sleep(0.05)
+        for process in processes.values():
+            process.send_signal(signal.SIGKILL)
+        for process in processes.values():
+            process.communicate(timeout=30)
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+    saved = {int(path.parent.name.removeprefix("trial_")): resume.saved_epoch(path)
+             for path in search.root.glob("trial_*/resume.npz")}
+    assert len(saved) >= 2 and all(epoch >= 1 for epoch in saved.values()), saved
+
+    processes = start_chief_and_workers(args, port)
+    outputs = outputs_of_chief_and_workers(processes)
+    trials = [json.loads(path.read_text()) for path in search.root.glob("trial_*/trial.json")]
+    assert sorted(t["trial_id"] for t in trials) == ["0", "1", "2"]
+    assert all(t["status"] == "COMPLETED" for t in trials)
+    worked = outputs["tuner1"] + outputs["tuner2"]
+    for index, epoch in saved.items():  # went on from the backup, never from epoch 1
+        assert f"trial {index + 1}/3 epoch {epoch + 1}/60 " in worked, (index, epoch)
+        assert f"trial {index + 1}/3 epoch 1/60 " not in worked, (index, epoch)
+    assert not list(search.root.glob("trial_*/resume.npz"))
 
 
 def test_the_end_of_a_run_is_written_for_a_person(smoke_run):

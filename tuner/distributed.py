@@ -6,6 +6,9 @@ KerasTuner reads three environment variables (docs/tuner.md):
     KERASTUNER_ORACLE_IP     the chief's address, e.g. 127.0.0.1
     KERASTUNER_ORACLE_PORT   the base port: search i of a run is served on base + i
 
+and mimic-tf one more, for long runs: `MIMIC_TF_WORKER_WAIT`, the seconds a worker waits for
+the chief to serve a search (default 600).
+
 The chief prepares the teacher and the transfer set, then serves each search's oracle in
 turn; workers run the trials. A run has several searches and KerasTuner serves one oracle per
 process at a time, so search i uses port `base + i`: a worker never reaches the oracle of a
@@ -28,6 +31,7 @@ from tuner.artifacts import search_complete
 TUNER_ID = "KERASTUNER_TUNER_ID"
 ORACLE_IP = "KERASTUNER_ORACLE_IP"
 ORACLE_PORT = "KERASTUNER_ORACLE_PORT"
+WORKER_WAIT = "MIMIC_TF_WORKER_WAIT"  # seconds a worker waits for the chief, if not the default
 WORKER_WAIT_SECONDS = 600.0  # a worker gives up on a search the chief never serves
 POLL_SECONDS = 0.5
 
@@ -64,6 +68,24 @@ def check_environment() -> None:
     port = os.environ[ORACLE_PORT]
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise DistributedSetupError(f"{ORACLE_PORT}={port!r} is not a port number (1..65535)")
+    worker_wait_seconds()
+
+
+def worker_wait_seconds() -> float:
+    """How long a worker waits for the chief to serve a search: `$MIMIC_TF_WORKER_WAIT`, or
+    WORKER_WAIT_SECONDS. The chief builds the teacher and transfer set first, and a search is
+    served only when the last one's trials have all ended, so a campaign whose transfer set
+    or trials take longer than ten minutes sets it higher (results/cpu-replication-v2/run.sh)."""
+    text = os.environ.get(WORKER_WAIT, "")
+    if not text:
+        return WORKER_WAIT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise DistributedSetupError(f"{WORKER_WAIT}={text!r} is not a number of seconds above 0")
+    return seconds
 
 
 def oracle_port() -> int:
@@ -98,20 +120,23 @@ def _port_answers(port: int, timeout: float = POLL_SECONDS) -> bool:
 
 def wait_for_chief(base: int, count: int, complete: list[bool]) -> None:
     """Block a worker until the chief serves one of the run's searches (its setup is done)."""
-    deadline = time.monotonic() + WORKER_WAIT_SECONDS
+    wait = worker_wait_seconds()
+    deadline = time.monotonic() + wait
     while not all(complete):
         if any(_port_answers(base + i) for i in range(count) if not complete[i]):
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"no chief answered on ports {base}..{base + count - 1} of "
-                               f"{os.environ[ORACLE_IP]} for {WORKER_WAIT_SECONDS:.0f}s")
+                               f"{os.environ[ORACLE_IP]} for {wait:.0f}s (more: set "
+                               f"{WORKER_WAIT} to the seconds a worker may wait)")
         time.sleep(POLL_SECONDS)
 
 
 def worker_should_join(index: int, count: int, search: SearchLayout, max_trials: int) -> bool:
     """Wait until search `index` is served (True), or is complete or passed by (False)."""
     base = oracle_port()  # called outside `search_port`: the base port
-    deadline = time.monotonic() + WORKER_WAIT_SECONDS
+    wait = worker_wait_seconds()
+    deadline = time.monotonic() + wait
     while True:
         if search_complete(search, max_trials):
             return False
@@ -120,7 +145,7 @@ def worker_should_join(index: int, count: int, search: SearchLayout, max_trials:
         if any(_port_answers(base + later, 0.1) for later in range(index + 1, count)):
             return False
         if time.monotonic() > deadline:
-            print(f"worker: no chief served search {index} for {WORKER_WAIT_SECONDS:.0f}s; "
+            print(f"worker: no chief served search {index} for {wait:.0f}s; "
                   "skipping it")
             return False
         time.sleep(POLL_SECONDS)

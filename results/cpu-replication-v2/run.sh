@@ -11,17 +11,24 @@
 #   OUT      the run folder's parent, outside any checkout (default $HOME/mimic-tf-runs)
 #   RESULTS  where `publish` copies the small result files (default: this script's folder)
 #   PYTHON   the interpreter (default: the main checkout's .venv, see README.md here)
+#   WORKERS  trials side by side in the mlp and cnn stages (default: one a core): KerasTuner's
+#            chief/worker mode on loopback, each worker with one TensorFlow thread, since two
+#            one-thread trials train 1.3-2.6x the images of one two-thread trial on a 2-core
+#            CPU (benchmarks/parallel_trials.py, docs/performance.md); 1: one process
+#   ORACLE_PORT  the chief's base port on 127.0.0.1 (default 27100; search i on base + i)
 # The teacher stage trains member 1 first and goes on to the other members only when it
 # reaches MEMBER_BAR (0.90) test accuracy; FORCE=1 goes on regardless.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-CONFIG=cpu-replication-v2
+CONFIG=${CONFIG:-cpu-replication-v2}  # another config's name only to try the script out
 OUT=${OUT:-$HOME/mimic-tf-runs}
 RUN=$OUT/$CONFIG
 RESULTS=${RESULTS:-$HERE}
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 MEMBERS=4
+WORKERS=${WORKERS:-$(nproc)}
+ORACLE_PORT=${ORACLE_PORT:-27100}
 MEMBER_BAR=${MEMBER_BAR:-0.90}
 [ -x "$PYTHON" ] || PYTHON=$(git -C "$REPO" worktree list | head -1 | cut -d' ' -f1)/.venv/bin/python
 export PYTHONPATH=$REPO  # this checkout's code, whatever the venv was installed from
@@ -52,6 +59,49 @@ teacher_complete() {  # whether teacher.json records the ensemble of all $MEMBER
       "$RUN/teacher/teacher.json" "$MEMBERS"
 }
 
+search_family() {  # one family's searches: one process, or a chief and $WORKERS workers
+  local args=(-m tuner.run --family "$1" --config $CONFIG --out "$OUT")
+  if [ "$WORKERS" -le 1 ]; then "$PYTHON" "${args[@]}"; return; fi
+  # The chief builds the transfer set (an hour) and serves a search only when the last one's
+  # trials have all ended: the workers wait for it as long as that takes.
+  export KERASTUNER_ORACLE_IP=127.0.0.1 KERASTUNER_ORACLE_PORT=$ORACLE_PORT
+  export MIMIC_TF_WORKER_WAIT=${MIMIC_TF_WORKER_WAIT:-28800}
+  local workers=() i pid alive ended status=0
+  for i in $(seq 1 "$WORKERS"); do
+    stamp "$1: worker $i of $WORKERS, one thread, log $OUT/$CONFIG.worker$i.log"
+    KERASTUNER_TUNER_ID=worker$i TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
+      "$PYTHON" "${args[@]}" >> "$OUT/$CONFIG.worker$i.log" 2>&1 &
+    workers+=($!)
+  done
+  KERASTUNER_TUNER_ID=chief "$PYTHON" "${args[@]}" &
+  local chief=$!
+  # A worker that fails leaves its trial running in the chief's eyes, which would then wait
+  # for it forever: stop them all (every search resumes where it stopped) and fail the stage.
+  while :; do
+    ended= status=0
+    wait -n -p ended "$chief" "${workers[@]}" || status=$?
+    [ -z "$ended" ] || [ "$ended" = "$chief" ] && break
+    if [ "$status" -ne 0 ]; then
+      stamp "$1: worker pid $ended failed (exit $status): stopping the chief and the workers"
+      kill "$chief" "${workers[@]}" 2> /dev/null || true
+      wait || true
+      return "$status"
+    fi
+    local left=()  # it ended well (its searches are over): not waited on again
+    for pid in "${workers[@]}"; do [ "$pid" = "$ended" ] || left+=("$pid"); done
+    workers=("${left[@]}")
+  done
+  # The workers end with the chief's last search; those that do not, within a minute, are
+  # stopped (as they all are if the chief failed).
+  [ "$status" -eq 0 ] && for i in $(seq 60); do
+    alive=0; for pid in "${workers[@]}"; do kill -0 "$pid" 2> /dev/null && alive=1; done
+    [ "$alive" -eq 0 ] && break; sleep 1
+  done
+  kill "${workers[@]}" 2> /dev/null || true
+  wait || true
+  return "$status"
+}
+
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(teacher mlp cnn publish)
 stamp "campaign: commit $(git rev-parse HEAD), python $PYTHON, stages ${stages[*]}"
@@ -76,7 +126,7 @@ for stage in "${stages[@]}"; do
       fi
       "$PYTHON" -m mimic_tf.train_teacher --config $CONFIG --out "$OUT" --members $MEMBERS
       ;;
-    mlp | cnn) "$PYTHON" -m tuner.run --family "$stage" --config $CONFIG --out "$OUT" ;;
+    mlp | cnn) search_family "$stage" ;;
     publish)
       mkdir -p "$RESULTS"
       # Records of another run folder (one lost with its machine) are moved aside first, never
