@@ -361,7 +361,9 @@ def compute_section(summaries: Sequence[CellSummary],
              "Hours of each stage where it was timed: the teacher's members (their epochs with "
              "validation), the transfer set (the teacher's passes over its views) and each "
              "search's trials (every epoch's wall time with its validation), each summed over "
-             "resumes; evaluation, export and loading are not included.", "",
+             "resumes; evaluation, export and loading are not included. Trials that ran side "
+             "by side (a chief and workers, docs/tuner.md) add up too: a search's hours are "
+             "its trials' hours, more than its wall time.", "",
              "| stage | budget | loss | timed | hours |", "|---|---|---|---|---|"]
     total = 0.0
     if members_timed:
