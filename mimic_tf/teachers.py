@@ -434,6 +434,9 @@ def ensure_teacher(
     ensemble_logits: dict[str, np.ndarray] = {}
     for index, member in enumerate(members):
         record = dict(records.get(index, {"member": index, "params": member.count_params()}))
+        # Which weights these are, to the bit: a member trained again on another machine of
+        # the same kind can be shown to be this one (or not) without its file.
+        record["weights_sha256"] = weights_fingerprint(member)
         for split in ("validation", "test"):
             images = getattr(splits, f"{split}_images")
             labels = getattr(splits, f"{split}_labels")
@@ -445,18 +448,20 @@ def ensure_teacher(
             record[f"{split}_accuracy"] = accuracy(logits, labels)
             ensemble_logits[split] = ensemble_logits.get(split, 0.0) + logits / len(members)
         summary["members"].append(record)
+    ensemble = build_ensemble(members, flip_average=flip_average)
+    atomic_save_model(ensemble, ensemble_path)  # config.yaml: written by check_teacher_config
+    fingerprint = weights_fingerprint(ensemble)  # the transfer set's manifest names the same
     summary["ensemble"] = {
         "members": len(members),
         "params": int(sum(m.count_params() for m in members)),
         **{f"{split}_accuracy": accuracy(ensemble_logits[split],
                                           getattr(splits, f"{split}_labels"))
            for split in ("validation", "test")},
+        "weights_sha256": fingerprint,
     }
-    ensemble = build_ensemble(members, flip_average=flip_average)
-    atomic_save_model(ensemble, ensemble_path)  # config.yaml: written by check_teacher_config
     with atomic_path(directory / EVALUATION_FILE) as temporary:
         with open(temporary, "wb") as stream:
-            np.savez(stream, teacher_weights=np.array(weights_fingerprint(ensemble)),
+            np.savez(stream, teacher_weights=np.array(fingerprint),
                      **{split: ensemble_logits[split].astype(np.float32)
                         for split in ("validation", "test")})
     atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")

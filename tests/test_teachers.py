@@ -68,6 +68,12 @@ def test_ensure_teacher_trains_saves_and_resumes(smoke, tmp_path, monkeypatch):
     assert (tmp_path / "ensemble.keras").exists() and (tmp_path / "config.yaml").exists()
     assert list((tmp_path / "logs").iterdir())  # TensorBoard logs per member
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary files left behind
+    # Each member's and the ensemble's weights, named to the bit as their files load.
+    for record in summary["members"]:
+        member = teachers.load_model(tmp_path / f"member_{record['member']:02d}.keras")
+        assert record["weights_sha256"] == teachers.weights_fingerprint(member)
+    saved_ensemble = teachers.load_model(tmp_path / "ensemble.keras")
+    assert summary["ensemble"]["weights_sha256"] == teachers.weights_fingerprint(saved_ensemble)
 
     # Resumable: a member already trained is never retrained.
     def fail(*args, **kwargs):
@@ -90,6 +96,24 @@ def test_ensure_teacher_trains_saves_and_resumes(smoke, tmp_path, monkeypatch):
     for trained, kept in zip(summary["members"], found, strict=True):
         for key in ("epochs", "train_seconds", "images_per_second"):
             assert kept[key] == trained[key], key
+
+
+def test_a_teacher_trained_twice_from_scratch_is_the_same_to_the_bit(smoke, tmp_path):
+    """Training is deterministic: a teacher lost with its machine and trained again on one of
+    the same kind can be recognised by the fingerprints its teacher.json recorded."""
+    config, splits = smoke
+    config = dataclasses.replace(config, teacher=dataclasses.replace(config.teacher, members=1))
+    digests = []
+    for folder in ("first", "again"):
+        teachers.ensure_teacher(config, splits, tmp_path / folder, verbose=0)
+        digests.append(json.loads((tmp_path / folder / "teacher.json").read_text()))
+    first, again = digests
+    assert first["members"][0]["weights_sha256"] == again["members"][0]["weights_sha256"]
+    assert first["ensemble"]["weights_sha256"] == again["ensemble"]["weights_sha256"]
+    other = dataclasses.replace(config, seed=config.seed + 1)
+    teachers.ensure_teacher(other, splits, tmp_path / "other seed", verbose=0)
+    reseeded = json.loads((tmp_path / "other seed" / "teacher.json").read_text())
+    assert reseeded["members"][0]["weights_sha256"] != first["members"][0]["weights_sha256"]
 
 
 def test_teacher_cli_usage_errors_exit_2(capsys):
