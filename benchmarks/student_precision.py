@@ -38,7 +38,7 @@ from mimic_tf import data, runtime
 from mimic_tf.budgets import search_space
 from mimic_tf.config import load_config
 from mimic_tf.files import atomic_write_text
-from mimic_tf.teachers import ENSEMBLE_FILE, build_ensemble, load_model
+from mimic_tf.teachers import ENSEMBLE_FILE, build_ensemble, load_model, saved_evaluation_logits
 from mimic_tf.transfer import build_transfer_set
 from tuner.cells import Cell
 from tuner.hypermodel import OBJECTIVE, StudentHyperModel, TrainingData, fixed_hyperparameters
@@ -150,7 +150,9 @@ def main() -> None:
         splits = data.load_splits(config.data)
         teacher, members = teacher_model(args.teacher, config)
         results["teacher_members"] = members
-        transfer = build_transfer_set(config, splits, teacher, args.out / "transfer", verbose=1)
+        transfer = build_transfer_set(
+            config, splits, teacher, args.out / "transfer", verbose=1,
+            evaluation_logits=saved_evaluation_logits(args.teacher, teacher))
         del teacher
         training = TrainingData.from_transfer_set(transfer, config.student.batch_size)
         for precision, seed in todo:
