@@ -211,6 +211,15 @@ def search_complete(search: SearchLayout, max_trials: int) -> bool:
     )
 
 
+def trials_ended(search: SearchLayout) -> int:
+    """How many trials a search's oracle has ended (completed, failed or invalid); 0 before
+    its oracle first saved."""
+    try:
+        return len(_read_json(search.oracle_file).get("end_order", []))
+    except (OSError, ValueError):
+        return 0
+
+
 # --- teacher/teacher.json, transfer/manifest.json, config.yaml, commands.txt ---------------
 
 

@@ -4,6 +4,7 @@
 #
 #   bash results/cpu-replication-v2/run.sh start            # from the campaign's worktree
 #   bash results/cpu-replication-v2/run.sh [stage ...]      # in the foreground
+#   bash results/cpu-replication-v2/run.sh status           # where it stands (tuner.status)
 #
 # Stages: teacher mlp cnn publish (default: all, in that order). Every stage resumes where it
 # stopped: finished members, the transfer set's finished views and finished trials are kept
@@ -39,6 +40,12 @@ MAIN=$(git -C "$REPO" worktree list | head -1 | cut -d' ' -f1)
 cd "$REPO"
 
 stamp() { echo "[$(date -u +%FT%TZ)] $*"; }
+
+if [ "${1:-}" = status ]; then  # where the campaign stands, from its run folder and log
+  if pgrep -f -- "--config $CONFIG" > /dev/null; then running=running; else running="not running"; fi
+  echo "campaign $running; log: $OUT/$CONFIG.log (last: $(grep -v '^ ' "$OUT/$CONFIG.log" 2>/dev/null | tail -1))"
+  exec "$PYTHON" -m tuner.status "$RUN" --config $CONFIG
+fi
 
 if [ "${1:-}" = start ]; then
   mkdir -p "$OUT"
