@@ -18,6 +18,8 @@
         logs/summary/                 TensorBoard: the report (table, Figure 1, comparison)
         models/<cell>/<version>/      exported SavedModels, models/models.config
         serving/                      the default serving base of the release gate
+        kept_results.csv              searches kept from an earlier run folder, as records
+                                      (`tuner.kept`: `tuner.run --keep results/<experiment>`)
         results.csv, results.md, figure.png      (`tuner.report`)
         findings.md, findings.json               (`tuner.findings`)
         comparison.csv, comparison.md, comparison.png   (`serving.compare`)
@@ -218,6 +220,12 @@ class ExperimentLayout:
     def results_csv(self) -> Path:
         """One row per trial of every search."""
         return self.root / "results.csv"
+
+    @property
+    def kept_results(self) -> Path:
+        """The rows of searches kept from an earlier run folder of the experiment (`tuner.kept`):
+        records only, their weights gone with that folder."""
+        return self.root / "kept_results.csv"
 
     @property
     def results_md(self) -> Path:

@@ -50,7 +50,7 @@ def test_a_worker_gives_up_on_an_absent_chief_after_the_wait(worker_env, monkeyp
     monkeypatch.setenv(distributed.WORKER_WAIT, "1")
     started = time.monotonic()
     with pytest.raises(TimeoutError, match="for 1s .*set MIMIC_TF_WORKER_WAIT"):
-        distributed.wait_for_chief(worker_env, 1, [False])
+        distributed.wait_for_chief(worker_env, [False])
     assert 1.0 <= time.monotonic() - started < 10.0
 
 

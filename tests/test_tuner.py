@@ -489,6 +489,56 @@ def test_a_distributed_search_killed_mid_trial_resumes_each_trial_at_its_epoch(s
     assert not list(search.root.glob("trial_*/resume.npz"))
 
 
+def test_workers_search_only_the_baseline_of_a_search_kept_from_a_lost_run_folder(
+        smoke_run, tmp_path):
+    """A CNN stage on a new machine (run.sh): the chief keeps the finished 1-conv search of
+    the published results (`--keep`), and two workers train its hard-label baseline alone,
+    pinned to the kept best architecture, on the baseline's own port (the kept search's
+    stays unused)."""
+    published = tmp_path / "results"
+    published.mkdir()
+    rows = [row for row in read_csv(smoke_run.root / "results.csv")
+            if row["cell"] == "cnn-d1-b30k"]
+    with (published / "results.csv").open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    shutil.copy(smoke_run.root / "config.yaml", published / "config.yaml")
+    for stage in ("teacher", "transfer"):  # the teacher trained again, to the same bits
+        shutil.copytree(smoke_run.root / stage, tmp_path / "smoke" / stage)
+    args = [sys.executable, "-m", "tuner.run", "--family", "cnn", "--config",
+            str(smoke_run.root / "config.yaml"), "--out", str(tmp_path), "--keep",
+            str(published)]
+    outputs = outputs_of_chief_and_workers(start_chief_and_workers(args, free_port_pair()))
+
+    root = tmp_path / "smoke"
+    assert sorted(p.name for p in (root / "searches").iterdir()) == ["cnn-d1-b30k-hard"]
+    baseline = json.loads((root / "searches" / "cnn-d1-b30k-hard" / "cell.json").read_text())
+    original = json.loads(
+        (smoke_run.root / "searches" / "cnn-d1-b30k-hard" / "cell.json").read_text())
+    assert baseline["fixed_widths"] == original["fixed_widths"]
+    oracle = json.loads((root / "searches" / "cnn-d1-b30k-hard" / "oracle.json").read_text())
+    assert len(oracle["end_order"]) == TRIALS
+    assert sum(outputs[worker].count(" start: ") for worker in ("tuner1", "tuner2")) == TRIALS
+    assert "kept 1 finished search of an earlier run folder" in outputs["chief"]
+    results = read_csv(root / "results.csv")
+    assert [r for r in results if r["cell"] == "cnn-d1-b30k"] == [
+        {**row, **{key: "" for key in set(results[0]) - set(row)}} for row in rows]
+    assert {r["cell"] for r in results} == {"cnn-d1-b30k", "cnn-d1-b30k-hard"}
+    assert not (root / "models" / "cnn-d1-b30k").exists()  # its weights were not kept
+
+
+def test_a_keep_folder_that_is_not_there_is_named(tmp_path, capsys):
+    from tuner.run import main
+
+    missing = tmp_path / "results" / "smoke"
+    code = main(["--family", "mlp", "--config", "smoke", "--out", str(tmp_path), "--keep",
+                 str(missing), "--quiet"])
+    error = capsys.readouterr().err
+    assert code == 2 and f"--keep {missing}: no such folder" in error
+    assert "Traceback" not in error
+
+
 def test_the_end_of_a_run_is_written_for_a_person(smoke_run):
     from tuner.run import summary_text
 

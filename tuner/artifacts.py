@@ -62,8 +62,12 @@ def read_searches(layout: ExperimentLayout) -> list[tuple[Cell, SearchLayout]]:
         cell = read_cell(search)
         if cell is not None:
             found.append((cell, search))
-    return sorted(found, key=lambda item: (item[0].is_baseline, FAMILY_ORDER[item[0].family],
-                                           item[0].depth, item[0].budget))
+    return sorted(found, key=lambda item: search_order(item[0]))
+
+
+def search_order(cell: Cell) -> tuple:
+    """How reports list searches: mimic before baselines, then family, depth, budget."""
+    return (cell.is_baseline, FAMILY_ORDER[cell.family], cell.depth, cell.budget)
 
 
 def write_settings(search: SearchLayout, settings: dict[str, Any]) -> None:
@@ -238,6 +242,7 @@ class TeacherSummary:
     path: str | None = None  # family keras: where the user's model is
     # Each member's training time (s, summed over resumes); None where its record has none.
     member_train_seconds: tuple[float | None, ...] = ()
+    weights_sha256: str | None = None  # the ensemble's weights, to the bit (older: none)
 
 
 def read_teacher_summary(path: Path) -> TeacherSummary | None:
@@ -257,6 +262,7 @@ def read_teacher_summary(path: Path) -> TeacherSummary | None:
         family=record.get("family"),
         path=next((m["path"] for m in record.get("members", []) if "path" in m), None),
         member_train_seconds=tuple(m.get("train_seconds") for m in record.get("members", [])),
+        weights_sha256=ensemble.get("weights_sha256"),
     )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 
@@ -118,10 +118,14 @@ def _port_answers(port: int, timeout: float = POLL_SECONDS) -> bool:
         channel.close()
 
 
-def wait_for_chief(base: int, count: int, complete: list[bool]) -> None:
-    """Block a worker until the chief serves one of the run's searches (its setup is done)."""
+def wait_for_chief(base: int, complete: Sequence[bool]) -> None:
+    """Block a worker until the chief serves one of the run's searches (its setup is done).
+
+    `complete` says of each search of the run, in run order (mimic searches, then baselines),
+    whether it needs no serving; search i is served on port `base + i`."""
     wait = worker_wait_seconds()
     deadline = time.monotonic() + wait
+    count = len(complete)
     while not all(complete):
         if any(_port_answers(base + i) for i in range(count) if not complete[i]):
             return

@@ -9,7 +9,8 @@
 Every stage reads what the previous one wrote under `<out>/<experiment>/`, so rerunning the
 same call continues where it stopped; `overwrite=True` deletes the searches of the cells it
 runs (with their logs and exported models) and starts them afresh. The teacher and transfer
-set are caches checked by fingerprint and are kept.
+set are caches checked by fingerprint and are kept. Searches finished in an earlier run
+folder of the experiment can be kept as records and not run again (`keep`, `tuner.kept`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from mimic_tf.layout import ExperimentLayout
 from mimic_tf.teachers import ensure_teacher, saved_evaluation_logits
 from mimic_tf.transfer import build_transfer_set, transfer_teacher
 from mimic_tf.vocabulary import HARD_LOSS, PICK_FRONTIER
-from tuner import artifacts, distributed
+from tuner import artifacts, distributed, kept
 from tuner.cells import Cell, planned_cells
 from tuner.frontier import measure_frontier
 from tuner.hypermodel import TrainingData
@@ -82,11 +83,14 @@ def run_experiment(
     verbose: int = 1,
     progress_class: type[Progress] = Progress,
     command: str | None = None,
+    keep: str | Path | None = None,
 ) -> ExperimentSummary:
     """Run (or continue) the searches of `families` under `config`; returns a summary.
 
     `progress_class` reports trials (a `Progress` subclass can also measure them);
-    `command`, the command line that asked for the run, is listed in `results.md`.
+    `command`, the command line that asked for the run, is listed in `results.md`; `keep`, a
+    published results folder of the experiment, names finished searches to keep as records
+    instead of running them again (`tuner.kept`; KeptSearchError when it cannot be kept).
 
     In a distributed search (KerasTuner's environment variables set) workers run trials
     only; the chief prepares the teacher and transfer set, serves the oracles, evaluates,
@@ -101,13 +105,15 @@ def run_experiment(
     search_count = len(cells) + len(baseline_cells)
     if overwrite and not worker:
         remove_searches(layout, cells)
+    kept_searches = _kept_searches(layout, config, cells, keep, verbose=verbose and not worker)
 
     # 1. Teacher and transfer set, prepared by the chief (or the only process).
     splits = load_splits(config.data)
-    if worker:
-        complete = [artifacts.search_complete(layout.search(cell.name), config.search.trials)
-                    for cell in cells]
-        distributed.wait_for_chief(distributed.oracle_port(), search_count, complete)
+    if worker:  # one entry a search, mimic cells then baselines, as the chief's ports run
+        complete = [name in kept_searches
+                    or artifacts.search_complete(layout.search(name), config.search.trials)
+                    for name in kept.planned_names(config, cells)]
+        distributed.wait_for_chief(distributed.oracle_port(), complete)
     else:
         layout.root.mkdir(parents=True, exist_ok=True)
         save_config(config, layout.config_file)
@@ -141,22 +147,26 @@ def run_experiment(
 
     # 2. The searches, then the hard-label baselines of their best architectures; each
     # search's top k tested as soon as it ends, so a stop loses no finished search's result.
+    # A kept search is not run: its index (and its oracle's port) stays unused.
     tuners = {}
     for index, cell in enumerate(cells):
-        tuners[cell.name] = _search_and_test(cell, context, index, search_count)
+        if cell.name not in kept_searches:
+            tuners[cell.name] = _search_and_test(cell, context, index, search_count)
     baselines = []
     for offset, cell in enumerate(baseline_cells):
-        twin = baseline_cell(cell, layout)
-        if twin is None:
+        twin = baseline_cell(cell, layout, kept_searches.get(cell.name))
+        if twin is None or twin.name in kept_searches:
             continue
         baselines.append(twin)
         tuners[twin.name] = _search_and_test(twin, context, len(cells) + offset, search_count)
+    searched = [c.name for c in cells if c.name not in kept_searches]
     if worker:
-        return ExperimentSummary(layout.root, [c.name for c in cells + baselines],
+        return ExperimentSummary(layout.root, searched + [c.name for c in baselines],
                                  time.perf_counter() - started, None)
 
-    # 3. Export of the best students and their push through the release gate.
-    mimic_names = [cell.name for cell in cells]
+    # 3. Export of the best students and their push through the release gate (not of kept
+    # searches: their weights went with their run folder).
+    mimic_names = searched
     log = context.progress.print if context.progress is not None else print
     if config.search.export:
         export_best_students(layout, mimic_names, log=log)
@@ -179,7 +189,24 @@ def run_experiment(
     seconds = time.perf_counter() - started
     if verbose:
         print(f"done in {format_duration(seconds)}: {report.results_md}")
-    return ExperimentSummary(layout.root, [c.name for c in cells + baselines], seconds, report)
+    return ExperimentSummary(layout.root, searched + [c.name for c in baselines], seconds, report)
+
+
+def _kept_searches(layout: ExperimentLayout, config: ExperimentConfig, cells: Sequence[Cell],
+                   keep: str | Path | None, verbose: bool) -> kept.Rows:
+    """The searches this run keeps as records: those the folder `keep` adds (written to the
+    run folder by the chief or the only process; a worker selects the same ones) and those
+    kept before."""
+    selected = kept.select(Path(keep), layout, config, cells) if keep is not None else {}
+    if selected and not distributed.is_worker():
+        kept.write(layout, selected)
+    searches = {**kept.kept_rows(layout), **selected}
+    names = [name for name in kept.planned_names(config, cells) if name in searches]
+    if names and verbose:
+        print(f"kept {len(names)} finished search{'' if len(names) == 1 else 'es'} of an "
+              f"earlier run folder as records ({layout.kept_results}), not run again: "
+              f"{', '.join(names)}")
+    return searches
 
 
 def _search_and_test(

@@ -2,7 +2,9 @@
 
 DIR is an experiment folder (`runs/<experiment>`). Whatever searches exist under
 `DIR/searches/`, MLP and CNN runs alike, are merged into one table and one figure; searches
-still running or stopped half-way contribute the trials they finished.
+still running or stopped half-way contribute the trials they finished. Searches kept from an
+earlier run folder (`DIR/kept_results.csv`, `tuner.kept`) join them, unless a search of the
+same cell finished here.
 
 `figure.png` follows the paper's Figure 1: test accuracy against parameters (log x), per
 architecture a solid line through the mean test accuracy of each search's top k trials and
@@ -28,9 +30,17 @@ from matplotlib.figure import Figure
 
 from mimic_tf.files import atomic_path, atomic_write_text
 from mimic_tf.layout import ExperimentLayout
-from tuner import artifacts
+from tuner import artifacts, kept
 from tuner.paper import PAPER_TEACHER_ACCURACY, paper_figure, paper_table
-from tuner.results import CellSummary, TrialRow, collect_rows, markdown_table, summarise, write_csv
+from tuner.results import (
+    CellSummary,
+    TrialRow,
+    collect_rows,
+    markdown_table,
+    summaries_of_records,
+    summarise,
+    write_csv,
+)
 from tuner.summary_run import TABLE_PAGE, write_summary_run
 
 
@@ -52,11 +62,12 @@ def write_report(root: str | Path, top_k: int | None = None) -> Report:
     `top_k` only labels the table; the evaluated trials are whatever the searches recorded.
     """
     layout = ExperimentLayout(Path(root))
-    rows = collect_rows(layout)
-    summaries = summarise(rows)
+    rows, kept_records = with_kept_searches(layout, collect_rows(layout))
+    summaries = sorted(summarise(rows) + summaries_of_records(kept_records),
+                       key=lambda summary: artifacts.search_order(summary.cell))
     if top_k is None:
         top_k = max((len(s.top_tests) for s in summaries), default=None)
-    write_csv(rows, layout.results_csv)
+    write_csv(rows, layout.results_csv, kept_records)
     atomic_write_text(layout.results_md, markdown_table(layout, summaries, top_k))
     teacher = artifacts.read_teacher_summary(layout.teacher_summary)
     draw_figure(summaries, layout.figure, teacher.test_accuracy if teacher else None,
@@ -65,6 +76,18 @@ def write_report(root: str | Path, top_k: int | None = None) -> Report:
     event_file = write_summary_run(layout)
     return Report(layout.results_csv, layout.results_md, layout.figure, rows, summaries,
                   event_file)
+
+
+def with_kept_searches(layout: ExperimentLayout, rows: Sequence[TrialRow]
+                       ) -> tuple[list[TrialRow], list[dict[str, str]]]:
+    """This run's rows and the kept searches' rows the report shows: a search finished here
+    wins over a kept one of its cell, a kept one over a search of its cell unfinished here."""
+    finished_here = {row.cell.name for row in rows
+                     if row.rank == 1 and row.test_accuracy is not None}
+    shown = {name: records for name, records in kept.kept_rows(layout).items()
+             if name not in finished_here}
+    return ([row for row in rows if row.cell.name not in shown],
+            [record for records in shown.values() for record in records])
 
 
 def paper_points(summaries: Sequence[CellSummary]) -> list[tuple[str, int, float, float]]:
@@ -159,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     layout = ExperimentLayout(Path(args.directory))
-    if not layout.searches.is_dir():
+    if not layout.searches.is_dir() and not layout.kept_results.is_file():
         print(f"error: {layout.root} holds no searches/ folder; pass an experiment folder such "
               "as runs/default (the one `python -m tuner.run` wrote)", file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ import importlib.metadata
 import io
 import math
 import platform
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,16 @@ OPTIMISATION_COLUMNS = ("learning_rate", "momentum", "input_scale", "init_scale"
 CSV_COLUMNS = (
     "cell", "family", "depth", "budget", "loss", "params", "trial_id", "rank", "status",
     "val_accuracy", "test_accuracy", "test_agreement", "widths", "epochs", "epoch_cap",
-    "val_gain_last_2", "train_seconds", *OPTIMISATION_COLUMNS,
+    "val_gain_last_2", "train_seconds", "teacher", *OPTIMISATION_COLUMNS,
 )
+TEACHER_DIGEST_CHARS = 12  # of the ensemble's weights_sha256: which teacher a search stood on
+
+
+def teacher_digest(teacher: artifacts.TeacherSummary | None) -> str | None:
+    """The short name of a teacher's weights in results.csv's `teacher` column."""
+    if teacher is None or not teacher.weights_sha256:
+        return None
+    return teacher.weights_sha256[:TEACHER_DIGEST_CHARS]
 
 
 @dataclasses.dataclass
@@ -58,6 +66,7 @@ class TrialRow:
     hyperparameters: dict[str, Any]
     convergence: Convergence | None = None  # None: no history.json (running, or older runs)
     train_seconds: float | None = None  # every epoch's wall time, summed over resumes
+    teacher: str | None = None  # `teacher_digest` of the teacher it learned from
 
     def as_csv(self) -> dict[str, Any]:
         row = {
@@ -76,6 +85,7 @@ class TrialRow:
             "widths": "-".join(str(w) for w in self.widths.values()),
             **_convergence_columns(self.convergence),
             "train_seconds": None if self.train_seconds is None else round(self.train_seconds, 1),
+            "teacher": self.teacher,
         }
         row.update(self.hyperparameters)  # Hyperband adds tuner/epochs and friends
         return {k: ("" if v is None else v) for k, v in row.items()}
@@ -107,11 +117,13 @@ class CellSummary:
     top_tests: list[float]  # test accuracies of the top-k trials, by rank
     best_convergence: Convergence | None = None  # how the best trial ended
     train_seconds: list[float] = dataclasses.field(default_factory=list)  # of timed trials
+    teacher: str | None = None  # `teacher_digest` of the teacher it learned from, if recorded
 
     @classmethod
     def from_ranked(cls, cell: Cell, ranked: Sequence[tuple[int, float | None]],
                     best_convergence: Convergence | None = None,
-                    train_seconds: Sequence[float] = ()) -> CellSummary:
+                    train_seconds: Sequence[float] = (),
+                    teacher: str | None = None) -> CellSummary:
         """From (rank, test accuracy or None) of each completed trial; None until rank 1 is."""
         ranked = sorted(ranked)
         return cls(
@@ -121,6 +133,7 @@ class CellSummary:
             top_tests=[test for _, test in ranked if test is not None],
             best_convergence=best_convergence,
             train_seconds=list(train_seconds),
+            teacher=teacher,
         )
 
     @property
@@ -142,14 +155,16 @@ def _number(value: float) -> int | float:
 
 def collect_rows(layout: ExperimentLayout) -> list[TrialRow]:
     """Every trial of every search of an experiment, ranked within its search."""
+    teacher = teacher_digest(artifacts.read_teacher_summary(layout.teacher_summary))
     rows = []
     for cell, search in artifacts.read_searches(layout):
         evaluated = artifacts.read_evaluation(search)["trials"]
         trials = artifacts.read_trials(search)
         ranks = {t.trial_id: rank for rank, t in enumerate(artifacts.ranked(trials), start=1)}
         for trial in sorted(trials, key=lambda t: (ranks.get(t.trial_id, math.inf), t.trial_id)):
-            rows.append(_row(cell, trial, ranks.get(trial.trial_id), evaluated,
-                             artifacts.read_trial_history(search, trial.trial_id)))
+            row = _row(cell, trial, ranks.get(trial.trial_id), evaluated,
+                       artifacts.read_trial_history(search, trial.trial_id))
+            rows.append(dataclasses.replace(row, teacher=teacher))
     return rows
 
 
@@ -189,12 +204,19 @@ def summarise(rows: Sequence[TrialRow]) -> list[CellSummary]:
         cell_rows[0].cell, [(r.rank, r.test_accuracy) for r in cell_rows if r.rank is not None],
         next((r.convergence for r in cell_rows if r.rank == 1), None),
         [r.train_seconds for r in cell_rows if r.train_seconds is not None],
+        cell_rows[0].teacher,
     ) for cell_rows in by_cell.values()]
 
 
-def write_csv(rows: Sequence[TrialRow], path: Path) -> None:
-    """`results.csv`: one line per trial; extra hyperparameter columns after the fixed ones."""
-    dicts = [row.as_csv() for row in rows]
+def write_csv(rows: Sequence[TrialRow], path: Path,
+              records: Sequence[Mapping[str, str]] = ()) -> None:
+    """`results.csv`: one line per trial; extra hyperparameter columns after the fixed ones.
+
+    `records`: rows already in results.csv's form (searches kept from an earlier run folder,
+    `tuner.kept`), written as they are, each search in its place (`artifacts.search_order`)."""
+    dicts = [row.as_csv() for row in rows] + [dict(record) for record in records]
+    if records:
+        dicts.sort(key=lambda d: artifacts.search_order(_cell_of(d)))  # stable within a search
     extra = sorted({key for d in dicts for key in d} - set(CSV_COLUMNS))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=[*CSV_COLUMNS, *extra], restval="",
@@ -204,28 +226,41 @@ def write_csv(rows: Sequence[TrialRow], path: Path) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
+def _cell_of(record: Mapping[str, Any]) -> Cell:
+    """The cell a row of results.csv's form names."""
+    return Cell(record["family"], int(record["depth"]), float(record["budget"]),
+                loss=record["loss"])
+
+
 def read_summaries(path: Path) -> list[CellSummary]:
     """The per-search results in a `results.csv` (columns cell, family, depth, budget, loss,
     rank and test_accuracy are read), one per search in the file's order."""
+    with path.open() as stream:
+        return summaries_of_records(csv.DictReader(stream))
+
+
+def summaries_of_records(records: Iterable[Mapping[str, str]]) -> list[CellSummary]:
+    """One summary per search of rows in results.csv's form, in their order."""
     cells: dict[str, Cell] = {}
     ranked: dict[str, list[tuple[int, float | None]]] = {}
     best: dict[str, Convergence | None] = {}
     seconds: dict[str, list[float]] = {}
-    with path.open() as stream:
-        for row in csv.DictReader(stream):
-            name = row["cell"]
-            if name not in cells:
-                cells[name] = Cell(row["family"], int(row["depth"]), float(row["budget"]),
-                                   loss=row["loss"])
-                ranked[name], seconds[name] = [], []
-            if row.get("train_seconds"):
-                seconds[name].append(float(row["train_seconds"]))
-            if row["rank"]:
-                test = float(row["test_accuracy"]) if row["test_accuracy"] else None
-                ranked[name].append((int(row["rank"]), test))
-                if row["rank"] == "1":
-                    best[name] = _convergence_from_csv(row)
-    return [CellSummary.from_ranked(cells[name], ranked[name], best.get(name), seconds[name])
+    teachers: dict[str, str | None] = {}
+    for row in records:
+        name = row["cell"]
+        if name not in cells:
+            cells[name] = _cell_of(row)
+            ranked[name], seconds[name] = [], []
+            teachers[name] = row.get("teacher") or None
+        if row.get("train_seconds"):
+            seconds[name].append(float(row["train_seconds"]))
+        if row["rank"]:
+            test = float(row["test_accuracy"]) if row["test_accuracy"] else None
+            ranked[name].append((int(row["rank"]), test))
+            if row["rank"] == "1":
+                best[name] = _convergence_from_csv(row)
+    return [CellSummary.from_ranked(cells[name], ranked[name], best.get(name), seconds[name],
+                                    teachers[name])
             for name in cells]
 
 
@@ -431,6 +466,7 @@ def _provenance(layout: ExperimentLayout, summaries: Sequence[CellSummary]) -> l
         f"- Data source: {source}.{caveat} The paper trained longer, on budgets of 1M-31.6M "
         "parameters, mimicking a 16-CNN teacher of 93.8%.",
         *[f"- Made by `{command}`." for command in artifacts.read_commands(layout)],
+        *_teacher_lines(layout, summaries),
         f"- Rebuild this file, `results.csv` and `figure.png` with "
         f"`python -m tuner.report {layout.root}`.",
         f"- Machine: {platform.machine()} {platform.processor() or ''}".rstrip()
@@ -438,6 +474,33 @@ def _provenance(layout: ExperimentLayout, summaries: Sequence[CellSummary]) -> l
         f"Keras {_version('keras')}, KerasTuner {_version('keras-tuner')}.",
         *_runtime_lines(layout),
     ]
+    return lines
+
+
+def _teacher_lines(layout: ExperimentLayout, summaries: Sequence[CellSummary]) -> list[str]:
+    """Which teacher's weights the searches learned from (results.csv's `teacher` column),
+    where searches were kept from an earlier run folder or their teachers differ."""
+    current = teacher_digest(artifacts.read_teacher_summary(layout.teacher_summary))
+    counts: dict[str | None, int] = {}
+    for summary in summaries:
+        counts[summary.teacher] = counts.get(summary.teacher, 0) + 1
+    kept_here = layout.kept_results.is_file()
+    if len(counts) <= 1 and not kept_here:
+        return []
+    names = []
+    for digest, count in counts.items():
+        name = f"`{digest}`" if digest else "not recorded"
+        own = ", this run folder's teacher" if digest and digest == current else ""
+        names.append(f"{name} ({count} search{'' if count == 1 else 'es'}{own})")
+    teachers = "; ".join(names)
+    lines = [f"- Teachers the searches learned from (the ensemble's weights digest, "
+             f"results.csv's `teacher` column): {teachers}."]
+    if kept_here:
+        lines.append(
+            f"- Searches kept from an earlier run folder of this experiment, lost with its "
+            f"machine, are records only (`{layout.kept_results.name}`, `tuner.kept`): the same "
+            "teacher recipe trained again, bit for bit the same teacher where the digests "
+            "match; where they differ, another training of it (another CPU kind's kernels).")
     return lines
 
 

@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the serving base --push pushes into (sets release.serving_base; "
                         "default OUT/<experiment>/serving)")
     parser.add_argument("--out", default="runs", help="output root (default: runs/)")
+    parser.add_argument("--keep", default=None, metavar="RESULTS",
+                        help="a published results folder of this experiment (results/<name>: "
+                        "its results.csv and config.yaml): keep its finished searches as "
+                        "records and do not run them again, e.g. after the run folder was "
+                        "lost with its machine (tuner.kept)")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete this run's searches, their logs and exported models "
                         "and start afresh (the cached teacher and transfer set are kept)")
@@ -173,14 +178,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mimic_tf.teachers import TeacherMismatchError
     from tuner.distributed import DistributedSetupError
     from tuner.experiment import run_experiment
+    from tuner.kept import KeptSearchError
     from tuner.search import SearchMismatchError
 
     try:
         command = " ".join(["python -m tuner.run", *(argv if argv is not None else sys.argv[1:])])
         summary = run_experiment(config, args.family, args.out, overwrite=args.overwrite,
-                                 verbose=0 if args.quiet else 1, command=command)
+                                 verbose=0 if args.quiet else 1, command=command,
+                                 keep=args.keep)
     except (SearchMismatchError, DistributedSetupError, TeacherMismatchError,
-            TeacherLoadError) as error:
+            TeacherLoadError, KeptSearchError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     except DataError as error:

@@ -25,6 +25,7 @@ import dataclasses
 import shutil
 import warnings
 import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from mimic_tf.config import ExperimentConfig
 from mimic_tf.layout import ExperimentLayout, SearchLayout
 from mimic_tf.teachers import atomic_save_model
 from mimic_tf.vocabulary import HARD_LOSS
-from tuner import artifacts, distributed
+from tuner import artifacts, distributed, kept
 from tuner.artifacts import Evaluation, TrialRecord
 from tuner.cells import Cell
 from tuner.hypermodel import StudentHyperModel, TrainingData
@@ -282,10 +283,18 @@ def _report(context: SearchContext, line: str) -> None:
         context.progress.print(line)
 
 
-def baseline_cell(cell: Cell, layout: ExperimentLayout) -> Cell | None:
-    """The hard-label twin of a mimic cell: its best architecture, pinned; None before any."""
+def baseline_cell(cell: Cell, layout: ExperimentLayout,
+                  kept_rows: Sequence[Mapping[str, str]] | None = None) -> Cell | None:
+    """The hard-label twin of a mimic cell: its best architecture, pinned; None before any.
+
+    `kept_rows`: the cell's rows when its search is kept as records (`tuner.kept`), whose best
+    trial names the architecture when this run folder holds no trial of it."""
     ranked = artifacts.ranked(artifacts.read_trials(layout.search(cell.name)))
-    if not ranked:
+    if ranked:
+        values = ranked[0].hyperparameters
+    elif kept_rows:
+        values = kept.best_values(kept_rows)
+    else:
         return None
-    widths = cell.free_widths(ranked[0].hyperparameters)
+    widths = cell.free_widths(values)
     return Cell(cell.family, cell.depth, cell.budget, loss=HARD_LOSS, fixed_widths=widths)

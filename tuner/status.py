@@ -21,7 +21,7 @@ from typing import Any
 from mimic_tf.cli import import_tensorflow_quietly
 from mimic_tf.config import ConfigError, ExperimentConfig, load_config
 from mimic_tf.layout import ExperimentLayout
-from tuner import artifacts
+from tuner import artifacts, kept
 from tuner.cells import planned_cells
 
 FAMILIES = ("mlp", "cnn")
@@ -85,19 +85,23 @@ def transfer_status(layout: ExperimentLayout, config: ExperimentConfig) -> dict[
 
 
 def searches_status(layout: ExperimentLayout, config: ExperimentConfig) -> dict[str, Any]:
-    """Searches finished of planned (mimic searches and hard-label baselines), and the trials
-    ended of each search under way."""
+    """Searches finished of planned (mimic searches and hard-label baselines; those kept
+    from an earlier run folder among them, `tuner.kept`), and the trials ended of each search
+    under way."""
     cells = planned_cells(config, FAMILIES)
     baselines = sum(config.search.has_baseline(c.family, c.budget) for c in cells)
     trials = config.search.trials
-    finished, under_way = 0, {}
+    kept_searches = set(kept.kept_rows(layout))
+    finished_here, under_way = set(), {}
     for cell, search in artifacts.read_searches(layout):
         if artifacts.search_complete(search, trials):
-            finished += 1
-        else:
+            finished_here.add(cell.name)
+        elif cell.name not in kept_searches:
             under_way[cell.name] = artifacts.trials_ended(search)
     return {"planned": len(cells) + baselines, "mimic": len(cells), "baselines": baselines,
-            "finished": finished, "trials": trials, "under_way": under_way}
+            "finished": len(finished_here | kept_searches),
+            "kept": len(kept_searches - finished_here),
+            "trials": trials, "under_way": under_way}
 
 
 def run_status(folder: str | Path, config: str | None = None) -> dict[str, Any]:
@@ -132,7 +136,9 @@ def format_status(status: dict[str, Any]) -> str:
              f"transfer   {transfer['finished']} of {transfer['views']} views done"
              + _hours(transfer["seconds"]),
              f"searches   {searches['finished']} of {searches['planned']} done (planned: "
-             f"{searches['mimic']} mimic, {searches['baselines']} hard-label baselines)"]
+             f"{searches['mimic']} mimic, {searches['baselines']} hard-label baselines)"
+             + (f"; {searches['kept']} kept from an earlier run folder" if searches["kept"]
+                else "")]
     for name, ended in searches["under_way"].items():
         lines.append(f"           {name}: {ended} of {searches['trials']} trials ended")
     return "\n".join(lines)

@@ -8,7 +8,9 @@
 #
 # Stages: teacher mlp cnn publish (default: all, in that order). Every stage resumes where it
 # stopped: finished members, the transfer set's finished views and finished trials are kept
-# on disk; a finished teacher is not touched again.
+# on disk; a finished teacher is not touched again. A search that RESULTS/results.csv holds
+# finished but the run folder does not (lost with its machine) is kept as a record and not
+# run again (`tuner.run --keep`, tuner/kept.py).
 #   OUT      the run folder's parent, outside any checkout (default $HOME/mimic-tf-runs)
 #   RESULTS  where `publish` copies the small result files (default: this script's folder)
 #   PYTHON   the interpreter (default: the main checkout's .venv, see README.md here)
@@ -68,6 +70,9 @@ teacher_complete() {  # whether teacher.json records the ensemble of all $MEMBER
 
 search_family() {  # one family's searches: one process, or a chief and $WORKERS workers
   local args=(-m tuner.run --family "$1" --config $CONFIG --out "$OUT")
+  # Searches the committed results hold but the run folder does not (it was lost with its
+  # machine) are kept as records, not run again (tuner.kept); the others are this run's.
+  if [ -f "$RESULTS/results.csv" ]; then args+=(--keep "$RESULTS"); fi
   if [ "$WORKERS" -le 1 ]; then "$PYTHON" "${args[@]}"; return; fi
   # The chief builds the transfer set (an hour) and serves a search only when the last one's
   # trials have all ended: the workers wait for it as long as that takes.
@@ -141,11 +146,14 @@ for stage in "${stages[@]}"; do
       if [ -s "$RESULTS/stages.log" ] && ! grep -qxF "$(head -1 "$RESULTS/stages.log")" "$OUT/$CONFIG.log"; then
         stamp "publish: $RESULTS holds another run's records (its stages.log begins"
         stamp "  '$(head -1 "$RESULTS/stages.log")', not in $OUT/$CONFIG.log):"
-        stamp "  move its teacher.json, stages.log and results aside (as first-teacher/) first"
+        stamp "  move its teacher.json and stages.log aside (as first-teacher/) first; its"
+        stamp "  results.csv and config.yaml stay, for the searches to keep (tuner.kept)"
         exit 4
       fi
       # results.md rebuilt by this checkout's report, from the searches finished so far.
-      if [ -d "$RUN/searches" ]; then "$PYTHON" -m tuner.report "$RUN" > /dev/null; fi
+      if [ -d "$RUN/searches" ] || [ -f "$RUN/kept_results.csv" ]; then
+        "$PYTHON" -m tuner.report "$RUN" > /dev/null
+      fi
       for file in results.csv results.md figure.png config.yaml; do
         if [ -f "$RUN/$file" ]; then cp "$RUN/$file" "$RESULTS/"; fi
       done
