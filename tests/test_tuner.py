@@ -428,6 +428,9 @@ def test_chief_and_two_workers_share_one_search(smoke_run, tmp_path):
     project = tmp_path / "smoke" / "searches" / "mlp-d1-b30k"
     oracle = json.loads((project / "oracle.json").read_text())
     assert len(oracle["end_order"]) == DISTRIBUTED_TRIALS
+    assert oracle["ongoing_trials"] == {}  # over on disk: a rerun retries no trial
+    search = ExperimentLayout(tmp_path / "smoke").search("mlp-d1-b30k")
+    assert artifacts.search_complete(search, DISTRIBUTED_TRIALS)
     assert len(list(project.glob("trial_*/trial.json"))) == DISTRIBUTED_TRIALS
     assert {"tuner1", "tuner2"} <= {p.stem for p in project.glob("tuner*.json")}
     ran = {tuner_id: outputs[tuner_id].count(" start: ") for tuner_id in ("tuner1", "tuner2")}
@@ -518,7 +521,7 @@ def test_workers_search_only_the_baseline_of_a_search_kept_from_a_lost_run_folde
         (smoke_run.root / "searches" / "cnn-d1-b30k-hard" / "cell.json").read_text())
     assert baseline["fixed_widths"] == original["fixed_widths"]
     oracle = json.loads((root / "searches" / "cnn-d1-b30k-hard" / "oracle.json").read_text())
-    assert len(oracle["end_order"]) == TRIALS
+    assert len(oracle["end_order"]) == TRIALS and oracle["ongoing_trials"] == {}
     assert sum(outputs[worker].count(" start: ") for worker in ("tuner1", "tuner2")) == TRIALS
     assert "kept 1 finished search of an earlier run folder" in outputs["chief"]
     results = read_csv(root / "results.csv")
@@ -526,6 +529,28 @@ def test_workers_search_only_the_baseline_of_a_search_kept_from_a_lost_run_folde
         {**row, **{key: "" for key in set(results[0]) - set(row)}} for row in rows]
     assert {r["cell"] for r in results} == {"cnn-d1-b30k", "cnn-d1-b30k-hard"}
     assert not (root / "models" / "cnn-d1-b30k").exists()  # its weights were not kept
+
+
+def test_a_worker_whose_searches_are_all_kept_leaves_the_transfer_set_to_the_chief(
+        smoke_run, tmp_path):
+    """Every MLP search kept, on a new machine whose chief builds the transfer set: a worker
+    has nothing to train and ends at once, without building (and racing the chief on) the
+    transfer set's files. Run alone, with no chief, it must not build it either."""
+    published = tmp_path / "results"
+    published.mkdir()
+    shutil.copy(smoke_run.root / "results.csv", published / "results.csv")
+    shutil.copy(smoke_run.root / "config.yaml", published / "config.yaml")
+    shutil.copytree(smoke_run.root / "teacher", tmp_path / "smoke" / "teacher")
+    env = {**os.environ, "KERASTUNER_TUNER_ID": "tuner1", "KERASTUNER_ORACLE_IP": "127.0.0.1",
+           "KERASTUNER_ORACLE_PORT": str(free_port_pair()), "MIMIC_TF_WORKER_WAIT": "5",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    worker = subprocess.run(
+        [sys.executable, "-m", "tuner.run", "--family", "mlp", "--config",
+         str(smoke_run.root / "config.yaml"), "--out", str(tmp_path), "--keep",
+         str(published)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert worker.returncode == 0, worker.stdout[-2000:] + worker.stderr[-2000:]
+    assert not (tmp_path / "smoke" / "transfer").exists()
+    assert not (tmp_path / "smoke" / "searches").exists()
 
 
 def test_a_keep_folder_that_is_not_there_is_named(tmp_path, capsys):

@@ -113,6 +113,8 @@ def run_experiment(
         complete = [name in kept_searches
                     or artifacts.search_complete(layout.search(name), config.search.trials)
                     for name in kept.planned_names(config, cells)]
+        if all(complete):  # nothing to train: the chief may still be building the transfer set
+            return ExperimentSummary(layout.root, [], time.perf_counter() - started, None)
         distributed.wait_for_chief(distributed.oracle_port(), complete)
     else:
         layout.root.mkdir(parents=True, exist_ok=True)

@@ -79,6 +79,10 @@ class StudentTuner(keras_tuner.Tuner):
             label = getattr(self.hypermodel, "name", None) or self.project_name
             distributed.serve_oracle(self.oracle, report=lambda line: print(
                 f"[{label}] {line}", flush=True))
+            # KerasTuner saves the oracle at a trial's end before it drops the trial from
+            # `ongoing_trials`, so the last save names the last trial as running: a rerun
+            # would retry it. Saved again, the file says the search is over.
+            self.save()
             return
         super().search(*fit_args, **fit_kwargs)
 
