@@ -10,8 +10,9 @@
 # Exit 0 when all of these hold, 1 (saying which) otherwise:
 #   - every stage ends well;
 #   - the resumed cnn stage trains no trial again;
-#   - after the run folder is lost, the rerun keeps every finished search (tuner.kept) and
-#     publishes the same results.csv rows.
+#   - after the run folder is lost, publish refuses to overwrite the lost run's records, and
+#     the rerun keeps every finished search (tuner.kept) and publishes the same results.csv
+#     rows.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 MAIN=$(git -C "$HERE" worktree list | head -1 | cut -d' ' -f1)
@@ -73,9 +74,12 @@ before=$(starts)
 step resume cnn publish
 check "the resumed cnn stage trained no trial again ($before trial starts before, $(starts) after)" \
   "[ $(starts) -eq $before ]"
-# The run folder lost with its machine: its records moved aside, as run.sh's publish asks.
-mkdir -p "$RESULTS/lost" && mv "$RESULTS/teacher.json" "$RESULTS/stages.log" "$RESULTS/lost/"
+# The run folder lost with its machine: publish refuses to overwrite its records until they
+# are moved aside (teacher.json and stages.log; results.csv and config.yaml stay, to keep).
 rm -rf "$OUT"
+(cd "$WORK/repo" && bash "$SCRIPT" publish > "$WORK/refused.log" 2>&1)
+check "publish refuses (exit 4) while the results hold the lost run's records" "[ $? -eq 4 ]"
+mkdir -p "$RESULTS/lost" && mv "$RESULTS/teacher.json" "$RESULTS/stages.log" "$RESULTS/lost/"
 step lost
 check "after the loss no search ran again" "[ ! -d $OUT/rehearsal/searches ]"
 check "after the loss results.csv holds the same rows" \
