@@ -55,10 +55,11 @@ export CONFIG=rehearsal OUT=$WORK/runs RESULTS=$WORK/results MEMBER_BAR=0.0
 export MIMIC_TF_WORKER_WAIT=600 ORACLE_PORT=${ORACLE_PORT:-28100} PYTHON=$MAIN/.venv/bin/python
 SCRIPT=$WORK/repo/results/cpu-replication-v2/run.sh
 failed=0
-step() {  # step NAME STAGE...: run.sh's stages, niced, with their log kept for a failure
+step() {  # step NAME STAGE...: run.sh's stages, niced, logged where `run.sh start` logs
   local name=$1; shift
-  if ! (cd "$WORK/repo" && nice -n 10 bash "$SCRIPT" "$@" > "$WORK/$name.log" 2>&1); then
-    echo "FAIL $name: run.sh $* ended badly; its log:"; grep -v '^WARNING' "$WORK/$name.log" | tail -20
+  mkdir -p "$OUT"
+  if ! (cd "$WORK/repo" && nice -n 10 bash "$SCRIPT" "$@" >> "$OUT/$CONFIG.log" 2>&1); then
+    echo "FAIL $name: run.sh $* ended badly; its log:"; grep -v '^WARNING' "$OUT/$CONFIG.log" | tail -20
     grep -h -A3 'Error' "$OUT"/rehearsal.worker*.log 2>/dev/null | tail -8
     failed=1
   else
