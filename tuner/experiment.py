@@ -198,11 +198,12 @@ def _kept_searches(layout: ExperimentLayout, config: ExperimentConfig, cells: Se
                    keep: str | Path | None, verbose: bool) -> kept.Rows:
     """The searches this run keeps as records: those the folder `keep` adds (written to the
     run folder by the chief or the only process; a worker selects the same ones) and those
-    kept before."""
+    kept before, but for any this run folder has finished itself (its own wins)."""
     selected = kept.select(Path(keep), layout, config, cells) if keep is not None else {}
     if selected and not distributed.is_worker():
         kept.write(layout, selected)
-    searches = {**kept.kept_rows(layout), **selected}
+    searches = {name: rows for name, rows in {**kept.kept_rows(layout), **selected}.items()
+                if not artifacts.search_complete(layout.search(name), config.search.trials)}
     names = [name for name in kept.planned_names(config, cells) if name in searches]
     if names and verbose:
         print(f"kept {len(names)} finished search{'' if len(names) == 1 else 'es'} of an "

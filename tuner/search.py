@@ -287,14 +287,14 @@ def baseline_cell(cell: Cell, layout: ExperimentLayout,
                   kept_rows: Sequence[Mapping[str, str]] | None = None) -> Cell | None:
     """The hard-label twin of a mimic cell: its best architecture, pinned; None before any.
 
-    `kept_rows`: the cell's rows when its search is kept as records (`tuner.kept`), whose best
-    trial names the architecture when this run folder holds no trial of it."""
-    ranked = artifacts.ranked(artifacts.read_trials(layout.search(cell.name)))
-    if ranked:
-        values = ranked[0].hyperparameters
-    elif kept_rows:
+    `kept_rows`: the cell's rows when its search is kept as records (`tuner.kept`): their best
+    trial names the architecture, as the kept search stands for the cell in the report."""
+    if kept_rows:
         values = kept.best_values(kept_rows)
     else:
-        return None
+        ranked = artifacts.ranked(artifacts.read_trials(layout.search(cell.name)))
+        if not ranked:
+            return None
+        values = ranked[0].hyperparameters
     widths = cell.free_widths(values)
     return Cell(cell.family, cell.depth, cell.budget, loss=HARD_LOSS, fixed_widths=widths)
