@@ -28,16 +28,15 @@ Nothing here imports TensorFlow but `search_recipe`, which `tuner.run` alone cal
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from mimic_tf.config import ConfigError, ExperimentConfig, load_config
-from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import ExperimentLayout
 from tuner import artifacts
 from tuner.cells import HARD_SUFFIX, Cell
+from tuner.results import write_csv
 
 Rows = dict[str, list[dict[str, str]]]  # cell name -> its rows of results.csv, as read
 RECIPE_SECTIONS = ("data", "augment", "teacher", "transfer")
@@ -103,6 +102,7 @@ def select(published: Path, layout: ExperimentLayout, config: ExperimentConfig,
         raise KeptSearchError(f"--keep {published}: its config.yaml says what recipe its "
                               f"searches ran with, and it could not be read ({error})") from None
     planned = set(planned_names(config, cells))
+    checked: set[str] = set()  # families whose recipes were compared
     kept: Rows = {}
     for name, cell_rows in rows.items():
         if name not in planned or not finished(cell_rows):
@@ -110,7 +110,11 @@ def select(published: Path, layout: ExperimentLayout, config: ExperimentConfig,
         if artifacts.search_complete(layout.search(name), config.search.trials):
             continue  # finished in this run folder too: this run's own
         family = cell_rows[0]["family"]
+        if family in checked:
+            kept[name] = cell_rows
+            continue
         ours, recipe = search_recipe(config, family), search_recipe(theirs, family)
+        checked.add(family)
         if recipe != ours:
             changed = ", ".join(sorted(key for key in ours if recipe.get(key) != ours[key]))
             raise KeptSearchError(
@@ -129,13 +133,8 @@ def kept_rows(layout: ExperimentLayout) -> Rows:
 def write(layout: ExperimentLayout, kept: Rows) -> None:
     """Add `kept` to the run folder's `kept_results.csv` (a search kept again is replaced)."""
     merged = {**kept_rows(layout), **kept}
-    records = [row for cell_rows in merged.values() for row in cell_rows]
-    columns = list(dict.fromkeys(key for row in records for key in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
-    atomic_write_text(layout.kept_results, buffer.getvalue())
+    write_csv([], layout.kept_results,
+              [row for cell_rows in merged.values() for row in cell_rows])
 
 
 def best_values(rows: Sequence[Mapping[str, str]]) -> dict[str, Any]:
