@@ -29,7 +29,6 @@ OUT=${OUT:-$HOME/mimic-tf-runs}
 RUN=$OUT/$CONFIG
 RESULTS=${RESULTS:-$HERE}
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
-MEMBERS=4
 WORKERS=${WORKERS:-$(nproc)}
 ORACLE_PORT=${ORACLE_PORT:-27100}
 MEMBER_BAR=${MEMBER_BAR:-0.90}
@@ -40,6 +39,11 @@ MAIN=$(git -C "$REPO" worktree list | head -1 | cut -d' ' -f1)
 [ -z "${MIMIC_TF_DATA:-}" ] && [ -f "$MAIN/../shared/data/cifar10-jpeg.tar.gz" ] &&
   export MIMIC_TF_DATA=$MAIN/../shared/data/cifar10-jpeg.tar.gz
 cd "$REPO"
+# The ensemble's size, from the config: the one place that knows it.
+MEMBERS=$("$PYTHON" -c "import sys
+from mimic_tf.config import ConfigError, load_config
+try: print(load_config(sys.argv[1]).teacher.members)
+except ConfigError as error: sys.exit(f'error: {error}')" "$CONFIG")
 
 stamp() { echo "[$(date -u +%FT%TZ)] $*"; }
 
