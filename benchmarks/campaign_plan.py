@@ -57,6 +57,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--config", default="cpu-replication-v2", help="config name or path")
     parser.add_argument("--steps", type=int, default=30,
                         help="timed training steps of each model (default 30)")
+    parser.add_argument("--teacher-only", action="store_true",
+                        help="measure and plan the teacher's stages alone (a member unit is "
+                        "sized by them before it starts)")
     return parser.parse_args()
 
 
@@ -79,8 +82,9 @@ def _timed_predict(model, images: np.ndarray, batch_size: int) -> float:
     return len(images) / (time.perf_counter() - started)
 
 
-def measure(config: ExperimentConfig, steps: int) -> dict:
-    """Training and inference img/s of the config's teacher member and every student."""
+def measure(config: ExperimentConfig, steps: int, teacher_only: bool = False) -> dict:
+    """Training and inference img/s of the config's teacher member and (unless
+    `teacher_only`) every student."""
     import keras
 
     from mimic_tf.distiller import Distiller
@@ -102,6 +106,9 @@ def measure(config: ExperimentConfig, steps: int) -> dict:
     print(f"  teacher member: {costs['teacher_predict']:.0f} img/s inference",
           file=sys.stderr, flush=True)
     keras.backend.clear_session()
+    costs["precision"] = {"teacher": runtime.resolve_precision(recipe.precision)}
+    if teacher_only:
+        return costs
 
     batch = config.student.batch_size
     count = batch * steps
@@ -120,8 +127,7 @@ def measure(config: ExperimentConfig, steps: int) -> dict:
               flush=True)
         keras.backend.clear_session()
     costs["students_train"] = students
-    costs["precision"] = {"teacher": runtime.resolve_precision(recipe.precision),
-                          "students": precision}
+    costs["precision"]["students"] = precision
     return costs
 
 
@@ -143,7 +149,7 @@ def plan(config: ExperimentConfig, costs: dict) -> list[dict]:
                  "hours": transfer / 3600})
     trials = config.search.trials
     searched = planned_cells(config, FAMILIES)
-    for family in FAMILIES:
+    for family in FAMILIES if "students_train" in costs else ():
         cap = config.student.epochs_for(family)
         for budget in config.search.budgets:
             cells = {c.name: costs["students_train"][c.name] for c in searched
@@ -178,7 +184,7 @@ def main() -> None:
           f"TensorFlow {facts['tensorflow']}; teacher in "
           f"{runtime.resolve_precision(config.teacher.airbench.precision)}, students in "
           f"{runtime.resolve_precision(config.student.precision)}", file=sys.stderr)
-    costs = measure(config, args.steps)
+    costs = measure(config, args.steps, args.teacher_only)
     rows = plan(config, costs)
     print("| stage | measured | count | hours |\n|---|---|---|---|")
     for row in rows:
