@@ -44,6 +44,7 @@ from mimic_tf.config import AugmentConfig, ExperimentConfig, save_config
 from mimic_tf.files import atomic_path, atomic_write_text, publish
 from mimic_tf.layout import TRANSFER_EVALUATION_FILE as EVALUATION_FILE
 from mimic_tf.layout import TRANSFER_MANIFEST_FILE as MANIFEST_FILE
+from mimic_tf.published_teacher import PublishedTeacher, compare_views
 from mimic_tf.teachers import build_ensemble, predict_logits, weights_fingerprint
 
 FORMAT_VERSION = 1
@@ -310,3 +311,46 @@ def build_transfer_set(
         views=view_images,
     )
 
+
+
+def published_transfer_set(
+    config: ExperimentConfig, splits: data.Splits, teacher: PublishedTeacher, verbose: int = 1
+) -> TransferSet:
+    """The transfer set of a published teacher (`mimic_tf.published_teacher`): its members'
+    mean logits on the first `transfer.views` views, nothing run and nothing written.
+
+    The views are regenerated here as for a trained teacher; where they are not bit for bit
+    the published ones (another CPU kind's float rounding) the log says how far they differ,
+    and the published logits are used as they are.
+    """
+    num_examples, views = len(splits.train_labels), config.transfer.views
+    in_memory = views * splits.train_images.nbytes <= VIEW_CACHE_BYTES
+    view_images = (data.augmented_views(splits.train_images, config.augment, views)
+                   if in_memory else None)
+    if view_images is not None:
+        note = compare_views(teacher, view_images)
+        if note and verbose:
+            print(f"transfer set: {note}", flush=True)
+    fingerprint = {
+        "format": FORMAT_VERSION,
+        "teacher_weights": teacher.weights_sha256,
+        "teacher_flip_average": bool(teacher.manifests[0].get("transfer_flip_average")),
+        "data": splits.fingerprint(),
+        "augment": dataclasses.asdict(config.augment),
+        "views": views,
+        "order_seed": config.seed,
+    }
+    if verbose:
+        print(f"transfer set: {views} views of the published teacher in {teacher.folder} "
+              f"({len(teacher.manifests)} member{'' if len(teacher.manifests) == 1 else 's'}; "
+              "no teacher pass)", flush=True)
+    return TransferSet(
+        splits=splits,
+        augment=config.augment,
+        order=np.stack([view_order(num_examples, view, config.seed) for view in range(views)]),
+        logits=teacher.transfer_logits,
+        validation_logits=teacher.evaluation_logits["validation"],
+        test_logits=teacher.evaluation_logits["test"],
+        fingerprint=_digest(fingerprint),
+        views=view_images,
+    )

@@ -40,6 +40,7 @@ def test_flags_become_config_overrides():
         "data.source": "synthetic",
         "teacher.family": None,
         "teacher.path": None,
+        "teacher.published": None,
         "search.baseline": True,
         "release.push": True,
         "frontier.measure": False,

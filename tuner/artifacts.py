@@ -243,6 +243,8 @@ class TeacherSummary:
     # Each member's training time (s, summed over resumes); None where its record has none.
     member_train_seconds: tuple[float | None, ...] = ()
     weights_sha256: str | None = None  # the ensemble's weights, to the bit (older: none)
+    # A published teacher's: its folder, the commits and CPUs that made it (None: trained here)
+    loaded_from: dict[str, Any] | None = None
 
 
 def read_teacher_summary(path: Path) -> TeacherSummary | None:
@@ -263,6 +265,7 @@ def read_teacher_summary(path: Path) -> TeacherSummary | None:
         path=next((m["path"] for m in record.get("members", []) if "path" in m), None),
         member_train_seconds=tuple(m.get("train_seconds") for m in record.get("members", [])),
         weights_sha256=ensemble.get("weights_sha256"),
+        loaded_from=record.get("loaded_from"),
     )
 
 

@@ -16,6 +16,7 @@ folder of the experiment can be kept as records and not run again (`keep`, `tune
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import sys
 import time
@@ -29,9 +30,11 @@ import tensorflow as tf
 from mimic_tf import runtime
 from mimic_tf.config import ExperimentConfig, save_config
 from mimic_tf.data import load_splits
+from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import ExperimentLayout
+from mimic_tf.published_teacher import read_published_teacher, resolve_folder
 from mimic_tf.teachers import ensure_teacher, saved_evaluation_logits
-from mimic_tf.transfer import build_transfer_set, transfer_teacher
+from mimic_tf.transfer import build_transfer_set, published_transfer_set, transfer_teacher
 from mimic_tf.vocabulary import HARD_LOSS, PICK_FRONTIER
 from tuner import artifacts, distributed, kept
 from tuner.cells import Cell, planned_cells
@@ -107,8 +110,11 @@ def run_experiment(
         remove_searches(layout, cells)
     kept_searches = _kept_searches(layout, config, cells, keep, verbose=verbose and not worker)
 
-    # 1. Teacher and transfer set, prepared by the chief (or the only process).
+    # 1. Teacher and transfer set, prepared by the chief (or the only process). A published
+    # teacher is checked against the data before anything is written (PublishedTeacherError).
     splits = load_splits(config.data)
+    published = (read_published_teacher(resolve_folder(config.teacher.published), config, splits)
+                 if config.teacher.published else None)
     if worker:  # one entry a search, mimic cells then baselines, as the chief's ports run
         complete = [name in kept_searches
                     or artifacts.search_complete(layout.search(name), config.search.trials)
@@ -127,10 +133,22 @@ def run_experiment(
             for family in families}, precision=runtime.resolve_precision(config.student.precision)))
     # Keras progress bars on a terminal, one line per teacher epoch in a log file.
     teacher_verbose = 0 if worker or not verbose else (1 if sys.stdout.isatty() else 2)
-    teacher = ensure_teacher(config, splits, layout.teacher, verbose=teacher_verbose)
-    transfer_set = build_transfer_set(
-        config, splits, teacher, layout.transfer, verbose=verbose if not worker else 0,
-        evaluation_logits=saved_evaluation_logits(layout.teacher, teacher))
+    if published is not None:  # logits read, not computed: no teacher, no transfer pass
+        teacher = None
+        if not worker:
+            summary = published.summary(splits)
+            atomic_write_text(layout.teacher_summary, json.dumps(summary, indent=2) + "\n")
+            if verbose:
+                print(f"teacher: published, {len(published.manifests)} members from "
+                      f"{published.folder}, test accuracy "
+                      f"{summary['ensemble']['test_accuracy']:.4f} here (not trained)")
+        transfer_set = published_transfer_set(config, splits, published,
+                                              verbose=verbose if not worker else 0)
+    else:
+        teacher = ensure_teacher(config, splits, layout.teacher, verbose=teacher_verbose)
+        transfer_set = build_transfer_set(
+            config, splits, teacher, layout.transfer, verbose=verbose if not worker else 0,
+            evaluation_logits=saved_evaluation_logits(layout.teacher, teacher))
     online = config.transfer.mode == "online"
     context = SearchContext(
         config=config,

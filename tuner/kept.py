@@ -54,6 +54,9 @@ def search_recipe(config: ExperimentConfig, family: str) -> dict[str, Any]:
     settings = search_settings(config, transfer_fingerprint="", family=family)
     del settings["transfer"]  # the transfer set's digest names the teacher's weights
     plain = config.to_dict()
+    # Where a published teacher's logits were read from is no part of the recipe: its
+    # members' digests are (results.csv's `teacher` column).
+    plain["teacher"].pop("published", None)
     return {**settings, **{section: plain[section] for section in RECIPE_SECTIONS},
             "trials": config.search.trials}
 

@@ -311,6 +311,16 @@ def markdown_table(layout: ExperimentLayout, summaries: Sequence[CellSummary],
             f"accuracy {_percent(teacher.test_accuracy)}%, validation "
             f"{_percent(teacher.validation_accuracy)}%."
         )
+    elif teacher is not None and teacher.loaded_from is not None:
+        made = teacher.loaded_from
+        lines.append(
+            f"Teacher: published, not trained here: an ensemble of {teacher.members} CNNs "
+            f"({teacher.params:,} parameters) loaded from `{made.get('folder')}`, made by "
+            f"commit {', '.join(c[:7] for c in made.get('commits', []))} on "
+            f"{'; '.join(made.get('cpus', []))}; test accuracy "
+            f"{_percent(teacher.test_accuracy)}%, validation "
+            f"{_percent(teacher.validation_accuracy)}% on this run's images."
+        )
     elif teacher is not None and teacher.members is not None:
         lines.append(
             f"Teacher: ensemble of {teacher.members} CNNs "

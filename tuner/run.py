@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="your own trained teacher: a .keras file or a SavedModel folder "
                         "mapping images to logits (sets teacher.family: keras and "
                         "teacher.path; teacher.pixel_scale says what pixels it takes)")
+    teacher = parser.add_mutually_exclusive_group()
+    teacher.add_argument("--teacher-logits", default=None, metavar="FOLDER",
+                         help="distil from a published teacher (its members' float16 logits, "
+                         "mimic_tf.publish_teacher) instead of training one: sets "
+                         "teacher.published")
+    teacher.add_argument("--train-teacher", action="store_true",
+                         help="train the config's teacher even where it names a published "
+                         "one (clears teacher.published)")
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=None,
                         help="also train each cell's best architecture on hard 0/1 labels, "
                         "with the same search effort (sets search.baseline)")
@@ -151,6 +159,9 @@ def overrides_from(args: argparse.Namespace) -> dict:
         "data.source": args.data,
         "teacher.family": "keras" if args.teacher else None,
         "teacher.path": args.teacher,
+        # a teacher of your own (--teacher) or one trained here is not a published one
+        "teacher.published": ("" if args.train_teacher or args.teacher
+                              else args.teacher_logits),
         "search.baseline": args.baseline,
         "release.push": args.push,
         "frontier.measure": args.frontier,
@@ -175,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import_tensorflow_quietly(args.verbose)
     from mimic_tf.data import DataError
     from mimic_tf.keras_teacher import TeacherLoadError
+    from mimic_tf.published_teacher import PublishedTeacherError
     from mimic_tf.teachers import TeacherMismatchError
     from tuner.distributed import DistributedSetupError
     from tuner.experiment import run_experiment
@@ -189,6 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SearchMismatchError, DistributedSetupError, TeacherMismatchError,
             TeacherLoadError, KeptSearchError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    except PublishedTeacherError as error:
+        print(f"{parser.prog}: error: {error}. Two ways on: run on the data, augmentation and "
+              "views the teacher was published from, or train a teacher on this data "
+              "(--train-teacher; teacher.published: '' in the config)", file=sys.stderr)
         return 2
     except DataError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)

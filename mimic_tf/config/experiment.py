@@ -38,6 +38,10 @@ class ExperimentConfig:
         for section in (self.data, self.augment, self.teacher, self.transfer, self.student,
                         self.search, self.release, self.frontier):
             section.validate()
+        check(not (self.teacher.published and self.transfer.mode == "online"),
+              "transfer.mode", self.transfer.mode,
+              "'cached' with teacher.published (a published teacher is logits, not a model "
+              "to run inside each training step)")
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain YAML-ready data (tuples become lists)."""

@@ -103,6 +103,10 @@ class TeacherConfig:
     # this factor (1/255 for pixels in [0, 1]).
     path: str = ""
     pixel_scale: float = 0.0
+    # A published teacher to distil from instead of training one: a folder of member_XX.npz and
+    # .json (mimic_tf.published_teacher), absolute or relative to the working directory or the
+    # project's root; every member it holds is averaged. "": train the teacher (family...).
+    published: str = ""
     # XLA for the members' training: auto (what measured faster here, mimic_tf/runtime.py),
     # true or false. A runtime choice: members trained either way are the same teacher.
     jit_compile: str = "auto"
