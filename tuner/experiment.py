@@ -37,7 +37,7 @@ from mimic_tf.teachers import ensure_teacher, saved_evaluation_logits
 from mimic_tf.transfer import build_transfer_set, published_transfer_set, transfer_teacher
 from mimic_tf.vocabulary import HARD_LOSS, PICK_FRONTIER
 from tuner import artifacts, distributed, kept
-from tuner.cells import Cell, planned_cells
+from tuner.cells import HARD_SUFFIX, Cell, planned_cells
 from tuner.frontier import measure_frontier
 from tuner.hypermodel import TrainingData
 from tuner.progress import Progress, format_duration
@@ -49,6 +49,10 @@ from tuner.publish import (
 )
 from tuner.report import Report, write_report
 from tuner.search import SearchContext, baseline_cell, build_tuner, evaluate_top_trials, run_search
+
+
+class UnknownSearchError(ValueError):
+    """`only` names no search of the run's plan."""
 
 
 @dataclasses.dataclass
@@ -87,13 +91,16 @@ def run_experiment(
     progress_class: type[Progress] = Progress,
     command: str | None = None,
     keep: str | Path | None = None,
+    only: str | None = None,
 ) -> ExperimentSummary:
     """Run (or continue) the searches of `families` under `config`; returns a summary.
 
     `progress_class` reports trials (a `Progress` subclass can also measure them);
     `command`, the command line that asked for the run, is listed in `results.md`; `keep`, a
     published results folder of the experiment, names finished searches to keep as records
-    instead of running them again (`tuner.kept`; KeptSearchError when it cannot be kept).
+    instead of running them again (`tuner.kept`; KeptSearchError when it cannot be kept);
+    `only`, one search of the plan by name (`cnn-d1-b1M`, `cnn-d1-b1M-hard`): that search
+    alone runs (a campaign's unit of work), the others stay as they are.
 
     In a distributed search (KerasTuner's environment variables set) workers run trials
     only; the chief prepares the teacher and transfer set, serves the oracles, evaluates,
@@ -103,6 +110,9 @@ def run_experiment(
     started = time.perf_counter()
     layout = ExperimentLayout.for_config(config, out)
     cells = planned_cells(config, families)
+    if only is not None and only not in kept.planned_names(config, cells):
+        raise UnknownSearchError(f"--only {only}: not a search this run plans; its searches: "
+                         f"{', '.join(kept.planned_names(config, cells))}")
     worker = distributed.is_worker()
     baseline_cells = [c for c in cells if config.search.has_baseline(c.family, c.budget)]
     search_count = len(cells) + len(baseline_cells)
@@ -169,17 +179,20 @@ def run_experiment(
     # search's top k tested as soon as it ends, so a stop loses no finished search's result.
     # A kept search is not run: its index (and its oracle's port) stays unused.
     tuners = {}
+    chosen = [cell.name for cell in cells if only in (None, cell.name)]
     for index, cell in enumerate(cells):
-        if cell.name not in kept_searches:
+        if cell.name not in kept_searches and cell.name in chosen:
             tuners[cell.name] = _search_and_test(cell, context, index, search_count)
     baselines = []
     for offset, cell in enumerate(baseline_cells):
+        if only not in (None, cell.name + HARD_SUFFIX):
+            continue
         twin = baseline_cell(cell, layout, kept_searches.get(cell.name))
         if twin is None or twin.name in kept_searches:
             continue
         baselines.append(twin)
         tuners[twin.name] = _search_and_test(twin, context, len(cells) + offset, search_count)
-    searched = [c.name for c in cells if c.name not in kept_searches]
+    searched = [name for name in chosen if name not in kept_searches]
     if worker:
         return ExperimentSummary(layout.root, searched + [c.name for c in baselines],
                                  time.perf_counter() - started, None)

@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "its results.csv and config.yaml): keep its finished searches as "
                         "records and do not run them again, e.g. after the run folder was "
                         "lost with its machine (tuner.kept)")
+    parser.add_argument("--only", default=None, metavar="SEARCH",
+                        help="run this one search of the plan, by name (mlp-d2-b316k, "
+                        "cnn-d1-b1M-hard for a baseline): a campaign's unit of work")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete this run's searches, their logs and exported models "
                         "and start afresh (the cached teacher and transfer set are kept)")
@@ -189,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mimic_tf.published_teacher import PublishedTeacherError
     from mimic_tf.teachers import TeacherMismatchError
     from tuner.distributed import DistributedSetupError
-    from tuner.experiment import run_experiment
+    from tuner.experiment import UnknownSearchError, run_experiment
     from tuner.kept import KeptSearchError
     from tuner.search import SearchMismatchError
 
@@ -197,9 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = " ".join(["python -m tuner.run", *(argv if argv is not None else sys.argv[1:])])
         summary = run_experiment(config, args.family, args.out, overwrite=args.overwrite,
                                  verbose=0 if args.quiet else 1, command=command,
-                                 keep=args.keep)
+                                 keep=args.keep, only=args.only)
     except (SearchMismatchError, DistributedSetupError, TeacherMismatchError,
-            TeacherLoadError, KeptSearchError) as error:
+            TeacherLoadError, KeptSearchError, UnknownSearchError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     except PublishedTeacherError as error:

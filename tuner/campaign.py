@@ -1,0 +1,342 @@
+"""A campaign: one long experiment run as units of work, each committed when it ends.
+
+The machine under a long run is replaced every few stretches of work, and its run folder
+with it. So a campaign's progress is what its results folder (in the repository) holds, and
+the run folder is scratch. The work is cut into units, each sized to end inside one stretch:
+
+    member 1 .. member M      train one teacher member, publish its float16 logits
+                              (`mimic_tf.publish_teacher --train`) into <results>/teacher/
+    <cell>, <cell>-hard       one search (`tuner.run --only <cell>`), from the published
+                              members' logits (`--teacher-logits`), its rows and test accuracies
+                              published into <results>/results.csv (`--keep` reads them back)
+
+A unit is done when the results folder holds it: a published member (its manifest), a
+finished search (its tested best trial in results.csv). `run` does the pending units in
+order, and after each one copies its files into the results folder, appends a line to
+`units.csv` (unit, when, seconds, CPU, commit) and, with `--commit`, commits exactly those
+files. A new machine starts from the repository alone and does only what is missing; nothing
+committed is computed twice.
+
+    python -m tuner.campaign run --config cpu-replication-v2 \\
+        --results results/cpu-replication-v2 --out ~/mimic-tf-runs --commit
+    python -m tuner.campaign status --config cpu-replication-v2 \\
+        --results results/cpu-replication-v2
+
+Each unit runs as a subprocess, so a unit's TensorFlow state never reaches the next. After
+member 1 the campaign goes on only when it reaches `--member-bar` test accuracy (exit 3
+below it). Exit codes: 0 every unit done (or `--units` of them), 2 bad input, 3 member 1
+under the bar, 4 a unit failed (its exit code in the log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mimic_tf.config import ConfigError, ExperimentConfig, load_config
+from mimic_tf.layout import ExperimentLayout
+from mimic_tf.published_teacher import member_paths
+from tuner import kept
+from tuner.cells import planned_cells
+
+FAMILIES = ("mlp", "cnn")
+UNITS_FILE = "units.csv"
+UNITS_COLUMNS = ("unit", "finished", "seconds", "cpu", "commit")
+# What a search unit copies from the run folder into the results folder.
+REPORT_FILES = ("results.csv", "results.md", "figure.png", "config.yaml")
+ORACLE_IP = "127.0.0.1"
+WORKER_GRACE_SECONDS = 60  # workers still alive this long after their chief are stopped
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One unit of a campaign: a teacher member (`member` its number from 1) or a search."""
+
+    name: str  # "member 1", "mlp-d2-b316k", "cnn-d1-b1M-hard"
+    member: int | None = None
+
+    @property
+    def is_member(self) -> bool:
+        return self.member is not None
+
+
+def plan_units(config: ExperimentConfig) -> list[Unit]:
+    """Every unit of `config`'s campaign, in the order they run: the members, then each
+    search the tuner plans (mimic cells, then their hard-label baselines)."""
+    members = [Unit(f"member {number}", number)
+               for number in range(1, config.teacher.ensemble_size + 1)]
+    searches = [Unit(name) for name in
+                kept.planned_names(config, planned_cells(config, FAMILIES))]
+    return members + searches
+
+
+def teacher_folder(results: Path) -> Path:
+    """Where a campaign's members are published: `<results>/teacher/`."""
+    return results / "teacher"
+
+
+def unit_done(unit: Unit, results: Path) -> bool:
+    """Whether the results folder holds `unit`: a member's manifest, a search's tested best."""
+    if unit.is_member:
+        return member_paths(teacher_folder(results), unit.member - 1)[1].is_file()
+    rows = kept.read_rows(results / "results.csv").get(unit.name)
+    return bool(rows) and kept.finished(rows)
+
+
+def status_lines(config: ExperimentConfig, results: Path) -> list[str]:
+    """One line per kind of unit: how many are done of how many, and the next one."""
+    units = plan_units(config)
+    done = [unit for unit in units if unit_done(unit, results)]
+    members = [unit for unit in units if unit.is_member]
+    pending = [unit for unit in units if unit not in done]
+    lines = [
+        f"members  {sum(u.is_member for u in done)} of {len(members)} published "
+        f"({teacher_folder(results)})",
+        f"searches {sum(not u.is_member for u in done)} of {len(units) - len(members)} "
+        f"finished ({results / 'results.csv'})",
+        f"units    {len(done)} of {len(units)} done; next: "
+        f"{pending[0].name if pending else 'none, the campaign is complete'}",
+    ]
+    return lines
+
+
+# --- Running one unit -----------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Campaign:
+    """How to run a campaign's units: its config, folders and processes."""
+
+    config_arg: str  # as given (a name in configs/ or a path): the subprocesses load it
+    config: ExperimentConfig
+    results: Path
+    out: Path
+    workers: int = 1
+    oracle_port: int = 27100
+    python: str = sys.executable
+
+    @property
+    def layout(self) -> ExperimentLayout:
+        return ExperimentLayout.for_config(self.config, self.out)
+
+    def member_command(self, unit: Unit) -> list[str]:
+        return [self.python, "-m", "mimic_tf.publish_teacher", "--config", self.config_arg,
+                "--out", str(self.out), "--to", str(teacher_folder(self.results)),
+                "--member", str(unit.member), "--train"]
+
+    def search_command(self, unit: Unit) -> list[str]:
+        family = unit.name.split("-", 1)[0]
+        command = [self.python, "-m", "tuner.run", "--family", family, "--config",
+                   self.config_arg, "--out", str(self.out), "--only", unit.name,
+                   "--teacher-logits", str(teacher_folder(self.results))]
+        if (self.results / "results.csv").is_file():
+            command += ["--keep", str(self.results)]
+        return command
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}] {message}", flush=True)
+
+
+def _run_search(campaign: Campaign, unit: Unit, index: int) -> int:
+    """One search: one process, or a chief and `workers` one-thread workers on loopback
+    (KerasTuner's chief/worker mode). A worker that fails stops them all."""
+    command = campaign.search_command(unit)
+    if campaign.workers <= 1:
+        return subprocess.run(command, check=False).returncode
+    environment = {**os.environ, "KERASTUNER_ORACLE_IP": ORACLE_IP,
+                   "KERASTUNER_ORACLE_PORT": str(campaign.oracle_port + index * 100)}
+    environment.setdefault("MIMIC_TF_WORKER_WAIT", "3600")
+    workers = []
+    for number in range(1, campaign.workers + 1):
+        log_path = campaign.out / f"{campaign.config.name}.worker{number}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        _log(f"{unit.name}: worker {number} of {campaign.workers}, one thread, log {log_path}")
+        with open(log_path, "a") as log:
+            workers.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={
+                **environment, "KERASTUNER_TUNER_ID": f"worker{number}",
+                "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}))
+    chief = subprocess.Popen(command, env={**environment, "KERASTUNER_TUNER_ID": "chief"})
+    try:
+        while chief.poll() is None:
+            failed = [w for w in workers if w.poll() not in (None, 0)]
+            if failed:
+                _log(f"{unit.name}: a worker failed (exit {failed[0].returncode}); stopping "
+                     "the chief and the workers (the search resumes where it stopped)")
+                chief.terminate()
+                chief.wait()
+                return failed[0].returncode
+            time.sleep(1)
+        deadline = time.monotonic() + WORKER_GRACE_SECONDS
+        while any(w.poll() is None for w in workers) and time.monotonic() < deadline:
+            time.sleep(1)
+        return chief.returncode
+    finally:
+        for process in [chief, *workers]:
+            if process.poll() is None:
+                process.terminate()
+                process.wait()
+
+
+def _publish_search(campaign: Campaign) -> list[Path]:
+    """Copy the run's report and teacher record into the results folder; the paths written."""
+    root, written = campaign.layout.root, []
+    campaign.results.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:
+        if (root / name).is_file():
+            shutil.copyfile(root / name, campaign.results / name)
+            written.append(campaign.results / name)
+    if campaign.layout.teacher_summary.is_file():
+        shutil.copyfile(campaign.layout.teacher_summary, campaign.results / "teacher.json")
+        written.append(campaign.results / "teacher.json")
+    findings = subprocess.run([campaign.python, "-m", "tuner.findings", str(campaign.results)],
+                              capture_output=True, text=True, check=False)
+    if findings.returncode == 0:
+        written += [campaign.results / "findings.md", campaign.results / "findings.json"]
+    return [path for path in written if path.is_file()]
+
+
+def _record_unit(campaign: Campaign, unit: Unit, seconds: float) -> Path:
+    """Append the unit's line to `units.csv`: what ran, when, how long, on what, from which
+    commit (the compute bill by stage and machine is read from it)."""
+    from mimic_tf.files import atomic_write_text
+    from mimic_tf.published_teacher import source_commit
+    from mimic_tf.runtime import cpu_name
+
+    path = campaign.results / UNITS_FILE
+    rows = []
+    if path.is_file():
+        with path.open(newline="") as stream:
+            rows = list(csv.DictReader(stream))
+    rows.append({"unit": unit.name,
+                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "seconds": f"{seconds:.0f}", "cpu": cpu_name(),
+                 "commit": source_commit()[:12]})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=UNITS_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+    return path
+
+
+def commit_files(paths: Sequence[Path], message: str, attempts: int = 5) -> bool:
+    """Commit exactly `paths` in the git repository that holds them (other staged or changed
+    files are left as they are); retried while another git process holds the index lock."""
+    if not paths:
+        return False
+    repository = paths[0].resolve().parent
+    names = [str(path.resolve()) for path in paths]
+    for attempt in range(attempts):
+        added = subprocess.run(["git", "-C", str(repository), "add", "--", *names],
+                               capture_output=True, text=True, check=False)
+        committed = added.returncode == 0 and subprocess.run(
+            ["git", "-C", str(repository), "commit", "-q", "-m", message, "--", *names],
+            capture_output=True, text=True, check=False).returncode == 0
+        if committed:
+            return True
+        time.sleep(2 * (attempt + 1))
+    _log(f"commit failed (the files stay in place, uncommitted): {message}")
+    return False
+
+
+def run_unit(campaign: Campaign, unit: Unit, index: int) -> tuple[int, list[Path]]:
+    """Run one unit; its exit code and the files it published into the results folder."""
+    if unit.is_member:
+        code = subprocess.run(campaign.member_command(unit), check=False).returncode
+        return code, [path for path in member_paths(teacher_folder(campaign.results),
+                                                    unit.member - 1) if path.is_file()]
+    code = _run_search(campaign, unit, index)
+    return code, (_publish_search(campaign) if code == 0 else [])
+
+
+def member_accuracy(results: Path, number: int) -> float:
+    """A published member's test accuracy, from its manifest."""
+    manifest = member_paths(teacher_folder(results), number - 1)[1]
+    return float(json.loads(manifest.read_text())["test_accuracy"])
+
+
+def run_campaign(campaign: Campaign, max_units: int | None = None, commit: bool = False,
+                 member_bar: float = 0.0) -> int:
+    """Do the pending units in order (at most `max_units`); the exit code (module doc)."""
+    units = plan_units(campaign.config)
+    done = 0
+    for index, unit in enumerate(units):
+        if unit_done(unit, campaign.results):
+            continue
+        if max_units is not None and done >= max_units:
+            break
+        _log(f"unit {unit.name}: start ({index + 1} of {len(units)})")
+        started = time.perf_counter()
+        code, published = run_unit(campaign, unit, index)
+        seconds = time.perf_counter() - started
+        if code != 0 or not unit_done(unit, campaign.results):
+            _log(f"unit {unit.name}: failed (exit {code}) after {seconds:.0f} s")
+            return 4
+        published.append(_record_unit(campaign, unit, seconds))
+        _log(f"unit {unit.name}: done in {seconds:.0f} s")
+        if commit:
+            what = (f"teacher member {unit.member} of {campaign.config.teacher.ensemble_size}"
+                    if unit.is_member else f"search {unit.name}")
+            commit_files(published, f"Campaign {campaign.config.name}: {what} "
+                         f"({seconds / 3600:.2f} h)")
+        done += 1
+        if unit.member == 1 and member_bar > 0:
+            accuracy = member_accuracy(campaign.results, 1)
+            if accuracy < member_bar:
+                _log(f"member 1: test accuracy {accuracy:.4f} under the bar {member_bar}: find "
+                     "out why before training more (--member-bar 0 goes on)")
+                return 3
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tuner.campaign",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("run", "status"))
+    parser.add_argument("--config", required=True, help="config name in configs/ or path")
+    parser.add_argument("--results", required=True, type=Path,
+                        help="the campaign's results folder in the repository")
+    parser.add_argument("--out", type=Path, default=Path("runs"),
+                        help="the run folder's parent, scratch (default: runs/)")
+    parser.add_argument("--units", type=int, default=None,
+                        help="do at most this many units, then stop (default: all)")
+    parser.add_argument("--commit", action="store_true",
+                        help="commit each unit's files when it ends")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="trials side by side in a search, one TensorFlow thread each "
+                        "(default 1: one process)")
+    parser.add_argument("--oracle-port", type=int, default=27100,
+                        help="the chiefs' base port on 127.0.0.1 (search i on base + 100 i)")
+    parser.add_argument("--member-bar", type=float, default=0.0,
+                        help="stop after member 1 below this test accuracy (default 0: off)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.action == "status":
+        print("\n".join(status_lines(config, args.results)))
+        return 0
+    campaign = Campaign(args.config, config, args.results, args.out, workers=args.workers,
+                        oracle_port=args.oracle_port)
+    return run_campaign(campaign, max_units=args.units, commit=args.commit,
+                        member_bar=args.member_bar)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
