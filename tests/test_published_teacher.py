@@ -1,0 +1,214 @@
+"""Published teachers: members' float16 logits with manifests, and runs that distil from them.
+
+A module fixture trains a smoke run's teacher (2 tiny members) with one MLP search, publishes
+its members (`mimic_tf.publish_teacher`), and runs the same search again from the published
+logits (`teacher.published`); the tests compare the two and try every kind of mismatch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from mimic_tf import publish_teacher
+from mimic_tf.config import load_config
+from mimic_tf.data import load_splits
+from mimic_tf.published_teacher import (
+    PublishedTeacherError,
+    compare_views,
+    file_sha256,
+    member_paths,
+    read_published_teacher,
+)
+from tuner import run
+from tuner.experiment import run_experiment
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_config(path: Path, **overrides) -> Path:
+    """configs/smoke.yaml with one MLP search of 2 trials and `overrides` (dotted keys)."""
+    config = yaml.safe_load((REPO / "configs" / "smoke.yaml").read_text())
+    config["search"].update({"mlp_depths": [1], "cnn_depths": [], "baseline": False,
+                             "export": False})
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".", 1)
+        config.setdefault(section, {})[key] = value
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """A run that trained its teacher, its members published, and a run distilled from them."""
+    root = tmp_path_factory.mktemp("published")
+    config_path = write_config(root / "smoke.yaml")
+    trained = run_experiment(load_config(config_path), ("mlp",), root / "trained", verbose=0)
+    folder = root / "teacher"
+    assert publish_teacher.main(["--config", str(config_path), "--out",
+                                 str(root / "trained"), "--to", str(folder)]) == 0
+    distilled_config = load_config(config_path, overrides={"teacher.published": str(folder)})
+    distilled = run_experiment(distilled_config, ("mlp",), root / "distilled", verbose=0)
+    return {"root": root, "config": config_path, "folder": folder, "trained": trained.root,
+            "trained_out": root / "trained", "distilled": distilled.root}
+
+
+def test_each_member_is_float16_logits_beside_a_manifest_that_names_their_digests(published):
+    config = load_config(published["config"])
+    splits = load_splits(config.data)
+    for index in range(config.teacher.members):
+        logits_path, manifest_path = member_paths(published["folder"], index)
+        manifest = json.loads(manifest_path.read_text())
+        assert manifest["logits_sha256"] == file_sha256(logits_path)
+        assert manifest["member"] == index and manifest["seed"] == config.seed
+        assert manifest["views"] == config.transfer.views
+        assert manifest["data"]["class_names"] == list(splits.spec.class_names)
+        assert set(manifest["data"]["splits_sha256"]) == {"train", "validation", "test"}
+        assert manifest["made_by"]["commit"] and manifest["made_by"]["cpu"]
+        member_record = json.loads((published["trained"] / "teacher" /
+                                    f"member_{index:02d}.json").read_text())
+        assert manifest["epochs"] == member_record["epochs"]
+        with np.load(logits_path) as arrays:
+            transfer = arrays["transfer"]
+            assert transfer.dtype == np.float16
+            assert transfer.shape == (config.transfer.views, len(splits.train_labels),
+                                      splits.spec.num_classes)
+            assert arrays["test_flip"].shape == (len(splits.test_labels), 10)
+
+
+def test_the_same_member_published_twice_is_the_same_bytes(published, tmp_path):
+    again = tmp_path / "again"
+    assert publish_teacher.main(["--config", str(published["config"]), "--out",
+                                 str(published["trained_out"]), "--to", str(again)]) == 0
+    for index in (0, 1):
+        assert (file_sha256(member_paths(again, index)[0])
+                == file_sha256(member_paths(published["folder"], index)[0]))
+
+
+def test_the_published_mean_is_the_trained_transfer_set_up_to_float16(published):
+    trained = np.load(published["trained"] / "transfer" / "logits.npy")
+    config = load_config(published["config"])
+    teacher = read_published_teacher(published["folder"], config, load_splits(config.data))
+    assert teacher.transfer_logits.shape == trained.shape
+    # float16 keeps 11 significant bits: about 3 decimal digits of each logit
+    np.testing.assert_allclose(teacher.transfer_logits, trained, rtol=2e-3, atol=2e-3)
+    assert not np.array_equal(teacher.transfer_logits, trained)  # rounded, not copied
+
+
+def test_distilling_from_the_published_teacher_gives_the_same_students(published):
+    trained = read_rows(published["trained"] / "results.csv")
+    distilled = read_rows(published["distilled"] / "results.csv")
+    assert [row["trial_id"] for row in distilled] == [row["trial_id"] for row in trained]
+    for ours, theirs in zip(distilled, trained, strict=True):
+        assert ours["widths"] == theirs["widths"] and ours["learning_rate"] == theirs[
+            "learning_rate"]
+        for column in ("val_accuracy", "test_accuracy"):
+            assert round(float(ours[column]), 3) == round(float(theirs[column]), 3), column
+
+
+def test_a_distilled_run_records_where_its_teacher_came_from(published):
+    run_root = published["distilled"]
+    summary = json.loads((run_root / "teacher" / "teacher.json").read_text())
+    assert summary["loaded_from"]["folder"] == str(published["folder"].resolve())
+    assert summary["ensemble"]["members"] == 2
+    trained = json.loads((published["trained"] / "teacher" /
+                          "teacher.json").read_text())
+    assert summary["ensemble"]["test_accuracy"] == pytest.approx(
+        trained["ensemble"]["test_accuracy"], abs=0.01)
+    assert not (run_root / "teacher" / "ensemble.keras").exists()  # nothing trained
+    assert not (run_root / "transfer" / "logits.npy").exists()  # no transfer pass
+    results = (run_root / "results.md").read_text()
+    assert "Teacher: published, not trained here" in results
+    assert str(published["folder"].resolve()) in results
+
+
+@pytest.mark.parametrize(("overrides", "named"), [
+    ({"data.synthetic_examples": 300}, "data: the decoded"),
+    ({"augment.crop_min": 26}, "augment.crop_min"),
+    ({"transfer.views": 3}, "views: this run asks for 3"),
+    ({"data.classes": ["airplane", "automobile", "bird"]}, "classes: this run has 3"),
+])
+def test_a_mismatch_stops_before_any_training_with_exit_2(published, tmp_path, capsys,
+                                                         overrides, named):
+    config_path = write_config(tmp_path / "other.yaml", **overrides)
+    out = tmp_path / "runs"
+    code = run.main(["--family", "mlp", "--config", str(config_path), "--out", str(out),
+                     "--teacher-logits", str(published["folder"]), "--quiet"])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert named in error and "member_00.json" in error
+    assert "--train-teacher" in error and "Traceback" not in error
+    assert not out.exists()  # nothing written under runs/
+
+
+@pytest.mark.parametrize("damage", ["truncate", "alter"])
+def test_a_truncated_or_altered_logits_file_is_refused_by_its_digest(published, tmp_path,
+                                                                    damage):
+    folder = tmp_path / "teacher"
+    shutil.copytree(published["folder"], folder)
+    path = member_paths(folder, 1)[0]
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2] if damage == "truncate"
+                     else content[:100] + bytes([content[100] ^ 1]) + content[101:])
+    config = load_config(published["config"])
+    with pytest.raises(PublishedTeacherError, match="member_01.npz: its sha256 is not"):
+        read_published_teacher(folder, config, load_splits(config.data))
+
+
+def test_a_manifest_that_is_not_one_is_named(published, tmp_path):
+    folder = tmp_path / "teacher"
+    shutil.copytree(published["folder"], folder)
+    member_paths(folder, 0)[1].write_text('{"format": "something else"}')
+    config = load_config(published["config"])
+    with pytest.raises(PublishedTeacherError, match="not a mimic-tf teacher member"):
+        read_published_teacher(folder, config, load_splits(config.data))
+
+
+def test_views_regenerated_differently_are_measured_not_refused(published):
+    config = load_config(published["config"])
+    splits = load_splits(config.data)
+    teacher = read_published_teacher(published["folder"], config, splits)
+    from mimic_tf import data
+
+    views = data.augmented_views(splits.train_images, config.augment, config.transfer.views)
+    assert compare_views(teacher, views) is None  # the same machine: bit for bit
+    views[1, 7, 3, 3, 0] += 1 if views[1, 7, 3, 3, 0] < 255 else -1
+    views[0, 2, 0, 0, 2] += 1 if views[0, 2, 0, 0, 2] < 255 else -1
+    note = compare_views(teacher, views)
+    assert note is not None and f"2 of {views.shape[0] * views.shape[1]} differ" in note
+    assert "by 2 pixel levels" in note
+
+
+def test_publish_leaves_a_matching_member_alone_and_refuses_another_recipes(published,
+                                                                           tmp_path, capsys):
+    folder = tmp_path / "teacher"
+    shutil.copytree(published["folder"], folder)
+    before = file_sha256(member_paths(folder, 0)[1])
+    assert publish_teacher.main(["--config", str(published["config"]), "--out",
+                                 str(tmp_path / "empty"), "--to", str(folder)]) == 0
+    assert "published already" in capsys.readouterr().out
+    assert file_sha256(member_paths(folder, 0)[1]) == before
+    assert not (tmp_path / "empty").exists()  # nothing trained
+    other = write_config(tmp_path / "other.yaml", **{"teacher.learning_rate": 0.01})
+    assert publish_teacher.main(["--config", str(other), "--out", str(tmp_path / "empty"),
+                                 "--to", str(folder), "--member", "1"]) == 2
+    error = capsys.readouterr().err
+    assert "recipe: teacher.learning_rate differ" in error and "member_00.json" in error
+
+
+def test_an_untrained_member_is_not_published_without_train(tmp_path, capsys):
+    config_path = write_config(tmp_path / "smoke.yaml")
+    assert publish_teacher.main(["--config", str(config_path), "--out", str(tmp_path / "runs"),
+                                 "--to", str(tmp_path / "teacher")]) == 3
+    assert "--train" in capsys.readouterr().err
