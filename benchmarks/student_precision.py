@@ -45,7 +45,7 @@ from tuner.hypermodel import OBJECTIVE, StudentHyperModel, TrainingData, fixed_h
 
 HERE = Path(__file__).resolve().parent
 RESULTS_FILE = "results.json"
-DEFAULT_TRIALS = HERE.parent / "results/cpu-replication-v2/first-teacher/results.csv"
+DEFAULT_TRIALS = HERE.parent / "results/cpu-replication-v2/lost-runs/first-teacher/results.csv"
 OPTIMISATION = ("learning_rate", "momentum", "input_scale", "init_scale")
 
 

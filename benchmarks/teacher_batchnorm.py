@@ -16,7 +16,7 @@ Only the statistics change; the member file is not written.
     python benchmarks/teacher_batchnorm.py \
         --member ~/mimic-tf-runs/cpu-replication-v2/teacher/member_00.keras
 
-Reference run: results/cpu-replication-v2/README.md. Prints one JSON object last.
+Reference run: results/cpu-replication-v2/lost-runs/campaign-log.md. Prints one JSON object last.
 """
 
 from __future__ import annotations

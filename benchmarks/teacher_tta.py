@@ -17,7 +17,7 @@ only for the new ones.
 
     python benchmarks/teacher_tta.py --teacher ~/mimic-tf-runs/cpu-replication-v2/teacher
 
-Reference run: results/cpu-replication-v2/README.md. Prints one JSON object last.
+Reference run: results/cpu-replication-v2/lost-runs/campaign-log.md. Prints one JSON object last.
 """
 
 from __future__ import annotations
