@@ -25,7 +25,8 @@ airbench's per-epoch table (test accuracy without test-time augmentation after e
 which is the port's `val_accuracy` curve on another 10k JPEG images), then one JSON object
 with the test accuracy alone, with flip averaging and with airbench's multi-crop averaging.
 
-Reference run: results/cpu-replication-v2/lost-runs/campaign-log.md ("airbench94's own code on the JPEG copy").
+Reference run: results/cpu-replication-v2/lost-runs/campaign-log.md ("airbench94's own code on
+the JPEG copy").
 """
 
 from __future__ import annotations
