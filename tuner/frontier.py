@@ -14,8 +14,8 @@ hard-label baselines included):
    every student at once; each is warmed up, then batch-1 latency and batch-32 throughput are
    timed with the students' requests interleaved, so a drift in the machine's load meets all
    of them alike;
-4. the Pareto flags (`tuner.pareto`) mark the students no other is both more accurate than
-   and faster at p99.
+4. the Pareto flags (`tuner.pareto`) mark the students no other dominates: at least as
+   accurate and as fast at p99, and strictly better on one.
 
 Writes `frontier.csv`, `frontier.md`, `frontier.png` and `reliability.png` (`tuner.frontier_table`)
 and `frontier/measurement.json`, the record a rerun compares with: when the same checkpoints

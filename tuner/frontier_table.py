@@ -54,7 +54,7 @@ class FrontierRow:
     p50_ms: float  # batch 1, sequential, over gRPC
     p99_ms: float
     throughput: float  # images/s at `throughput_batch_size` images a request
-    pareto: bool  # no other student both more accurate and faster at p99
+    pareto: bool  # no other student at least as good on both, better on one (tuner.pareto)
     conditions: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
     @property
@@ -140,7 +140,8 @@ def frontier_markdown(rows: Sequence[FrontierRow], *, teacher_accuracy: float | 
         "# The accuracy-latency frontier",
         "",
         f"{len(front)} of {len(rows)} served students are Pareto-optimal: no other student is "
-        "both more accurate on the test split and faster at batch-1 p99. Fastest first.",
+        "at least as accurate on the test split and as fast at batch-1 p99, and better on one "
+        "of the two. Fastest first.",
         "",
         "| student | trial | params | MFLOPs/image | test acc % | agreement % | p50 ms | "
         "p99 ms | img/s |",
