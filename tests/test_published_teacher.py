@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import yaml
@@ -212,3 +213,44 @@ def test_an_untrained_member_is_not_published_without_train(tmp_path, capsys):
     assert publish_teacher.main(["--config", str(config_path), "--out", str(tmp_path / "runs"),
                                  "--to", str(tmp_path / "teacher")]) == 3
     assert "--train" in capsys.readouterr().err
+
+
+def test_train_teacher_trains_where_the_config_names_a_published_one(published, tmp_path):
+    config_path = write_config(tmp_path / "smoke.yaml",
+                               **{"teacher.published": str(published["folder"])})
+    out = tmp_path / "runs"
+    assert run.main(["--family", "mlp", "--config", str(config_path), "--out", str(out),
+                     "--train-teacher", "--quiet"]) == 0
+    summary = json.loads((out / "smoke" / "teacher" / "teacher.json").read_text())
+    assert "loaded_from" not in summary and summary["ensemble"]["members"] == 2
+    assert (out / "smoke" / "teacher" / "ensemble.keras").is_file()
+    assert (out / "smoke" / "transfer" / "logits.npy").is_file()
+
+
+def test_your_own_keras_teacher_is_published_like_any_other(tmp_path):
+    keras.utils.set_random_seed(0)
+    images = keras.Input((32, 32, 3), dtype="float32")
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(images))
+    keras.Model(images, keras.layers.Dense(10)(features)).save(tmp_path / "mine.keras")
+    config_path = write_config(tmp_path / "smoke.yaml", **{
+        "teacher.family": "keras", "teacher.path": str(tmp_path / "mine.keras")})
+    out = tmp_path / "runs"
+    run_experiment(load_config(config_path), ("mlp",), out, verbose=0)
+    folder = tmp_path / "teacher"
+    assert publish_teacher.main(["--config", str(config_path), "--out", str(out),
+                                 "--to", str(folder)]) == 0
+    manifest = json.loads(member_paths(folder, 0)[1].read_text())
+    assert manifest["recipe"]["family"] == "keras" and manifest["epochs"] is None
+    config = load_config(config_path)
+    teacher = read_published_teacher(folder, config, load_splits(config.data))
+    trained = json.loads((out / "smoke" / "teacher" / "teacher.json").read_text())
+    assert teacher.summary(load_splits(config.data))["ensemble"]["test_accuracy"] == (
+        pytest.approx(trained["ensemble"]["test_accuracy"], abs=0.01))
+
+
+def test_status_says_the_teacher_was_published_not_trained(published):
+    from tuner.status import format_status, run_status
+
+    text = format_status(run_status(published["distilled"]))
+    assert "published (" in text and "not trained here: 2 members" in text
+    assert "views of the published teacher's logits" in text

@@ -44,6 +44,13 @@ def teacher_status(layout: ExperimentLayout, config: ExperimentConfig) -> dict[s
     ensemble's accuracy once `teacher.json` records all members."""
     from mimic_tf.resume import saved_epoch  # imports Keras: only here
 
+    summary = (json.loads(layout.teacher_summary.read_text())
+               if layout.teacher_summary.is_file() else {})
+    if config.teacher.published:  # read, not trained: its members are what the folder held
+        ensemble = summary.get("ensemble", {})
+        return {"published": config.teacher.published, "members": ensemble.get("members"),
+                "finished": ensemble.get("members") or 0, "train_seconds": 0.0,
+                "test_accuracy": ensemble.get("test_accuracy")}
     planned = config.teacher.ensemble_size
     finished = [index for index in range(planned)
                 if (layout.teacher / f"member_{index:02d}.keras").is_file()]
@@ -61,8 +68,6 @@ def teacher_status(layout: ExperimentLayout, config: ExperimentConfig) -> dict[s
         backup = layout.teacher / f".backup_member_{training:02d}.npz"
         status["training"] = {"member": training + 1, "epochs_done": saved_epoch(backup),
                               "epochs": epochs}
-    summary = (json.loads(layout.teacher_summary.read_text())
-               if layout.teacher_summary.is_file() else {})
     ensemble = summary.get("ensemble", {})
     if ensemble.get("members") == planned:
         status["test_accuracy"] = ensemble.get("test_accuracy")
@@ -74,6 +79,8 @@ def transfer_status(layout: ExperimentLayout, config: ExperimentConfig) -> dict[
     from mimic_tf.transfer import PARTIAL_PROGRESS_FILE
 
     views = config.transfer.views
+    if config.teacher.published:  # the published members' logits: nothing to compute
+        return {"views": views, "finished": views, "seconds": None, "published": True}
     manifest = artifacts.read_transfer_manifest(layout)
     if manifest:
         return {"views": views, "finished": views,
@@ -126,15 +133,22 @@ def format_status(status: dict[str, Any]) -> str:
     teacher, transfer, searches = status["teacher"], status["transfer"], status["searches"]
     line = f"teacher    {teacher['finished']} of {teacher['members']} members done"
     line += _hours(teacher["train_seconds"])
-    if "training" in teacher:
+    if "published" in teacher:
+        line = (f"teacher    published ({teacher['published']}), not trained here"
+                + (f": {teacher['members']} members, test accuracy "
+                   f"{teacher['test_accuracy']:.4f}" if teacher.get("test_accuracy") is not None
+                   else ""))
+    elif "training" in teacher:
         training = teacher["training"]
         line += (f"; member {training['member']} training, {training['epochs_done']} of "
                  f"{training['epochs']} epochs saved")
     elif teacher.get("test_accuracy") is not None:
         line += f"; ensemble test accuracy {teacher['test_accuracy']:.4f}"
     lines = [f"{status['experiment']} ({status['run']})", line,
-             f"transfer   {transfer['finished']} of {transfer['views']} views done"
-             + _hours(transfer["seconds"]),
+             (f"transfer   {transfer['views']} views of the published teacher's logits"
+              if transfer.get("published") else
+              f"transfer   {transfer['finished']} of {transfer['views']} views done"
+              + _hours(transfer["seconds"])),
              f"searches   {searches['finished']} of {searches['planned']} done (planned: "
              f"{searches['mimic']} mimic, {searches['baselines']} hard-label baselines)"
              + (f"; {searches['kept']} kept from an earlier run folder" if searches["kept"]
