@@ -55,7 +55,7 @@ MANIFEST_SUFFIX = ".json"
 EVALUATION_SPLITS = ("validation", "test")
 # Teacher settings a member does not depend on: the ensemble's size (members are added one
 # by one), the runtime's choice of XLA, and where a published teacher is read from.
-NOT_RECIPE = ("members", "jit_compile", "published")
+NOT_RECIPE = ("members", "jit_compile", "published", "member_epochs")
 
 
 class PublishedTeacherError(ValueError):
@@ -105,11 +105,13 @@ def augment_record(config: Any) -> dict[str, Any]:
     return {"settings": settings, "sha256": digest}
 
 
-def member_recipe(config: Any) -> dict[str, Any]:
-    """The teacher settings a member of `config` is trained by: its `teacher` section but the
-    keys no member depends on (`NOT_RECIPE`)."""
-    teacher = config.to_dict()["teacher"]
-    return {key: value for key, value in teacher.items() if key not in NOT_RECIPE}
+def member_recipe(config: Any, member_index: int) -> dict[str, Any]:
+    """The teacher settings member `member_index` of `config` is trained by: its `teacher`
+    section with the member's own epochs (`teacher.member_epochs`), but the keys no member
+    depends on (`NOT_RECIPE`)."""
+    teacher = dataclasses.asdict(config.teacher.for_member(member_index))
+    plain = json.loads(json.dumps(teacher))  # tuples as lists, as the manifest holds them
+    return {key: value for key, value in plain.items() if key not in NOT_RECIPE}
 
 
 def views_digest(views: np.ndarray) -> str:
@@ -229,7 +231,7 @@ def write_member(
         "format_version": FORMAT_VERSION,
         "member": member_index,
         "seed": config.seed,
-        "recipe": member_recipe(config),
+        "recipe": member_recipe(config, member_index),
         "params": int(member.count_params()),
         "weights_sha256": weights_fingerprint(member),
         "logits_file": logits_path.name,
@@ -402,7 +404,7 @@ def mismatches(manifest: dict[str, Any], config: Any, splits: Any,
                      f"member's views are {'' if manifest.get('transfer_flip_average') else 'not '}"
                      "flip-averaged")
     if check_recipe:
-        ours = member_recipe(config)
+        ours = member_recipe(config, int(manifest.get("member", 0)))
         theirs = manifest.get("recipe", {})
         if manifest.get("seed") != config.seed:
             found.append(f"seed: {config.seed} here, {manifest.get('seed')} for the member")

@@ -257,6 +257,7 @@ def train_member(
     0 silent, 1 Keras' progress bar and a line per epoch, 2 a line per epoch.
     """
     keras.utils.set_random_seed(config.seed * 1000 + member_index)
+    config = dataclasses.replace(config, teacher=config.teacher.for_member(member_index))
     backup_path = directory / f".backup_member_{member_index:02d}.npz"
     first_epoch = resume.saved_epoch(backup_path)
     plan = training_plan(config, splits, member_index, first_epoch)

@@ -254,3 +254,29 @@ def test_status_says_the_teacher_was_published_not_trained(published):
     text = format_status(run_status(published["distilled"]))
     assert "published (" in text and "not trained here: 2 members" in text
     assert "views of the published teacher's logits" in text
+
+
+def test_a_member_of_other_epochs_is_its_own_recipe_and_checked_as_such(published):
+    from mimic_tf.published_teacher import member_recipe, mismatches, read_manifest
+
+    config = load_config(published["config"])
+    epochs = config.teacher.schedule.epochs
+    shorter = load_config(published["config"], overrides={
+        "teacher.member_epochs": [epochs, epochs - 1]})
+    assert member_recipe(shorter, 0) == member_recipe(config, 0)
+    assert member_recipe(shorter, 1)["schedule"]["epochs"] == epochs - 1
+    splits = load_splits(config.data)
+    first, second = (read_manifest(published["folder"], index) for index in (0, 1))
+    assert mismatches(first, shorter, splits, check_recipe=True) == []
+    assert mismatches(second, shorter, splits, check_recipe=True) == [
+        "recipe: teacher.schedule.epochs differ from the member's"]
+
+
+def test_member_epochs_must_name_every_member():
+    from mimic_tf.config import ConfigError
+
+    with pytest.raises(ConfigError, match="teacher.member_epochs"):
+        load_config("smoke", overrides={"teacher.member_epochs": [3]})
+    config = load_config("smoke", overrides={"teacher.member_epochs": [3, 2]})
+    assert config.teacher.for_member(1).schedule.epochs == 2
+    assert config.teacher.for_member(0).airbench == config.teacher.airbench

@@ -103,6 +103,10 @@ class TeacherConfig:
     # this factor (1/255 for pixels in [0, 1]).
     path: str = ""
     pixel_scale: float = 0.0
+    # Per member, counted from 1, the epochs it trains (airbench.epochs, or schedule.epochs for
+    # the paper family) where a member differs: a campaign whose units must fit a slower
+    # machine trains its later members shorter. []: every member the same.
+    member_epochs: tuple[int, ...] = ()
     # A published teacher to distil from instead of training one: a folder of member_XX.npz and
     # .json (mimic_tf.published_teacher), absolute or relative to the working directory or the
     # project's root; every member it holds is averaged. "": train the teacher (family...).
@@ -145,8 +149,24 @@ class TeacherConfig:
         check(0 <= self.width_jitter < 1, "teacher.width_jitter", self.width_jitter, "[0, 1)")
         check(self.jit_compile in JIT_COMPILE_CHOICES, "teacher.jit_compile",
                self.jit_compile, quoted(JIT_COMPILE_CHOICES))
+        check(not self.member_epochs or (len(self.member_epochs) == self.members
+                                         and all(epochs >= 1 for epochs in self.member_epochs)),
+              "teacher.member_epochs", list(self.member_epochs),
+              f"[] or one positive epoch count for each of the {self.members} members")
         self.schedule.validate("teacher.schedule")
         self.airbench.validate()
+
+    def for_member(self, member_index: int) -> TeacherConfig:
+        """The teacher settings member `member_index` (from 0) trains by: its own epochs
+        (`member_epochs`) in place of the family's."""
+        if not self.member_epochs:
+            return self
+        epochs = self.member_epochs[member_index]
+        if self.family == "airbench":
+            return dataclasses.replace(self, member_epochs=(),
+                                       airbench=dataclasses.replace(self.airbench, epochs=epochs))
+        return dataclasses.replace(self, member_epochs=(),
+                                   schedule=dataclasses.replace(self.schedule, epochs=epochs))
 
     @property
     def ensemble_size(self) -> int:
