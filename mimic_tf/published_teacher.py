@@ -38,7 +38,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import subprocess
 import time
 import zipfile
 from pathlib import Path
@@ -123,21 +122,6 @@ def view_pixel_sums(views: np.ndarray) -> np.ndarray:
     """int32 `[K, N]`: each view of each image summed over its pixels (where two machines'
     views differ, and by how many pixel levels at least)."""
     return views.reshape(*views.shape[:2], -1).sum(axis=-1, dtype=np.int64).astype(np.int32)
-
-
-def source_commit() -> str:
-    """The git commit of the code that runs (`-dirty` with uncommitted changes), or
-    `unknown` outside a checkout."""
-    package = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(package), "status", "--porcelain", "--",
-                                str(package)], capture_output=True, text=True,
-                               check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit}-dirty" if dirty else commit
 
 
 def file_sha256(path: str | Path) -> str:
@@ -248,7 +232,7 @@ def write_member(
         "transfer_flip_average": flip,
         # the ensemble's own test-time augmentation: its validation and test logits
         "flip_average": bool(config.teacher.flip_average),
-        "made_by": {"commit": source_commit(), **runtime.describe(),
+        "made_by": {"commit": runtime.source_commit(), **runtime.describe(),
                     "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         "precision": record.get("runtime", {}).get("precision", "float32"),
         "epochs": record.get("epochs"),

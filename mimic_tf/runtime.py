@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -179,3 +180,18 @@ def describe(jit_compile: dict[str, Any] | bool | str | None = None,
     if precision is not None:
         facts["precision"] = precision
     return facts
+
+
+def source_commit() -> str:
+    """The git commit of the code that runs (`-dirty` with uncommitted changes), or
+    `unknown` outside a checkout."""
+    package = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(package), "status", "--porcelain", "--",
+                                str(package)], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit

@@ -299,6 +299,7 @@ def train_member(
         "train_seconds": round(seconds, 1),
         "images_per_second": round(ran * plan.steps_per_epoch * plan.batch_size / seconds),
         **plan.extra,
+        "commit": runtime.source_commit(),  # the code that trained it
     }
     if first_epoch > 0:
         record["resumed_at_epoch"] = first_epoch + 1

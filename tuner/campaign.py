@@ -209,8 +209,7 @@ def _record_unit(campaign: Campaign, unit: Unit, seconds: float) -> Path:
     """Append the unit's line to `units.csv`: what ran, when, how long, on what, from which
     commit (the compute bill by stage and machine is read from it)."""
     from mimic_tf.files import atomic_write_text
-    from mimic_tf.published_teacher import source_commit
-    from mimic_tf.runtime import cpu_name
+    from mimic_tf.runtime import cpu_name, source_commit
 
     path = campaign.results / UNITS_FILE
     rows = []
