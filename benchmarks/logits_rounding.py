@@ -34,13 +34,13 @@ from student_precision import (  # beside this script
     DEFAULT_TRIALS,
     RESULTS_FILE,
     best_trial_hyperparameters,
+    record_run,
     train_once,
 )
 from trial_overhead import chosen_cells
 
 from mimic_tf import data, runtime
 from mimic_tf.config import load_config
-from mimic_tf.files import atomic_write_text
 from mimic_tf.teachers import build_ensemble, load_model, predict_logits
 from mimic_tf.transfer import build_transfer_set
 from tuner.hypermodel import TrainingData
@@ -121,13 +121,9 @@ def main() -> None:
         for logits, seed in todo:
             print(f"{cell.name}: {logits} logits, seed {seed}, up to {epochs} epochs", flush=True)
             training = TrainingData.from_transfer_set(sets[logits], config.student.batch_size)
-            key = f"{logits}/seed{seed}"
-            runs[key] = {"logits": logits, "seed": seed,
-                         **train_once(cell, hyperparameters, config.student, seed, training,
-                                      epochs)}
-            print(json.dumps({key: runs[key]}), flush=True)
-            args.out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(results_path, json.dumps(results, indent=2) + "\n")
+            run = train_once(cell, hyperparameters, config.student, seed, training, epochs)
+            record_run(results, results_path, f"{logits}/seed{seed}",
+                       {"logits": logits, "seed": seed, **run})
     print(json.dumps(results))
 
 

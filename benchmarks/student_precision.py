@@ -158,14 +158,19 @@ def main() -> None:
         for precision, seed in todo:
             print(f"{cell.name}: {precision}, seed {seed}, up to {epochs} epochs", flush=True)
             student_config = dataclasses.replace(config.student, precision=precision)
-            key = f"{precision}/seed{seed}"
-            runs[key] = {"precision": precision, "seed": seed,
-                         **train_once(cell, hyperparameters, student_config, seed, training,
-                                      epochs)}
-            print(json.dumps({key: runs[key]}), flush=True)
-            args.out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(results_path, json.dumps(results, indent=2) + "\n")
+            run = train_once(cell, hyperparameters, student_config, seed, training, epochs)
+            record_run(results, results_path, f"{precision}/seed{seed}",
+                       {"precision": precision, "seed": seed, **run})
     print(json.dumps(results))
+
+
+def record_run(results: dict[str, Any], path: Path, key: str, run: dict[str, Any]) -> None:
+    """Add one finished run to `results["runs"]`, print it, and write the results at once
+    (a rerun skips it)."""
+    results["runs"][key] = run
+    print(json.dumps({key: run}), flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
