@@ -1,6 +1,7 @@
 """Export a Keras student as a SavedModel in TF Serving's layout, and keep `models.config` current.
 
-    python -m serving.export --model STUDENT.keras --base runs/EXP/models --name NAME [--version N]
+    python -m serving.export --model STUDENT.keras --base runs/EXP/models --name NAME \
+        --run runs/EXP [--version N]           # or --class-names airplane,automobile,...
 
 `export_student` writes `<base>/<name>/<version>/` (next free version by default) with the
 `serving_default` and `classify` signatures of `serving.signatures`, a few warmup requests in
@@ -45,7 +46,6 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from mimic_tf.files import atomic_write_bytes, atomic_write_text
 from mimic_tf.layout import MODELS_CONFIG_FILE as MODELS_CONFIG
-from mimic_tf.vocabulary import CLASS_NAMES
 from serving import tensors
 from serving.model_config import (
     BATCHING_PARAMETERS_FILE,
@@ -195,7 +195,7 @@ def export_student(
     name: str,
     version: int | None = None,
     *,
-    class_names: Sequence[str] | None = None,
+    class_names: Sequence[str],
     warmup_images: np.ndarray | None = None,
     lineage: dict | None = None,
 ) -> Path:
@@ -207,7 +207,8 @@ def export_student(
         base: the folder of all exported models (`runs/EXP/models`).
         name: the model name clients ask for (letters, digits, `.`, `_`, `-`).
         version: the version number; None takes the next free one.
-        class_names: one per logit (CIFAR-10's names by default when there are 10 logits).
+        class_names: one per logit, in logit order: what Classify answers (a run's
+            `dataset.json` names them: `class_names_of_run`).
         warmup_images: uint8 images for the warmup requests (32 seeded random ones by
             default).
         lineage: where the student came from (run, trial, fingerprints...), stored in
@@ -232,12 +233,9 @@ def export_student(
             0, 256, size=(max(WARMUP_BATCH_SIZES), *image_shape), dtype=np.uint8)
     warmup_images = np.asarray(warmup_images, dtype=np.uint8)
     num_classes = int(model(warmup_images[:1], training=False).shape[-1])
-    if class_names is None:
-        class_names = (CLASS_NAMES if num_classes == len(CLASS_NAMES)
-                       else [str(index) for index in range(num_classes)])
     if len(class_names) != num_classes:
-        raise ExportError(f"{len(class_names)} class names for {num_classes} logits; pass one "
-                          "name per logit")
+        raise ExportError(f"{len(class_names)} class names ({', '.join(class_names)}) for a "
+                          f"model of {num_classes} logits; pass one name per logit, in order")
 
     base = Path(base).absolute()
     model_dir = base / name
@@ -344,6 +342,19 @@ def write_batching_parameters(
                              format_batching_parameters(parameters.validate()))
 
 
+def class_names_of_run(run: str | Path) -> list[str]:
+    """The class names a run recorded (`<run>/dataset.json`), one per logit in order."""
+    from mimic_tf.layout import ExperimentLayout
+
+    path = ExperimentLayout(Path(run)).dataset_file
+    try:
+        names = json.loads(path.read_text(encoding="utf-8"))["class_names"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ExportError(f"{path}: no class names to read ({error}); pass --run with the run "
+                          "folder the student came from, or --class-names") from None
+    return [str(name) for name in names]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line flags of `python -m serving.export`."""
     parser = argparse.ArgumentParser(
@@ -355,6 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of exported models, e.g. runs/EXP/models")
     parser.add_argument("--name", required=True, help="model name clients ask for")
     parser.add_argument("--version", type=int, help="version number (default: next free)")
+    names = parser.add_mutually_exclusive_group(required=True)
+    names.add_argument("--run", type=Path,
+                       help="the run folder the student came from: its dataset.json names the "
+                       "classes, one per logit")
+    names.add_argument("--class-names", metavar="NAMES",
+                       help="the classes, one per logit in order, comma-separated "
+                       "(airplane,automobile,...)")
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's C++ start-up and runtime log lines")
     parser.add_argument("--write-batching-parameters", action="store_true",
@@ -373,7 +391,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.version is not None and args.version < 1:
         parser.error(f"--version {args.version} must be a positive integer")
     try:
-        version_dir = export_student(args.model, args.base, args.name, args.version)
+        class_names = (class_names_of_run(args.run) if args.run is not None
+                       else [name.strip() for name in args.class_names.split(",")])
+        version_dir = export_student(args.model, args.base, args.name, args.version,
+                                     class_names=class_names)
     except ExportError as error:
         parser.exit(1, f"{parser.prog}: error: {error}\n")
     if args.write_batching_parameters:

@@ -16,6 +16,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from mimic_tf.preprocessing import PerImageStandardization
+from mimic_tf.vocabulary import CLASS_NAMES
 from serving import export
 from serving.servable import read_signature_defs
 from serving.signatures import encode_image_example
@@ -39,7 +40,7 @@ def tiny_cnn(seed: int = 0) -> keras.Model:
 def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("models")
     model = tiny_cnn()
-    version_dir = export.export_student(model, base, "cnn")
+    version_dir = export.export_student(model, base, "cnn", class_names=CLASS_NAMES)
     return model, base, version_dir
 
 
@@ -128,17 +129,18 @@ def test_models_config_parses(exported):
 
 def test_next_version_explicit_version_and_kept_labels(tmp_path):
     model = tiny_cnn(seed=1)
-    assert export.export_student(model, tmp_path, "m").name == "1"
+    assert export.export_student(model, tmp_path, "m", class_names=CLASS_NAMES).name == "1"
     config_path = tmp_path / "models.config"
     config = text_format.Parse(config_path.read_text(), model_server_config_pb2.ModelServerConfig())
     config.model_config_list.config[0].version_labels["stable"] = 1
     config_path.write_text(text_format.MessageToString(config))
-    assert export.export_student(model, tmp_path, "m").name == "2"
-    assert export.export_student(model, tmp_path, "m", version=7).name == "7"
+    assert export.export_student(model, tmp_path, "m", class_names=CLASS_NAMES).name == "2"
+    assert export.export_student(model, tmp_path, "m", version=7,
+                                 class_names=CLASS_NAMES).name == "7"
     with pytest.raises(export.ExportError, match="already exists"):
-        export.export_student(model, tmp_path, "m", version=2)
+        export.export_student(model, tmp_path, "m", version=2, class_names=CLASS_NAMES)
     with pytest.raises(export.ExportError, match="not usable"):
-        export.export_student(model, tmp_path, "bad name")
+        export.export_student(model, tmp_path, "bad name", class_names=CLASS_NAMES)
     config = text_format.Parse(config_path.read_text(), model_server_config_pb2.ModelServerConfig())
     assert dict(config.model_config_list.config[0].version_labels) == {"stable": 1}
     assert not config.model_config_list.config[0].HasField("model_version_policy")
@@ -149,7 +151,8 @@ def test_cli_exports_a_keras_file(tmp_path, capsys):
     model_path = tmp_path / "student.keras"
     tiny_cnn(seed=2).save(model_path)
     assert export.main(["--model", str(model_path), "--base", str(tmp_path / "models"),
-                        "--name", "best", "--version", "3", "--write-batching-parameters"]) == 0
+                        "--name", "best", "--version", "3", "--write-batching-parameters",
+                        "--class-names", ",".join(CLASS_NAMES)]) == 0
     out = capsys.readouterr().out
     assert "exported 'best' version 3" in out
     assert (tmp_path / "models" / "best" / "3" / "saved_model.pb").is_file()
@@ -159,8 +162,12 @@ def test_cli_exports_a_keras_file(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     ([], "the following arguments are required: --model, --base, --name"),
-    (["--model", "missing.keras", "--base", "b", "--name", "n"], "does not exist"),
-    (["--model", __file__, "--base", "b", "--name", "n", "--version", "x"], "invalid int"),
+    (["--model", __file__, "--base", "b", "--name", "n"], "one of the arguments --run "
+     "--class-names is required"),
+    (["--model", "missing.keras", "--base", "b", "--name", "n", "--class-names", "a,b"],
+     "does not exist"),
+    (["--model", __file__, "--base", "b", "--name", "n", "--version", "x", "--class-names",
+      "a,b"], "invalid int"),
 ])
 def test_cli_usage_error_exits_2(argv, message, capsys):
     with pytest.raises(SystemExit) as raised:
@@ -177,8 +184,44 @@ def test_mixed_precision_student_is_served_in_float32(tmp_path):
     assert export.float32_copy(plain) is plain  # already float32: exported as it is
     copy = export.float32_copy(student)
     assert {layer.compute_dtype for layer in copy.layers[1:]} == {"float32"}
-    version_dir = export.export_student(student, tmp_path, "mixed")  # checks to 1e-5
+    # checks to 1e-5
+    version_dir = export.export_student(student, tmp_path, "mixed", class_names=CLASS_NAMES)
     served = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     logits = served(images=tf.constant(IMAGES))["logits"].numpy()
     np.testing.assert_allclose(logits, copy.predict(IMAGES, verbose=0), atol=1e-5)
     np.testing.assert_allclose(logits, student.predict(IMAGES, verbose=0), atol=0.1)
+
+
+def test_cli_names_a_non_cifar_students_classes_from_its_run(tmp_path, capsys):
+    """A 10-class student of another dataset answers Classify with its own class names."""
+    model_path = tmp_path / "digits.keras"
+    tiny_cnn(seed=2).save(model_path)
+    digits = [f"digit {number}" for number in range(10)]
+    run = tmp_path / "runs" / "digits"
+    run.mkdir(parents=True)
+    (run / "dataset.json").write_text(json.dumps({"height": 32, "width": 32, "channels": 3,
+                                                  "class_names": digits}))
+    assert export.main(["--model", str(model_path), "--base", str(tmp_path / "models"),
+                        "--name", "digits", "--run", str(run)]) == 0
+    version_dir = tmp_path / "models" / "digits" / "1"
+    metadata = json.loads((version_dir / export.METADATA_FILE).read_text())
+    assert metadata["class_names"] == digits
+    served = tf.saved_model.load(str(version_dir))
+    result = served.signatures["classify"](inputs=tf.constant([encode_image_example(IMAGES[0])]))
+    assert [name.decode() for name in result["classes"].numpy()[0]] == digits
+
+
+def test_cli_refuses_names_that_do_not_fit_the_logits(tmp_path, capsys):
+    model_path = tmp_path / "student.keras"
+    tiny_cnn(seed=2).save(model_path)
+    with pytest.raises(SystemExit) as raised:
+        export.main(["--model", str(model_path), "--base", str(tmp_path / "models"),
+                     "--name", "m", "--class-names", "cat,dog"])
+    assert raised.value.code == 1
+    error = capsys.readouterr().err
+    assert "2 class names (cat, dog) for a model of 10 logits" in error
+    assert "Traceback" not in error
+    with pytest.raises(SystemExit) as raised:
+        export.main(["--model", str(model_path), "--base", str(tmp_path / "models"),
+                     "--name", "m", "--run", str(tmp_path / "no-run")])
+    assert "no class names to read" in capsys.readouterr().err
