@@ -21,6 +21,7 @@ upper bounds (the plateau schedule stops many trials sooner), so the plan is one
 
     python benchmarks/campaign_plan.py                            # cpu-replication-v2
     python benchmarks/campaign_plan.py --config cpu-replication --steps 20
+    python benchmarks/campaign_plan.py --teacher-only --steps 10   # a member unit's hours
 
 Prints the table, then one JSON object last.
 """
@@ -173,6 +174,20 @@ def plan(config: ExperimentConfig, costs: dict) -> list[dict]:
     return rows
 
 
+def member_unit_hours(config: ExperimentConfig, costs: dict) -> list[float]:
+    """Each member's unit, in hours: its epochs (`teacher.member_epochs` where set), each with
+    a validation pass, then its published logits (`mimic_tf.publish_teacher`): the K views of
+    the training split (twice with flip averaging) and validation and test with and without
+    the mirror."""
+    train = CIFAR10_TRAIN_IMAGES - config.data.validation_size
+    epoch = train / costs["teacher_train"] + VALIDATION_IMAGES / costs["teacher_predict"]
+    passes = 2 if flip_averaged(config) else 1
+    logits = (config.transfer.views * train * passes + 4 * VALIDATION_IMAGES) / costs[
+        "teacher_predict"]
+    return [(config.teacher.for_member(index).airbench.epochs * epoch + logits) / 3600
+            for index in range(config.teacher.ensemble_size)]
+
+
 def main() -> None:
     args = parse_args()
     config = load_config(args.config)
@@ -189,8 +204,12 @@ def main() -> None:
     print("| stage | measured | count | hours |\n|---|---|---|---|")
     for row in rows:
         print(f"| {row['stage']} | {row['measured']} | {row['count']} | {row['hours']:.1f} |")
+    units = member_unit_hours(config, costs)
+    print("a member's unit (training and its published logits): " + ", ".join(
+        f"member {index + 1} {hours:.2f} h" for index, hours in enumerate(units)))
     print(json.dumps({"config": args.config, "runtime": facts, "costs": costs, "plan": rows,
-                      "spread": SPREAD, "validation": VALIDATION}, default=float))
+                      "member_unit_hours": units, "spread": SPREAD,
+                      "validation": VALIDATION}, default=float))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ committed is computed twice.
     python -m tuner.campaign run --config cpu-replication-v2 \\
         --results results/cpu-replication-v2 --out ~/mimic-tf-runs --commit
     python -m tuner.campaign status --config cpu-replication-v2 \\
-        --results results/cpu-replication-v2
+        --results results/cpu-replication-v2       # units done of how many; `next`: the next
 
 Each unit runs as a subprocess, so a unit's TensorFlow state never reaches the next. After
 member 1 the campaign goes on only when it reaches `--member-bar` test accuracy (exit 3
@@ -301,7 +301,9 @@ def run_campaign(campaign: Campaign, max_units: int | None = None, commit: bool 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tuner.campaign",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("run", "status"))
+    parser.add_argument("action", choices=("run", "status", "next"),
+                        help="run the pending units; status: units done of how many; next: "
+                        "the next unit's name (nothing when all are done)")
     parser.add_argument("--config", required=True, help="config name in configs/ or path")
     parser.add_argument("--results", required=True, type=Path,
                         help="the campaign's results folder in the repository")
@@ -330,6 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.action == "status":
         print("\n".join(status_lines(config, args.results)))
+        return 0
+    if args.action == "next":
+        pending = [unit for unit in plan_units(config) if not unit_done(unit, args.results)]
+        if pending:
+            print(pending[0].name)
         return 0
     campaign = Campaign(args.config, config, args.results, args.out, workers=args.workers,
                         oracle_port=args.oracle_port)

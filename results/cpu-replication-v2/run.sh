@@ -21,6 +21,10 @@
 #   ORACLE_PORT  the chiefs' base port on 127.0.0.1 (default 27100)
 #   MEMBER_BAR   member 1's test accuracy below which the campaign stops (default 0.90)
 #   UNITS        at most this many units, then stop (default: all)
+#   MAX_UNIT_HOURS  when the next unit is a teacher member, its hours are measured first on
+#                this machine (benchmarks/campaign_plan.py --teacher-only); over this (default
+#                2.0) the campaign does not start: give the remaining members fewer epochs
+#                (teacher.member_epochs) so a unit ends inside one stretch of work
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 MAIN=$(git -C "$HERE" worktree list | head -1 | cut -d' ' -f1)
@@ -31,7 +35,8 @@ WORKTREE=${WORKTREE:-$HOME/mimic-tf-campaign}
 PYTHON=$MAIN/.venv/bin/python
 WORKERS=${WORKERS:-$(nproc)}
 LOG=$OUT/$CONFIG.log
-stamp() { echo "[$(date -u +%FT%TZ)] $*"; }
+mkdir -p "$OUT"
+stamp() { echo "[$(date -u +%FT%TZ)] $*" | tee -a "$LOG"; }
 
 case "${1:-}" in
   status)
@@ -68,14 +73,32 @@ fi
 if [ -z "${MIMIC_TF_DATA:-}" ] && [ -f "$MAIN/../shared/data/cifar10-jpeg.tar.gz" ]; then
   export MIMIC_TF_DATA=$MAIN/../shared/data/cifar10-jpeg.tar.gz
 fi
-mkdir -p "$OUT"
+# A member is a unit that must end inside one stretch of work: measured here before it starts.
+next=$(cd "$MAIN" && "$PYTHON" -m tuner.campaign next --config $CONFIG --results "$RESULTS")
+if [ -z "$next" ]; then echo "every unit of the campaign is done (run.sh status)"; exit 0; fi
+trained=  # the member's weights, where this machine trained it already (then only its logits)
+[[ "$next" == member* ]] && trained=$OUT/$CONFIG/teacher/member_$(printf %02d $(( ${next#member } - 1 ))).keras
+if [ -n "$trained" ] && [ ! -f "$trained" ] && [ "${MAX_UNIT_HOURS:-2.0}" != 0 ]; then
+  stamp "measuring a member unit on this machine before $next (campaign_plan.py --teacher-only)"
+  plan=$(cd "$WORKTREE" && PYTHONPATH=$WORKTREE "$PYTHON" benchmarks/campaign_plan.py \
+         --config $CONFIG --teacher-only --steps 10 2> /dev/null | tail -1)
+  echo "$plan" > "$OUT/$CONFIG.plan.json"
+  hours=$("$PYTHON" -c "import json,sys; print(json.loads(sys.argv[1])['member_unit_hours'][int(sys.argv[2]) - 1])" \
+          "$plan" "${next#member }")
+  stamp "$next: about $(printf %.2f "$hours") h here (plan: $OUT/$CONFIG.plan.json)"
+  if "$PYTHON" -c "import sys; sys.exit(float(sys.argv[1]) <= float(sys.argv[2]))" "$hours" "${MAX_UNIT_HOURS:-2.0}"; then
+    stamp "$next would take over ${MAX_UNIT_HOURS:-2.0} h here: give the remaining members fewer"
+    stamp "epochs (teacher.member_epochs in configs/$CONFIG.yaml) and start again"
+    exit 5
+  fi
+fi
 command=("$PYTHON" -m tuner.campaign run --config $CONFIG --results "$RESULTS" --out "$OUT"
          --commit --workers "$WORKERS" --oracle-port "${ORACLE_PORT:-27100}"
          --member-bar "${MEMBER_BAR:-0.90}")
 [ -n "${UNITS:-}" ] && command+=(--units "$UNITS")
 cd "$WORKTREE"
 export PYTHONPATH=$WORKTREE  # the worktree's code, whatever the venv was installed from
-stamp "campaign: commit $(git rev-parse HEAD) in $WORKTREE, results $RESULTS" >> "$LOG"
+stamp "campaign: commit $(git rev-parse HEAD) in $WORKTREE, results $RESULTS" > /dev/null
 if [ "$1" = run ]; then
   nice -n 19 "${command[@]}" 2>&1 | tee -a "$LOG"; exit "${PIPESTATUS[0]}"
 fi
