@@ -145,17 +145,31 @@ def transfer_fingerprint(
     config: ExperimentConfig, splits: data.Splits, teacher: keras.Model
 ) -> dict[str, Any]:
     """Everything the cached logits depend on."""
+    return _fingerprint(config, splits, weights_fingerprint(teacher), flip_averaged(config))
+
+
+def _fingerprint(config: ExperimentConfig, splits: data.Splits, teacher_weights: str,
+                 flip_average: bool) -> dict[str, Any]:
+    """The transfer set's fingerprint, its teacher named by the digest of its weights."""
     return {
         "format": FORMAT_VERSION,
-        "teacher_weights": weights_fingerprint(teacher),
+        "teacher_weights": teacher_weights,
         # Each view's logits averaged with its mirror's (transfer.flip_average; by default the
         # teacher's own flip_average, the key's name from before it could differ).
-        "teacher_flip_average": flip_averaged(config),
+        "teacher_flip_average": flip_average,
         "data": splits.fingerprint(),
         "augment": dataclasses.asdict(config.augment),
         "views": config.transfer.views,
         "order_seed": config.seed,
     }
+
+
+def _views_in_memory(config: ExperimentConfig, splits: data.Splits) -> np.ndarray | None:
+    """The K augmented views of the training images, made once, when they fit in
+    `VIEW_CACHE_BYTES` (None: they are augmented as the dataset is read)."""
+    if config.transfer.views * splits.train_images.nbytes > VIEW_CACHE_BYTES:
+        return None
+    return data.augmented_views(splits.train_images, config.augment, config.transfer.views)
 
 
 def _digest(fingerprint: dict[str, Any]) -> str:
@@ -261,10 +275,8 @@ def build_transfer_set(
     logits_path, evaluation_path = directory / LOGITS_FILE, directory / EVALUATION_FILE
 
     num_examples, views = len(splits.train_labels), config.transfer.views
-    in_memory = views * splits.train_images.nbytes <= VIEW_CACHE_BYTES
     # Augmented once: for the teacher's logits (on a rebuild) and for the students' batches.
-    view_images = (data.augmented_views(splits.train_images, config.augment, views)
-                   if in_memory else None)
+    view_images = _views_in_memory(config, splits)
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     cached = (
         manifest.get("digest") == digest
@@ -324,22 +336,13 @@ def published_transfer_set(
     and the published logits are used as they are.
     """
     num_examples, views = len(splits.train_labels), config.transfer.views
-    in_memory = views * splits.train_images.nbytes <= VIEW_CACHE_BYTES
-    view_images = (data.augmented_views(splits.train_images, config.augment, views)
-                   if in_memory else None)
+    view_images = _views_in_memory(config, splits)
     if view_images is not None:
         note = compare_views(teacher, view_images)
         if note and verbose:
             print(f"transfer set: {note}", flush=True)
-    fingerprint = {
-        "format": FORMAT_VERSION,
-        "teacher_weights": teacher.weights_sha256,
-        "teacher_flip_average": bool(teacher.manifests[0].get("transfer_flip_average")),
-        "data": splits.fingerprint(),
-        "augment": dataclasses.asdict(config.augment),
-        "views": views,
-        "order_seed": config.seed,
-    }
+    fingerprint = _fingerprint(config, splits, teacher.weights_sha256,
+                               bool(teacher.manifests[0].get("transfer_flip_average")))
     if verbose:
         print(f"transfer set: {views} views of the published teacher in {teacher.folder} "
               f"({len(teacher.manifests)} member{'' if len(teacher.manifests) == 1 else 's'}; "
