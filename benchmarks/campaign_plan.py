@@ -40,11 +40,13 @@ import time
 
 import numpy as np
 
-from mimic_tf import airbench, airbench_recipe, runtime
+from mimic_tf import runtime
 from mimic_tf.budgets import budget_label, default_widths
 from mimic_tf.config import ExperimentConfig, load_config
+from mimic_tf.data.spec import CIFAR10
+from mimic_tf.teachers import airbench, airbench_recipe
 from mimic_tf.transfer import flip_averaged
-from tuner.cells import planned_cells
+from tuner.search.cells import planned_cells
 
 CIFAR10_TRAIN_IMAGES = 50_000
 FAMILIES = ("mlp", "cnn")
@@ -98,7 +100,7 @@ def measure(config: ExperimentConfig, steps: int, teacher_only: bool = False) ->
     images = rng.integers(0, 256, (batch * steps, 32, 32, 3), dtype=np.uint8)
     labels = np.eye(10, dtype=np.float32)[rng.integers(0, 10, len(images))]
     member = airbench.build_airbench_member(dataclasses.replace(recipe, lookahead_every=0),
-                                            images[:1024])
+                                            images[:1024], num_classes=10)
     airbench_recipe.compile_member(member, recipe, total_steps=2 * steps)
     costs = {"teacher_train": _timed_fit(member, images, (labels,), steps, batch)}
     print(f"  teacher member {recipe.widths}: {costs['teacher_train']:.0f} img/s training",
@@ -120,6 +122,7 @@ def measure(config: ExperimentConfig, steps: int, teacher_only: bool = False) ->
     for cell in planned_cells(config, FAMILIES):
         student = build_student(cell.family, cell.depth, cell.budget, seed=0,
                                 dtype_policy=precision,
+                                spec=CIFAR10,
                                 **default_widths(cell.family, cell.depth, cell.budget))
         model = Distiller(student)
         model.compile(optimizer=keras.optimizers.SGD(0.005, momentum=0.9, nesterov=True))

@@ -43,6 +43,8 @@ import subprocess
 import sys
 import time
 
+from mimic_tf.data.spec import CIFAR10
+
 WORKLOADS = ("teacher_default", "teacher_airbench94", "teacher_airbench95", "student_cnn",
              "student_mlp", "transfer_default", "transfer_airbench94")
 CONFIGURATIONS = {  # name: (TF_ENABLE_ONEDNN_OPTS, jit_compile, Keras dtype policy)
@@ -115,13 +117,13 @@ def run_worker(configuration: str, workloads: list[str], scale: float) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from mimic_tf import airbench, airbench_recipe, runtime
+    from mimic_tf import runtime
     from mimic_tf.budgets import default_widths
     from mimic_tf.config import AirbenchConfig
     from mimic_tf.distiller import Distiller
     from mimic_tf.flops import TRAINING_FLOPS_PER_FORWARD, forward_flops
     from mimic_tf.students import build_student
-    from mimic_tf.teachers import build_ensemble
+    from mimic_tf.teachers import airbench, airbench_recipe, build_ensemble
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -139,7 +141,7 @@ def run_worker(configuration: str, workloads: list[str], scale: float) -> dict:
     def airbench_member(widths, batch_size: int, steps: int):
         config = AirbenchConfig(widths=widths, batch_size=batch_size, lookahead_every=0,
                                 precision=precision)
-        model = airbench.build_airbench_member(config, images(1024))
+        model = airbench.build_airbench_member(config, images(1024), num_classes=10)
         airbench_recipe.compile_member(model, config, total_steps=2 * steps,
                                        jit_compile=jit_compile)
         return model
@@ -161,7 +163,7 @@ def run_worker(configuration: str, workloads: list[str], scale: float) -> dict:
             batch_size = 128
             steps = max(count // batch_size, 1)
             student = build_student(family, 2, 1e6, seed=0, dtype_policy=precision,
-                                    **default_widths(family, 2, 1e6))
+                                    **default_widths(family, 2, 1e6), spec=CIFAR10)
             model = Distiller(student)
             model.compile(optimizer=keras.optimizers.SGD(0.005, momentum=0.9, nesterov=True),
                           jit_compile=jit_compile)

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 from epoch_timer import EpochTimer  # beside this script
 
+from mimic_tf.data.spec import CIFAR10
 from mimic_tf.distiller import Distiller
 from mimic_tf.students import build_student
 
@@ -61,11 +62,11 @@ def main() -> None:
         return keras.optimizers.SGD(0.005, momentum=0.9, nesterov=True)
 
     student_args = (args.family, args.depth, args.budget)
-    plain = build_student(*student_args, seed=0)
+    plain = build_student(*student_args, seed=0, spec=CIFAR10)
     plain.compile(optimizer=optimizer(),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
-    distiller = Distiller(build_student(*student_args, seed=0))
+    distiller = Distiller(build_student(*student_args, seed=0, spec=CIFAR10))
     distiller.compile(optimizer=optimizer())
     runs = {
         "plain": (plain, batches(images, labels)),

@@ -31,6 +31,7 @@ from epoch_timer import EpochTimer  # beside this script
 
 from mimic_tf.config import load_config
 from mimic_tf.data import load_splits
+from mimic_tf.data.spec import CIFAR10
 from mimic_tf.distiller import Distiller
 from mimic_tf.students import build_student
 from mimic_tf.transfer import TransferSet, view_order
@@ -76,7 +77,7 @@ def main() -> None:
     in_memory = tf.data.Dataset.from_tensor_slices(
         tuple(tf.concat([b[i] for b in batches], 0) for i in range(3))
     ).batch(args.batch_size).cache().repeat()
-    distiller = Distiller(build_student("cnn", 2, 1.0e6, seed=0))
+    distiller = Distiller(build_student("cnn", 2, 1.0e6, seed=0, spec=CIFAR10))
     distiller.compile(optimizer=keras.optimizers.SGD(0.005, momentum=0.9, nesterov=True))
     timer = EpochTimer()
     # Epoch 1 is the warm-up (tracing); the median of the later epochs is the rate.

@@ -1,6 +1,6 @@
 """Experiment: does storing the teacher's logits in float16 cost a mimic student accuracy?
 
-A published teacher (`mimic_tf.published_teacher`) keeps its members' logits in float16, about
+A published teacher (`mimic_tf.teachers.published`) keeps its members' logits in float16, about
 three significant digits, so that a member fits in the repository; the campaign's searches
 learn from the mean of those instead of the float32 logits its transfer stage would have
 computed. This trains one student with fixed hyperparameters (by default the best trial of a
@@ -43,7 +43,7 @@ from mimic_tf import data, runtime
 from mimic_tf.config import load_config
 from mimic_tf.teachers import build_ensemble, load_model, predict_logits
 from mimic_tf.transfer import build_transfer_set
-from tuner.hypermodel import TrainingData
+from tuner.search.hypermodel import TrainingData
 
 
 def parse_args() -> argparse.Namespace:

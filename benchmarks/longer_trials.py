@@ -40,8 +40,13 @@ from mimic_tf.layout import ExperimentLayout
 from mimic_tf.teachers import ENSEMBLE_FILE, load_model, saved_evaluation_logits
 from mimic_tf.transfer import build_transfer_set, transfer_fingerprint
 from tuner import artifacts
-from tuner.frontier import Candidate, frontier_candidates
-from tuner.hypermodel import OBJECTIVE, StudentHyperModel, TrainingData, fixed_hyperparameters
+from tuner.frontier.measure import Candidate, frontier_candidates
+from tuner.search.hypermodel import (
+    OBJECTIVE,
+    StudentHyperModel,
+    TrainingData,
+    fixed_hyperparameters,
+)
 
 RESULTS_FILE = "results.json"
 

@@ -104,7 +104,7 @@ def student_trial(config, name: str, args: argparse.Namespace):
     import keras_tuner
     from trial_overhead import chosen_cells, synthetic_transfer_set
 
-    from tuner.hypermodel import StudentHyperModel, TrainingData
+    from tuner.search.hypermodel import StudentHyperModel, TrainingData
 
     (cell,) = chosen_cells(config, name)
     data = TrainingData.from_transfer_set(
@@ -121,14 +121,14 @@ def teacher_member(config, steps: int):
     import numpy as np
     import tensorflow as tf
 
-    from mimic_tf import airbench, airbench_recipe
+    from mimic_tf.teachers import airbench, airbench_recipe
 
     recipe = config.teacher.airbench
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (recipe.batch_size * steps, 32, 32, 3), dtype=np.uint8)
     labels = np.eye(10, dtype=np.float32)[rng.integers(0, 10, len(images))]
     member = airbench.build_airbench_member(dataclasses.replace(recipe, lookahead_every=0),
-                                            images[:1024])
+                                            images[:1024], num_classes=10)
     airbench_recipe.compile_member(member, recipe, total_steps=100 * steps)
     dataset = (tf.data.Dataset.from_tensor_slices((images, labels)).batch(recipe.batch_size)
                .cache().repeat())

@@ -37,12 +37,13 @@ import numpy as np
 import tensorflow as tf
 from epoch_timer import EpochTimer  # beside this script
 
-from mimic_tf import airbench, data, runtime
+from mimic_tf import data, runtime
 from mimic_tf.config import load_config
+from mimic_tf.data.spec import CIFAR10
 from mimic_tf.distiller import Distiller
-from mimic_tf.published_teacher import read_published_teacher, resolve_folder
 from mimic_tf.students import build_student
-from mimic_tf.teachers import build_ensemble
+from mimic_tf.teachers import airbench, build_ensemble
+from mimic_tf.teachers.published import read_published_teacher, resolve_folder
 
 
 def parse_args() -> argparse.Namespace:
@@ -82,14 +83,14 @@ def main() -> None:
         return keras.optimizers.SGD(0.005, momentum=0.9, nesterov=True)
 
     def student():
-        return build_student(family, int(depth), args.budget, seed=0)
+        return build_student(family, int(depth), args.budget, seed=0, spec=CIFAR10)
 
     published = Distiller(student())
     published.compile(optimizer=optimizer())
     recipe = config.teacher.airbench
     ensemble = build_ensemble([
         airbench.build_airbench_member(recipe, splits.train_images[:recipe.whitening_images],
-                                       member_index=index, seed=config.seed)
+                                       member_index=index, seed=config.seed, num_classes=10)
         for index in range(members)], flip_average=False)
     in_the_loop = keras.distillation.Distiller(
         teacher=ensemble, student=student(),

@@ -57,8 +57,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from mimic_tf.data.spec import CIFAR10
 from mimic_tf.preprocessing import PerImageStandardization
-from mimic_tf.vocabulary import CLASS_NAMES
 from serving import tensors
 from serving.client import ServingClient, predict_request, run_closed_loop
 from serving.export import export_student, write_models_config
@@ -239,7 +239,7 @@ def main() -> None:
     try:
         base = work / "models"
         if args.model_dir is None:
-            export_student(build_student(), base, "student", class_names=CLASS_NAMES)
+            export_student(build_student(), base, "student", class_names=CIFAR10.class_names)
         else:
             shutil.copytree(args.model_dir, base / "student" / "1")
             write_models_config(base)

@@ -33,7 +33,7 @@ import tensorflow as tf
 from serving_overhead import ServerProcess, build_student, in_process_throughput
 from tensorflow_serving.apis import predict_pb2
 
-from mimic_tf.vocabulary import CLASS_NAMES
+from mimic_tf.data.spec import CIFAR10
 from serving import tensors, validation
 from serving.admission import ConcurrencyLimit
 from serving.client import ServingClient, predict_request, run_closed_loop
@@ -174,7 +174,7 @@ def main() -> None:
     images = np.random.default_rng(SEED).integers(0, 256, (512, 32, 32, 3), dtype=np.uint8)
     work = Path(tempfile.mkdtemp(prefix="serving-profile-"))
     base = work / "models"
-    export_student(build_student(), base, "student", class_names=CLASS_NAMES)
+    export_student(build_student(), base, "student", class_names=CIFAR10.class_names)
     result = {
         "batch1_handler_p50_us": handler_steps(base / "models.config", images[:1],
                                                args.step_calls),

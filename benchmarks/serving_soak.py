@@ -48,7 +48,7 @@ import tensorflow as tf
 from serving_overhead import ServerProcess, build_student
 from tensorflow.core.framework import types_pb2
 
-from mimic_tf.vocabulary import CLASS_NAMES
+from mimic_tf.data.spec import CIFAR10
 from serving import tensors
 from serving.client import ServingClient, predict_request
 from serving.export import export_student
@@ -194,7 +194,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="serving-soak-"))
     try:
         base = work / "models"
-        export_student(build_student(), base, "student", class_names=CLASS_NAMES)
+        export_student(build_student(), base, "student", class_names=CIFAR10.class_names)
         signature = tf.saved_model.load(str(base / "student" / "1")).signatures[
             "serving_default"]
         expected = np.concatenate([signature(images=tf.constant(images[start:start + 64]))[

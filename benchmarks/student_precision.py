@@ -40,8 +40,13 @@ from mimic_tf.config import load_config
 from mimic_tf.files import atomic_write_text
 from mimic_tf.teachers import ENSEMBLE_FILE, build_ensemble, load_model, saved_evaluation_logits
 from mimic_tf.transfer import build_transfer_set
-from tuner.cells import Cell
-from tuner.hypermodel import OBJECTIVE, StudentHyperModel, TrainingData, fixed_hyperparameters
+from tuner.search.cells import Cell
+from tuner.search.hypermodel import (
+    OBJECTIVE,
+    StudentHyperModel,
+    TrainingData,
+    fixed_hyperparameters,
+)
 
 HERE = Path(__file__).resolve().parent
 RESULTS_FILE = "results.json"

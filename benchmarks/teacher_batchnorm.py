@@ -33,9 +33,9 @@ from pathlib import Path
 import keras
 
 from mimic_tf import data, runtime
-from mimic_tf.airbench_recipe import flip_translate_dataset
 from mimic_tf.config import load_config
 from mimic_tf.teachers import accuracy, load_model, plain_and_flip_averaged_logits
+from mimic_tf.teachers.airbench_recipe import flip_translate_dataset
 
 SPLITS = ("validation", "test")
 
@@ -89,7 +89,8 @@ def main() -> None:
         return flip_translate_dataset(
             splits.train_images, splits.train_labels, batch_size=recipe.batch_size,
             translate=recipe.translate, alternating_flip=recipe.alternating_flip,
-            seed=args.seed, first_epoch=recipe.epochs - 1).take(count)
+            seed=args.seed, num_classes=splits.spec.num_classes,
+            first_epoch=recipe.epochs - 1).take(count)
 
     results: dict = {"member": str(args.member), "runtime": runtime.describe()}
     for name, count, population in (("saved", 0, False), ("ema", args.ema_batches, False),

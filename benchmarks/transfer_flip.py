@@ -40,8 +40,8 @@ from mimic_tf.config import load_config
 from mimic_tf.layout import ExperimentLayout
 from mimic_tf.teachers import build_ensemble, load_model
 from mimic_tf.transfer import build_transfer_set
-from tuner.frontier import frontier_candidates
-from tuner.hypermodel import StudentHyperModel, TrainingData, fixed_hyperparameters
+from tuner.frontier.measure import frontier_candidates
+from tuner.search.hypermodel import StudentHyperModel, TrainingData, fixed_hyperparameters
 
 
 def parse_args() -> argparse.Namespace:

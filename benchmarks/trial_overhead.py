@@ -46,8 +46,8 @@ from mimic_tf import runtime
 from mimic_tf.config import load_config
 from mimic_tf.data import Splits
 from mimic_tf.transfer import TransferSet, view_order
-from tuner.cells import Cell, planned_cells
-from tuner.hypermodel import StudentHyperModel, TrainingData
+from tuner.search.cells import Cell, planned_cells
+from tuner.search.hypermodel import StudentHyperModel, TrainingData
 
 STEPS = ("memory", "pipeline", "validation", "trial")
 

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     import tuner.experiment as experiment
-    from tuner.progress import Progress
+    from tuner.search.progress import Progress
 
     samples: list[int] = []
 

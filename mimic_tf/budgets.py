@@ -2,8 +2,8 @@
 counts and the width solver. Plain arithmetic, no Keras: reports and configs import it freely.
 
     search_space("cnn", 2, 1e6)           # {'filters_1': (50, 250), 'filters_2': (20, 120)}
-    solve_widths("cnn", 2, 1e6, filters_1=64, filters_2=32)   # + the solved 'hidden' width
-    count_parameters("cnn", 2, widths)     # within 0.5% of 1e6
+    solve_widths("cnn", 2, 1e6, CIFAR10, filters_1=64, filters_2=32)  # + the solved 'hidden'
+    count_parameters("cnn", 2, widths, CIFAR10)   # within 0.5% of 1e6 (the images' spec counts)
     budget_label(3.16e6)                   # '3.16M'
 
 The search picks the free widths; the budget is met by solving the dependent layer's width
@@ -20,7 +20,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 
-from mimic_tf.dataset import CIFAR10, DatasetSpec
+from mimic_tf.data.spec import DatasetSpec
 from mimic_tf.vocabulary import DEPTHS, MLP
 
 KERNEL_SIZE = 5
@@ -144,7 +144,7 @@ def pooled_size(size: int, pools: int) -> int:
 
 
 def count_parameters(family: str, depth: int, widths: Mapping[str, int],
-                     spec: DatasetSpec = CIFAR10) -> int:
+                     spec: DatasetSpec) -> int:
     """Trainable parameters of a student with all widths given, in closed form, for images
     and classes as `spec` describes them."""
     classes = spec.num_classes
@@ -182,7 +182,7 @@ def _solve_affine(
 
 
 def _mlp_scaled_widths(depth: int, ratios: Mapping[str, float], budget: float,
-                       spec: DatasetSpec = CIFAR10) -> dict[str, int]:
+                       spec: DatasetSpec) -> dict[str, int]:
     """Widths s * ratio_i with s solving the quadratic params(s) = budget, rounded down.
 
     Rounding down never overshoots the budget; the last layer is then solved exactly.
@@ -196,10 +196,10 @@ def _mlp_scaled_widths(depth: int, ratios: Mapping[str, float], budget: float,
 
 
 def solve_widths(
-    family: str, depth: int, budget: float, spec: DatasetSpec = CIFAR10, **free_widths: float
+    family: str, depth: int, budget: float, spec: DatasetSpec, **free_widths: float
 ) -> dict[str, int]:
     """All layer widths of a student whose parameter count is within 0.5% of `budget`, for
-    images and classes as `spec` describes them (CIFAR-10 by default).
+    images and classes as `spec` describes them.
 
     Free widths not given take `default_widths`. Raises BudgetError, before anything is
     built, when the free widths leave the dependent layer no room.

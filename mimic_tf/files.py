@@ -2,8 +2,9 @@
 
     atomic_write_text(path, text)                 # JSON, YAML, CSV, Markdown, text protos
     atomic_write_bytes(path, content)             # PNGs, serialized protos
+    atomic_save_model(model, path)                # a `.keras` file
     with atomic_path(path) as temporary:          # writers that need a path of their own:
-        model.save(temporary)                     # model.save, np.save(z), savefig, memmaps
+        np.savez(temporary, ...)                  # np.save(z), savefig, memmaps
     publish(partial, path)                        # a file built across runs, renamed when whole
 
 One contract: the content goes to a temporary file beside the target (same folder, so the
@@ -22,6 +23,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def _umask() -> int:
@@ -66,3 +68,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], content: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write UTF-8 `text` to `path` whole or not at all; returns `path`."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_save_model(model: Any, path: str | os.PathLike[str]) -> None:
+    """Save a Keras model to a `.keras` file whole or not at all (`model.save` on a temporary
+    path, then the rename); Keras is the caller's, not imported here."""
+    with atomic_path(path) as temporary:
+        model.save(temporary)

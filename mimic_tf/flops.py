@@ -5,7 +5,7 @@ hold nearly all of a convnet's or an MLP's arithmetic; pooling, normalisation an
 are left out. Nested functional models (an ensemble's members) are counted once each, as
 often as they appear among the layers. Training costs about 3x the forward pass.
 
-    forward_flops(build_student("cnn", 2, 1e6))   # FLOPs for one 32x32x3 image
+    forward_flops(build_student("cnn", 2, 1e6, spec=CIFAR10))   # FLOPs for one 32x32x3 image
 """
 
 from __future__ import annotations

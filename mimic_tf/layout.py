@@ -139,7 +139,7 @@ class ExperimentLayout:
 
     @property
     def dataset_file(self) -> Path:
-        """What the run's images and classes look like (`mimic_tf.dataset.DatasetSpec`)."""
+        """What the run's images and classes look like (`mimic_tf.data.spec.DatasetSpec`)."""
         return self.root / "dataset.json"
 
     @property

@@ -11,7 +11,7 @@ else the member of the run folder (`<out>/<experiment>/teacher/member_XX.keras`,
 run's, the user's own `family: keras` teacher included) is published; with `--train`, a
 member the run folder lacks is trained first (resumable: a killed member goes on from its
 last finished epoch). Each member's files are written whole or not at all, manifest last
-(`mimic_tf.published_teacher`). Exit codes: 0 done, 1 data error, 2 a bad config or a
+(`mimic_tf.teachers.published`). Exit codes: 0 done, 1 data error, 2 a bad config or a
 published member that does not match it, 3 a member not trained (without `--train`).
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from mimic_tf.cli import VERBOSE_FLAG, VERBOSE_HELP, import_tensorflow_quietly
 from mimic_tf.config import ConfigError, load_config
 from mimic_tf.layout import ExperimentLayout
-from mimic_tf.published_teacher import (
+from mimic_tf.teachers.published import (
     PublishedTeacherError,
     member_paths,
     mismatches,
@@ -79,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     import_tensorflow_quietly(args.verbose)  # heavy imports after the flags are good
     from mimic_tf import data
     from mimic_tf.data import DataError, load_splits
-    from mimic_tf.published_teacher import write_member
     from mimic_tf.teachers import (
         TeacherMismatchError,
         check_teacher_config,
@@ -87,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         member_record_path,
         train_member,
     )
+    from mimic_tf.teachers.published import write_member
 
     layout = ExperimentLayout.for_config(config, args.out)
     try:

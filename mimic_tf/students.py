@@ -11,8 +11,8 @@ The architectures follow Urban et al. 2017, section 3:
 
 Convolutions are 5x5 with 'same' padding, pools 2x2 (3x3 stride 2 for one conv layer), ReLU,
 Glorot-uniform init times an init scale, no batch norm, no dropout. Every student starts with
-`PerImageStandardization`, so it takes raw uint8 images (`[N, 32, 32, 3]` for CIFAR-10; any
-size and 1 or 3 channels through `spec`).
+`PerImageStandardization`, so it takes raw uint8 images `[N, H, W, C]` as its `spec` describes
+them (any size, 1 or 3 channels).
 
 The widths come from `mimic_tf.budgets.solve_widths`: the searched (free) widths as given, the
 dependent one solved so the student meets its budget.
@@ -23,7 +23,7 @@ from __future__ import annotations
 import keras
 
 from mimic_tf.budgets import KERNEL_SIZE, POOL_AFTER, budget_label, solve_widths
-from mimic_tf.dataset import CIFAR10, DatasetSpec
+from mimic_tf.data.spec import DatasetSpec
 from mimic_tf.preprocessing import PerImageStandardization
 
 
@@ -39,18 +39,18 @@ def build_student(
     depth: int,
     budget: float,
     *,
+    spec: DatasetSpec,
     input_scale: float = 1.0,
     init_scale: float = 1.0,
     seed: int | None = None,
     dtype_policy: str | None = None,
     dropout: float = 0.0,
-    spec: DatasetSpec = CIFAR10,
     **free_widths: float,
 ) -> keras.Model:
     """A student of `family` ('mlp' or 'cnn') and `depth` with about `budget` parameters.
 
     Takes uint8 images `[N, H, W, C]` and returns float32 logits `[N, classes]`, as `spec`
-    describes them (CIFAR-10's 32x32x3 and 10 by default). `free_widths` are the searched
+    describes them. `free_widths` are the searched
     widths (`search_space` names them); the dependent width is solved.
     `dtype_policy` ('float32', 'mixed_bfloat16', 'mixed_float16'; None: Keras' global policy)
     sets the hidden layers' dtype policy; standardisation and logits stay float32. `dropout`

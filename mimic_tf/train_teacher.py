@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import_tensorflow_quietly(args.verbose)  # heavy imports after the flags are good
     from mimic_tf.data import DataError, load_splits
-    from mimic_tf.keras_teacher import TeacherLoadError
     from mimic_tf.teachers import SUMMARY_FILE, TeacherMismatchError, ensure_teacher
+    from mimic_tf.teachers.keras_teacher import TeacherLoadError
 
     layout = ExperimentLayout.for_config(config, args.out)
     started = time.perf_counter()

@@ -44,8 +44,8 @@ from mimic_tf.config import AugmentConfig, ExperimentConfig, save_config
 from mimic_tf.files import atomic_path, atomic_write_text, publish
 from mimic_tf.layout import TRANSFER_EVALUATION_FILE as EVALUATION_FILE
 from mimic_tf.layout import TRANSFER_MANIFEST_FILE as MANIFEST_FILE
-from mimic_tf.published_teacher import PublishedTeacher, compare_views
 from mimic_tf.teachers import build_ensemble, predict_logits, weights_fingerprint
+from mimic_tf.teachers.published import PublishedTeacher, compare_views
 
 FORMAT_VERSION = 1
 VIEW_CACHE_BYTES = 4 * 2**30  # augmented views kept in memory up to this size (8 views: 1 GB)
@@ -328,7 +328,7 @@ def build_transfer_set(
 def published_transfer_set(
     config: ExperimentConfig, splits: data.Splits, teacher: PublishedTeacher, verbose: int = 1
 ) -> TransferSet:
-    """The transfer set of a published teacher (`mimic_tf.published_teacher`): its members'
+    """The transfer set of a published teacher (`mimic_tf.teachers.published`): its members'
     mean logits on the first `transfer.views` views, nothing run and nothing written.
 
     The views are regenerated here as for a trained teacher; where they are not bit for bit

@@ -29,13 +29,6 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", AUTO_PRECISION)  # K
 JIT_COMPILE_CHOICES = ("auto", "true", "false")  # XLA: measured choice (mimic_tf.runtime), on, off
 FLIP_AVERAGE_CHOICES = ("auto", "true", "false")  # transfer logits: as the teacher, on, off
 
-# CIFAR-10.
-NUM_CLASSES = 10
-CLASS_NAMES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)
-
 # Releases: the version labels of a serving base and the splits a gate may evaluate on.
 CANARY = "canary"
 STABLE = "stable"

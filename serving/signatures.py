@@ -1,7 +1,7 @@
 """The serving contract of an exported student: signature names, tensor names and dtypes.
 
 Two signatures are exported (see docs/serving.md), shown for CIFAR-10; other data carry their
-own image shape, class count and class names (`mimic_tf.dataset.DatasetSpec`):
+own image shape, class count and class names (`mimic_tf.data.spec.DatasetSpec`):
 
     serving_default  (method tensorflow/serving/predict, the Predict RPC)
         inputs   images         uint8   [batch, 32, 32, 3]   raw RGB pixels

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from mimic_tf import airbench, airbench_recipe, runtime, teachers
+from mimic_tf import runtime, teachers
 from mimic_tf.config import AirbenchConfig, ConfigError, load_config
 from mimic_tf.data import load_splits
+from mimic_tf.teachers import airbench, airbench_recipe
 
 TINY = AirbenchConfig(widths=(8, 16, 16), epochs=1, batch_size=32, whitening_images=64)
 
@@ -37,7 +39,7 @@ def test_whitened_patches_have_identity_covariance():
 
 def test_whitening_conv_in_the_model_matches_the_patch_formula():
     images = _images(40)
-    model = airbench.build_airbench_member(TINY, images)
+    model = airbench.build_airbench_member(TINY, images, num_classes=10)
     whiten = model.get_layer("whiten")
     assert not whiten.trainable and model.get_layer("whiten_bias").trainable
     mean, std = airbench.channel_statistics(images)
@@ -93,7 +95,7 @@ def test_lookahead_pulls_the_weights_towards_their_average():
 
 def test_flip_translate_batches_are_deterministic_and_alternate_flips():
     images, labels = _images(8), np.arange(8) % 10
-    kwargs = dict(batch_size=8, translate=0, alternating_flip=True, seed=3)
+    kwargs = dict(batch_size=8, translate=0, alternating_flip=True, seed=3, num_classes=10)
     first = list(airbench_recipe.flip_translate_dataset(images, labels, **kwargs).take(2))
     again = list(airbench_recipe.flip_translate_dataset(images, labels, **kwargs).take(2))
     for (a, _), (b, _) in zip(first, again, strict=True):
@@ -111,7 +113,8 @@ def test_flip_translate_batches_are_deterministic_and_alternate_flips():
 def test_translation_stays_within_the_padding():
     images = _images(4)
     batch, _ = next(iter(airbench_recipe.flip_translate_dataset(
-        images, np.zeros(4), batch_size=4, translate=2, alternating_flip=False, seed=0)))
+        images, np.zeros(4), batch_size=4, translate=2, alternating_flip=False, seed=0,
+        num_classes=10)))
     assert batch.dtype == tf.uint8 and batch.shape == (4, 32, 32, 3)
     # Each output's centre 28x28 is a shifted copy of the (possibly mirrored) input.
     for output in batch.numpy():
@@ -123,7 +126,7 @@ def test_translation_stays_within_the_padding():
 
 
 def test_member_has_airbench94_parameter_count():
-    model = airbench.build_airbench_member(AirbenchConfig(), _images(16))
+    model = airbench.build_airbench_member(AirbenchConfig(), _images(16), num_classes=10)
     assert model.count_params() == 1_973_944
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 1_971_352
 
@@ -131,7 +134,7 @@ def test_member_has_airbench94_parameter_count():
 def test_member_trains_saves_and_loads(tmp_path):
     images, labels = _images(96), np.arange(96) % 10
     plan = airbench_recipe.training_plan(TINY, images, labels, images[:32], labels[:32],
-                                  member_index=0, seed=0)
+                                         member_index=0, seed=0, num_classes=10)
     before = [w.numpy().copy() for w in plan.model.trainable_weights]
     history = plan.model.fit(plan.train, epochs=1, steps_per_epoch=plan.steps_per_epoch,
                              validation_data=plan.validation, callbacks=plan.callbacks,
@@ -151,7 +154,7 @@ def test_mixed_precision_keeps_float32_weights_and_logits(precision):
     config = dataclasses.replace(TINY, precision=precision)
     images, labels = _images(64), np.arange(64) % 10
     plan = airbench_recipe.training_plan(config, images, labels, images[:32], labels[:32],
-                                  member_index=0, seed=0)
+                                         member_index=0, seed=0, num_classes=10)
     plan.model.fit(plan.train, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
     assert plan.model.output.dtype == "float32"
     assert {w.dtype for w in plan.model.weights} == {"float32"}
@@ -164,11 +167,11 @@ def test_auto_precision_builds_the_devices_policy(monkeypatch):
     monkeypatch.setattr(runtime, "onednn_enabled", lambda: True)
     monkeypatch.setattr(runtime, "_cpu_flags", lambda: {"amx_bf16"})
     model = airbench.build_airbench_member(dataclasses.replace(TINY, precision="auto"),
-                                           _images(64))
+                                           _images(64), num_classes=10)
     assert model.get_layer("group1_conv1").compute_dtype == "bfloat16"
     monkeypatch.setattr(runtime, "_cpu_flags", lambda: {"avx2"})
     model = airbench.build_airbench_member(dataclasses.replace(TINY, precision="auto"),
-                                           _images(64))
+                                           _images(64), num_classes=10)
     assert model.get_layer("group1_conv1").compute_dtype == "float32"
 
 
@@ -176,7 +179,7 @@ def test_trains_under_mirrored_strategy():
     images, labels = _images(64), np.arange(64) % 10
     with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
         plan = airbench_recipe.training_plan(TINY, images, labels, images[:32], labels[:32],
-                                      member_index=0, seed=0)
+                                             member_index=0, seed=0, num_classes=10)
     history = plan.model.fit(plan.train, epochs=1, steps_per_epoch=2, callbacks=plan.callbacks,
                              verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"]).all()
@@ -184,7 +187,8 @@ def test_trains_under_mirrored_strategy():
 
 def test_flip_averaged_ensemble_is_the_mean_of_both_passes():
     images = _images(8)
-    members = [airbench.build_airbench_member(TINY, images, index, seed=0) for index in range(2)]
+    members = [airbench.build_airbench_member(TINY, images, index, seed=0, num_classes=10)
+               for index in range(2)]
     ensemble = teachers.build_ensemble(members, flip_average=True)
     passes = [m.predict(view, verbose=0) for m in members for view in (images, images[:, :, ::-1])]
     np.testing.assert_allclose(ensemble.predict(images, verbose=0), np.mean(passes, axis=0),
@@ -201,7 +205,7 @@ def test_ensure_teacher_trains_an_airbench_ensemble_and_refuses_another_config(t
     splits = load_splits(config.data)
     ensemble = teachers.ensure_teacher(config, splits, tmp_path, verbose=0)
     assert ensemble.predict(splits.test_images[:4], verbose=0).shape == (4, 10)
-    summary = teachers.json.loads((tmp_path / teachers.SUMMARY_FILE).read_text())
+    summary = json.loads((tmp_path / teachers.SUMMARY_FILE).read_text())
     assert summary["family"] == "airbench" and summary["flip_average"] is True
     assert "test_accuracy_without_flip" in summary["members"][0]
     other = load_config("smoke", overrides={**overrides, "teacher.airbench.epochs": 2})
@@ -240,7 +244,7 @@ def test_transfer_fingerprint_records_flip_averaging():
     from mimic_tf.transfer import transfer_fingerprint
 
     splits = load_splits(load_config("smoke").data)
-    member = airbench.build_airbench_member(TINY, splits.train_images)
+    member = airbench.build_airbench_member(TINY, splits.train_images, num_classes=10)
     prints = {}
     for flip in (True, False):
         config = load_config("smoke", overrides={"teacher.family": "airbench",

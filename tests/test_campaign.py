@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from mimic_tf.config import load_config
-from mimic_tf.published_teacher import file_sha256, member_paths
+from mimic_tf.teachers.published import file_sha256, member_paths
 from tuner import campaign
 
 REPO = Path(__file__).resolve().parent.parent

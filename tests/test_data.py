@@ -195,8 +195,8 @@ def test_image_folder_tree_is_decoded_once_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "cache"))
     files = write_image_folder(tmp_path / "mini")
     decodes = []
-    original_decode = data.sources._decode_images
-    monkeypatch.setattr(data.sources, "_decode_images", lambda *args: decodes.append(1)
+    original_decode = data.image_folders._decode_images
+    monkeypatch.setattr(data.image_folders, "_decode_images", lambda *args: decodes.append(1)
                         or original_decode(*args))
     check_tree_arrays(data.load_raw(f"folder:{tmp_path / 'mini'}"), files)
     check_tree_arrays(data.load_raw(f"folder:{tmp_path / 'mini'}"), files)
@@ -216,10 +216,11 @@ def test_archive_is_unpacked_once_and_decoded_once(tmp_path, monkeypatch):
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "tree" / "mini", arcname="mini")
     unpacks, decodes = [], []
-    original_unpack, original_decode = data.sources._unpack_archive, data.sources._decode_images
-    monkeypatch.setattr(data.sources, "_unpack_archive", lambda *args: unpacks.append(1)
+    folders = data.image_folders
+    original_unpack, original_decode = folders._unpack_archive, folders._decode_images
+    monkeypatch.setattr(data.image_folders, "_unpack_archive", lambda *args: unpacks.append(1)
                         or original_unpack(*args))
-    monkeypatch.setattr(data.sources, "_decode_images", lambda *args: decodes.append(1)
+    monkeypatch.setattr(data.image_folders, "_decode_images", lambda *args: decodes.append(1)
                         or original_decode(*args))
     for _ in range(2):
         arrays = data.load_raw(f"folder:{archive}")

@@ -13,7 +13,7 @@ from image_trees import write_colour_tree, write_digits_tree
 
 from mimic_tf import data
 from mimic_tf.config import ConfigError, DataConfig, load_config
-from mimic_tf.dataset import DatasetSpec
+from mimic_tf.data.spec import DatasetSpec
 
 
 @pytest.fixture
@@ -133,8 +133,8 @@ def test_the_paper_teacher_family_and_its_ensemble_take_any_shape(spec):
 
 
 def test_the_airbench_family_takes_other_sizes_and_refuses_tiny_images():
-    from mimic_tf import airbench
     from mimic_tf.config import AirbenchConfig
+    from mimic_tf.teachers import airbench
 
     config = AirbenchConfig(widths=(8, 8, 8), whitening_images=20)
     rng = np.random.default_rng(0)
@@ -142,7 +142,8 @@ def test_the_airbench_family_takes_other_sizes_and_refuses_tiny_images():
     member = airbench.build_airbench_member(config, gray, num_classes=4)
     assert member(gray[:2]).shape == (2, 4)
     with pytest.raises(ValueError, match="teacher.family: paper"):
-        airbench.build_airbench_member(config, rng.integers(0, 256, (20, 8, 8, 1), np.uint8))
+        airbench.build_airbench_member(config, rng.integers(0, 256, (20, 8, 8, 1), np.uint8),
+                                       num_classes=10)
 
 
 def test_a_subset_of_classes_is_kept_and_relabelled_in_the_given_order(tmp_path, cache):
@@ -174,7 +175,7 @@ def test_a_subset_of_classes_is_kept_and_relabelled_in_the_given_order(tmp_path,
 def test_the_transfer_set_and_a_student_follow_the_datas_shape_and_classes(tmp_path, cache):
     from mimic_tf.teachers import build_ensemble, build_teacher_member
     from mimic_tf.transfer import build_transfer_set
-    from tuner.hypermodel import TrainingData
+    from tuner.search.hypermodel import TrainingData
 
     sizes = {name: (16, 16) for name in ("a", "b", "c", "d", "e")}
     write_colour_tree(tmp_path / "tree", sizes, per_class=6)

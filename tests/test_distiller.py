@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mimic_tf.data.spec import CIFAR10
 from mimic_tf.distiller import Distiller
 from mimic_tf.losses import MimicLoss, knowledge_distillation_loss, mimic_loss
 from mimic_tf.students import build_student
@@ -42,7 +43,7 @@ def test_mimic_loss_is_the_sum_over_classes_of_squared_logit_differences():
 
 def test_first_step_loss_equals_the_closed_form(batch):
     images, labels = batch
-    student = build_student("mlp", 2, 1.0e5, seed=0)
+    student = build_student("mlp", 2, 1.0e5, seed=0, spec=CIFAR10)
     teacher_logits = np.random.default_rng(2).normal(size=(BATCH, 10)).astype(np.float32)
     initial_logits = student.predict(images, verbose=0)
     expected = np.mean(np.sum((initial_logits - teacher_logits) ** 2, axis=1))
@@ -62,9 +63,9 @@ def test_first_step_loss_equals_the_closed_form(batch):
 
 def test_teacher_weights_are_unchanged_after_fit(batch):
     images, labels = batch
-    teacher = build_student("cnn", 1, 1.0e5, seed=1)
+    teacher = build_student("cnn", 1, 1.0e5, seed=1, spec=CIFAR10)
     teacher_weights = [w.copy() for w in teacher.get_weights()]
-    student = build_student("mlp", 1, 1.0e5, seed=2)
+    student = build_student("mlp", 1, 1.0e5, seed=2, spec=CIFAR10)
     student_weights = [w.copy() for w in student.get_weights()]
     distiller = Distiller(student, teacher)
     distiller.compile(optimizer=sgd())
@@ -82,9 +83,9 @@ def test_teacher_weights_are_unchanged_after_fit(batch):
 
 def test_student_mimicking_a_fixed_random_teacher_lowers_its_loss(batch):
     images, labels = batch
-    teacher = build_student("cnn", 2, 1.0e5, seed=5)
+    teacher = build_student("cnn", 2, 1.0e5, seed=5, spec=CIFAR10)
     teacher_logits = teacher.predict(images, verbose=0)
-    distiller = Distiller(build_student("mlp", 2, 3.0e5, seed=6))
+    distiller = Distiller(build_student("mlp", 2, 3.0e5, seed=6, spec=CIFAR10))
     distiller.compile(optimizer=sgd(0.005))
     dataset = tf.data.Dataset.from_tensors((images, teacher_logits, labels)).repeat(10)
     history = distiller.fit(dataset, epochs=4, verbose=0, shuffle=False)
@@ -97,7 +98,8 @@ def test_student_mimicking_a_fixed_random_teacher_lowers_its_loss(batch):
 def test_other_losses_train(batch, loss):
     images, labels = batch
     teacher_logits = np.random.default_rng(3).normal(size=(BATCH, 10)).astype(np.float32)
-    distiller = Distiller(build_student("mlp", 1, 1.0e5, seed=0), loss=loss, temperature=2.0)
+    distiller = Distiller(build_student("mlp", 1, 1.0e5, seed=0, spec=CIFAR10), loss=loss,
+                          temperature=2.0)
     distiller.compile(optimizer=sgd())
     data = (images, labels) if loss == "hard" else (images, teacher_logits, labels)
     history = distiller.fit(tf.data.Dataset.from_tensors(data).repeat(5), epochs=2, verbose=0,
@@ -126,7 +128,7 @@ def test_knowledge_distillation_loss_closed_form():
 
 def test_missing_teacher_logits_is_a_clear_error(batch):
     images, labels = batch
-    distiller = Distiller(build_student("mlp", 1, 1.0e5))
+    distiller = Distiller(build_student("mlp", 1, 1.0e5, spec=CIFAR10))
     distiller.compile(optimizer=sgd())
     with pytest.raises(ValueError, match="needs teacher logits"):
         distiller.fit(tf.data.Dataset.from_tensors((images, labels)), epochs=1, verbose=0,
@@ -134,7 +136,7 @@ def test_missing_teacher_logits_is_a_clear_error(batch):
 
 
 def test_distiller_is_not_saved_but_its_student_is(tmp_path):
-    distiller = Distiller(build_student("mlp", 1, 1.0e5))
+    distiller = Distiller(build_student("mlp", 1, 1.0e5, spec=CIFAR10))
     with pytest.raises(NotImplementedError, match="save `distiller.student`"):
         distiller.get_config()
     distiller.save_weights(tmp_path / "unbuilt-is-fine.weights.h5")  # what KerasTuner does
@@ -148,7 +150,7 @@ def test_mixed_precision_applies_loss_scaling(batch):
     teacher_logits = np.random.default_rng(4).normal(size=(BATCH, 10)).astype(np.float32)
     keras.mixed_precision.set_dtype_policy("mixed_float16")
     try:
-        student = build_student("cnn", 2, 1.0e5, seed=0)
+        student = build_student("cnn", 2, 1.0e5, seed=0, spec=CIFAR10)
         distiller = Distiller(student)
         distiller.compile(optimizer=sgd())
         history = distiller.fit(
@@ -169,7 +171,7 @@ def test_mirrored_strategy_gives_the_same_step_as_no_strategy(batch):
     dataset = tf.data.Dataset.from_tensors((images, teacher_logits, labels))
 
     def one_step():
-        distiller = Distiller(build_student("mlp", 2, 1.0e5, seed=9))
+        distiller = Distiller(build_student("mlp", 2, 1.0e5, seed=9, spec=CIFAR10))
         distiller.compile(optimizer=sgd())
         distiller.fit(dataset, epochs=1, verbose=0, shuffle=False)
         return distiller.student.get_weights()

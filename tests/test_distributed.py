@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tuner import distributed
+from tuner.search import distributed
 
 
 @pytest.fixture

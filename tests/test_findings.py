@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from tuner.findings import FindingsError, main, write_findings
+from tuner.findings import main
+from tuner.report.findings import FindingsError, write_findings
 
 COLUMNS = ("cell", "family", "depth", "budget", "loss", "rank", "test_accuracy")
 

@@ -15,16 +15,16 @@ import keras
 import pytest
 
 from mimic_tf.config import ConfigError, load_config
-from mimic_tf.dataset import CIFAR10
+from mimic_tf.data.spec import CIFAR10
 from mimic_tf.layout import ExperimentLayout
 from serving.model_base import read_state
 from serving.signatures import METADATA_FILE
 from tuner import artifacts, publish
 from tuner.experiment import run_experiment
-from tuner.frontier import frontier_candidates, measure_frontier
-from tuner.frontier_table import FrontierRow, read_frontier
-from tuner.pareto import dominates
-from tuner.summary_run import FRONTIER_TAG, RELIABILITY_TAG
+from tuner.frontier.measure import frontier_candidates, measure_frontier
+from tuner.frontier.pareto import dominates
+from tuner.frontier.table import FrontierRow, read_frontier
+from tuner.report.summary_run import FRONTIER_TAG, RELIABILITY_TAG
 
 
 def smoke_config(**overrides):
@@ -114,7 +114,8 @@ def test_a_rerun_with_nothing_new_is_skipped(frontier_run):
     before = layout.frontier_csv.read_bytes()
     exports = {p: p.stat().st_mtime_ns for p in layout.frontier_models.glob("*/1/saved_model.pb")}
     lines = []
-    rows = measure_frontier(layout, smoke_config(), *test_split(layout), log=lines.append)
+    rows = measure_frontier(layout, smoke_config(), *test_split(layout), spec=CIFAR10,
+                            log=lines.append)
     assert "measured already" in lines[0]
     assert layout.frontier_csv.read_bytes() == before
     assert len(rows) == len(exports)

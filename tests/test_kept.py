@@ -12,12 +12,14 @@ import pytest
 
 from mimic_tf.config import load_config
 from mimic_tf.config.loading import save_config
+from mimic_tf.data.spec import CIFAR10
 from mimic_tf.layout import ExperimentLayout
-from tuner import artifacts, kept, status
-from tuner.cells import Cell, planned_cells
-from tuner.findings import write_findings
-from tuner.report import write_report
-from tuner.results import CSV_COLUMNS
+from tuner import artifacts, status
+from tuner.report.build import write_report
+from tuner.report.findings import write_findings
+from tuner.report.rows import CSV_COLUMNS
+from tuner.search import kept
+from tuner.search.cells import Cell, planned_cells
 
 BUDGET = 3.0e4
 OLD_TEACHER, NEW_TEACHER = "a" * 64, "b" * 64
@@ -146,8 +148,9 @@ def run_with_kept(published, tmp_path) -> ExperimentLayout:
             "metrics": {"metrics": {}}, "message": None}))
     artifacts.write_evaluation(search, {"trials": {"0": {
         "val_accuracy": 0.36, "test_accuracy": 0.35, "test_loss": 1.0, "test_agreement": 0.5,
-        "params": MLP2.realised_params({"ratio_1": 0.5, "ratio_2": 0.5}),
-        "widths": MLP2.realised_widths({"ratio_1": 0.5, "ratio_2": 0.5}), "diverged": False}}})
+        "params": MLP2.realised_params({"ratio_1": 0.5, "ratio_2": 0.5}, CIFAR10),
+        "widths": MLP2.realised_widths({"ratio_1": 0.5, "ratio_2": 0.5}, CIFAR10),
+        "diverged": False}}})
     return layout
 
 
@@ -198,7 +201,7 @@ def test_status_counts_kept_searches_as_done(run_with_kept):
 
 
 def test_a_kept_cells_baseline_pins_its_kept_best_architecture(run_with_kept):
-    from tuner.search import baseline_cell
+    from tuner.search.cell_search import baseline_cell
 
     twin = baseline_cell(CNN1, run_with_kept, kept.kept_rows(run_with_kept)[CNN1.name])
     assert twin.is_baseline and dict(twin.fixed_widths) == {"filters_1": 16, "hidden": 100}

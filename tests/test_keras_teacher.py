@@ -10,9 +10,9 @@ import pytest
 
 from mimic_tf.config import load_config
 from mimic_tf.data import load_splits
-from mimic_tf.dataset import CIFAR10
-from mimic_tf.keras_teacher import TeacherLoadError, load_keras_teacher
+from mimic_tf.data.spec import CIFAR10
 from mimic_tf.teachers import ensure_teacher
+from mimic_tf.teachers.keras_teacher import TeacherLoadError, load_keras_teacher
 from tuner import run
 
 

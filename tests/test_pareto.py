@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mimic_tf.diagnostics import expected_calibration_error, mimic_diagnostics, softmax
-from tuner.pareto import dominates, front, pareto_flags
+from tuner.frontier.pareto import dominates, front, pareto_flags
 
 
 def brute_force(points):

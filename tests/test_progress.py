@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from tuner.cells import Cell
-from tuner.progress import Progress, TrialProgress
+from tuner.search.cells import Cell
+from tuner.search.progress import Progress, TrialProgress
 
 
 def run_trial(progress: Progress, trial_id: str, val_accuracy: list[float]) -> None:

@@ -20,7 +20,7 @@ import yaml
 from mimic_tf import publish_teacher
 from mimic_tf.config import load_config
 from mimic_tf.data import load_splits
-from mimic_tf.published_teacher import (
+from mimic_tf.teachers.published import (
     PublishedTeacherError,
     compare_views,
     file_sha256,
@@ -257,7 +257,7 @@ def test_status_says_the_teacher_was_published_not_trained(published):
 
 
 def test_a_member_of_other_epochs_is_its_own_recipe_and_checked_as_such(published):
-    from mimic_tf.published_teacher import member_recipe, mismatches, read_manifest
+    from mimic_tf.teachers.published import member_recipe, mismatches, read_manifest
 
     config = load_config(published["config"])
     epochs = config.teacher.schedule.epochs

@@ -20,8 +20,8 @@ import pytest
 from tensorflow_serving.apis import get_model_status_pb2
 
 from mimic_tf.config import ConfigError, config_from_dict
+from mimic_tf.data.spec import CIFAR10
 from mimic_tf.preprocessing import PerImageStandardization
-from mimic_tf.vocabulary import CLASS_NAMES
 from serving import gate, release
 from serving.client import ServingClient, predict_request
 from serving.evaluator import Thresholds
@@ -60,7 +60,7 @@ def candidates(tmp_path_factory):
     base = tmp_path_factory.mktemp("exports")
     students = {"good": tiny_student(1), "worse": tiny_student(2), "good_too": tiny_student(1)}
     paths = {name: export_student(model, base, name, lineage={"trial_id": name},
-                                  class_names=CLASS_NAMES)
+                                  class_names=CIFAR10.class_names)
              for name, model in students.items()}
     labels = students["good"](IMAGES, training=False).numpy().argmax(axis=1)
     return paths, labels

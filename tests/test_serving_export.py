@@ -15,8 +15,8 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from mimic_tf.data.spec import CIFAR10
 from mimic_tf.preprocessing import PerImageStandardization
-from mimic_tf.vocabulary import CLASS_NAMES
 from serving import export
 from serving.servable import read_signature_defs
 from serving.signatures import encode_image_example
@@ -40,7 +40,7 @@ def tiny_cnn(seed: int = 0) -> keras.Model:
 def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("models")
     model = tiny_cnn()
-    version_dir = export.export_student(model, base, "cnn", class_names=CLASS_NAMES)
+    version_dir = export.export_student(model, base, "cnn", class_names=CIFAR10.class_names)
     return model, base, version_dir
 
 
@@ -129,18 +129,18 @@ def test_models_config_parses(exported):
 
 def test_next_version_explicit_version_and_kept_labels(tmp_path):
     model = tiny_cnn(seed=1)
-    assert export.export_student(model, tmp_path, "m", class_names=CLASS_NAMES).name == "1"
+    assert export.export_student(model, tmp_path, "m", class_names=CIFAR10.class_names).name == "1"
     config_path = tmp_path / "models.config"
     config = text_format.Parse(config_path.read_text(), model_server_config_pb2.ModelServerConfig())
     config.model_config_list.config[0].version_labels["stable"] = 1
     config_path.write_text(text_format.MessageToString(config))
-    assert export.export_student(model, tmp_path, "m", class_names=CLASS_NAMES).name == "2"
+    assert export.export_student(model, tmp_path, "m", class_names=CIFAR10.class_names).name == "2"
     assert export.export_student(model, tmp_path, "m", version=7,
-                                 class_names=CLASS_NAMES).name == "7"
+                                 class_names=CIFAR10.class_names).name == "7"
     with pytest.raises(export.ExportError, match="already exists"):
-        export.export_student(model, tmp_path, "m", version=2, class_names=CLASS_NAMES)
+        export.export_student(model, tmp_path, "m", version=2, class_names=CIFAR10.class_names)
     with pytest.raises(export.ExportError, match="not usable"):
-        export.export_student(model, tmp_path, "bad name", class_names=CLASS_NAMES)
+        export.export_student(model, tmp_path, "bad name", class_names=CIFAR10.class_names)
     config = text_format.Parse(config_path.read_text(), model_server_config_pb2.ModelServerConfig())
     assert dict(config.model_config_list.config[0].version_labels) == {"stable": 1}
     assert not config.model_config_list.config[0].HasField("model_version_policy")
@@ -152,7 +152,7 @@ def test_cli_exports_a_keras_file(tmp_path, capsys):
     tiny_cnn(seed=2).save(model_path)
     assert export.main(["--model", str(model_path), "--base", str(tmp_path / "models"),
                         "--name", "best", "--version", "3", "--write-batching-parameters",
-                        "--class-names", ",".join(CLASS_NAMES)]) == 0
+                        "--class-names", ",".join(CIFAR10.class_names)]) == 0
     out = capsys.readouterr().out
     assert "exported 'best' version 3" in out
     assert (tmp_path / "models" / "best" / "3" / "saved_model.pb").is_file()
@@ -179,13 +179,13 @@ def test_cli_usage_error_exits_2(argv, message, capsys):
 def test_mixed_precision_student_is_served_in_float32(tmp_path):
     from mimic_tf.students import build_student
 
-    student = build_student("cnn", 2, 1.0e5, seed=0, dtype_policy="mixed_bfloat16")
+    student = build_student("cnn", 2, 1.0e5, seed=0, dtype_policy="mixed_bfloat16", spec=CIFAR10)
     plain = tiny_cnn()
     assert export.float32_copy(plain) is plain  # already float32: exported as it is
     copy = export.float32_copy(student)
     assert {layer.compute_dtype for layer in copy.layers[1:]} == {"float32"}
     # checks to 1e-5
-    version_dir = export.export_student(student, tmp_path, "mixed", class_names=CLASS_NAMES)
+    version_dir = export.export_student(student, tmp_path, "mixed", class_names=CIFAR10.class_names)
     served = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     logits = served(images=tf.constant(IMAGES))["logits"].numpy()
     np.testing.assert_allclose(logits, copy.predict(IMAGES, verbose=0), atol=1e-5)

@@ -28,7 +28,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from mimic_tf.vocabulary import CLASS_NAMES
+from mimic_tf.data.spec import CIFAR10
 from serving import tensors
 from serving.export import export_student
 from serving.server import EmbeddedServer, ServerOptions
@@ -61,7 +61,7 @@ def student() -> keras.Model:
 def fuzz_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("fuzz-models")
     model = student()
-    export_student(model, base, "mlp", class_names=CLASS_NAMES)
+    export_student(model, base, "mlp", class_names=CIFAR10.class_names)
     options = ServerOptions(base / "models.config", port=0, rest_port=0,
                             file_system_poll_wait_seconds=0, max_message_bytes=MAX_MESSAGE_BYTES)
     with EmbeddedServer(options) as server:

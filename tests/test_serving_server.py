@@ -26,8 +26,8 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from mimic_tf.data.spec import CIFAR10
 from mimic_tf.preprocessing import PerImageStandardization
-from mimic_tf.vocabulary import CLASS_NAMES
 from serving.client import ServingClient
 from serving.compare import compare_models, write_comparison
 from serving.errors import ServingError
@@ -80,7 +80,7 @@ def models(tmp_path_factory):
     base = tmp_path_factory.mktemp("models")
     students = {"mlp": tiny_mlp(), "cnn": tiny_cnn()}
     for name, model in students.items():
-        export_student(model, base, name, class_names=CLASS_NAMES)
+        export_student(model, base, name, class_names=CIFAR10.class_names)
     config = read_model_server_config(base / "models.config")
     config.model_config_list.config[1].version_labels["stable"] = 1  # mlp (sorted: cnn, mlp)
     (base / "models.config").write_text(str(config))
@@ -362,12 +362,12 @@ def test_concurrent_clients_get_in_process_outputs(batching_server, models):
 
 
 def test_new_version_is_picked_up_and_reload_config(tmp_path):
-    export_student(tiny_mlp(seed=1), tmp_path, "growing", class_names=CLASS_NAMES)
+    export_student(tiny_mlp(seed=1), tmp_path, "growing", class_names=CIFAR10.class_names)
     options = ServerOptions(tmp_path / "models.config", port=0, rest_port=None,
                             file_system_poll_wait_seconds=0.1)
     with EmbeddedServer(options) as server, ServingClient(server.target) as client:
         assert client.available_versions("growing") == [1]
-        export_student(tiny_mlp(seed=2), tmp_path, "growing", class_names=CLASS_NAMES)
+        export_student(tiny_mlp(seed=2), tmp_path, "growing", class_names=CIFAR10.class_names)
         client.wait_until_available("growing", version=2, timeout_s=20)
         deadline = time.monotonic() + 20
         while client.available_versions("growing") != [2] and time.monotonic() < deadline:
@@ -447,7 +447,7 @@ def test_failed_warmup_keeps_version_unavailable_and_config_file_is_polled(tmp_p
     from serving.servable import WARMUP_FILE
 
     version_dir = export_student(tiny_mlp(seed=3), tmp_path / "models", "broken",
-                                 class_names=CLASS_NAMES)
+                                 class_names=CIFAR10.class_names)
     with open(version_dir / WARMUP_FILE, "ab") as warmup:
         warmup.write(b"not a TFRecord")
     config_path = tmp_path / "live.config"

@@ -13,7 +13,7 @@ from mimic_tf.data import load_splits
 from mimic_tf.layout import ExperimentLayout
 from mimic_tf.transfer import PARTIAL_PROGRESS_FILE
 from tuner import artifacts, status
-from tuner.cells import planned_cells
+from tuner.search.cells import planned_cells
 
 
 @pytest.fixture(scope="module")

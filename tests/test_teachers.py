@@ -14,6 +14,7 @@ from mimic_tf import teachers
 from mimic_tf import train_teacher as teacher_cli
 from mimic_tf.config import load_config
 from mimic_tf.data import load_splits
+from mimic_tf.data.spec import CIFAR10
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def smoke():
 
 def test_member_is_the_papers_family():
     config = dataclasses.replace(load_config("paper").teacher, width_jitter=0.0)
-    member = teachers.build_teacher_member(config)
+    member = teachers.build_teacher_member(config, spec=CIFAR10)
     convs = [layer for layer in member.layers if isinstance(layer, keras.layers.Conv2D)]
     pools = [layer for layer in member.layers if isinstance(layer, keras.layers.MaxPooling2D)]
     dense = [layer for layer in member.layers if isinstance(layer, keras.layers.Dense)]
@@ -48,7 +49,8 @@ def test_width_jitter_makes_members_differ():
 
 def test_ensemble_output_is_the_mean_of_member_logits():
     config = load_config("smoke").teacher
-    members = [teachers.build_teacher_member(config, index, seed=0) for index in range(3)]
+    members = [teachers.build_teacher_member(config, index, seed=0, spec=CIFAR10)
+               for index in range(3)]
     ensemble = teachers.build_ensemble(members)
     images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     expected = np.mean([m.predict(images, verbose=0) for m in members], axis=0)
@@ -79,7 +81,7 @@ def test_ensure_teacher_trains_saves_and_resumes(smoke, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a trained member was trained again")
 
-    monkeypatch.setattr(teachers, "train_member", fail)
+    monkeypatch.setattr(teachers.training, "train_member", fail)
     (tmp_path / "ensemble.keras").unlink()
     again = teachers.ensure_teacher(config, splits, tmp_path, verbose=0)
     np.testing.assert_allclose(
@@ -136,7 +138,8 @@ def test_the_ensembles_evaluation_logits_are_kept_for_the_transfer_set(smoke, tm
                                                                       splits.test_images),
                                rtol=1e-5, atol=1e-5)
     # Another teacher's weights: not its logits.
-    other = teachers.build_ensemble([teachers.build_teacher_member(config.teacher, 0, seed=9)])
+    other = teachers.build_ensemble([teachers.build_teacher_member(config.teacher, 0, seed=9,
+                                                                   spec=CIFAR10)])
     assert teachers.saved_evaluation_logits(tmp_path / "teacher", other) is None
 
     # Given them, the transfer set runs the teacher over the training views only.

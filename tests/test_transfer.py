@@ -15,6 +15,7 @@ import pytest
 from mimic_tf import transfer
 from mimic_tf.config import load_config
 from mimic_tf.data import augment, load_splits
+from mimic_tf.data.spec import CIFAR10
 from mimic_tf.distiller import Distiller
 from mimic_tf.students import build_student
 from mimic_tf.teachers import build_ensemble, build_teacher_member
@@ -24,7 +25,8 @@ from mimic_tf.teachers import build_ensemble, build_teacher_member
 def setup():
     config = load_config("smoke")
     splits = load_splits(config.data)
-    members = [build_teacher_member(config.teacher, index, seed=0) for index in range(2)]
+    members = [build_teacher_member(config.teacher, index, seed=0, spec=CIFAR10)
+               for index in range(2)]
     return config, splits, build_ensemble(members)
 
 
@@ -81,7 +83,7 @@ def test_stale_cache_is_rebuilt(setup, tmp_path):
     assert after.fingerprint != before.fingerprint
     assert not np.allclose(after.logits, before.logits)
     # New teacher weights: rebuilt as well.
-    other = build_ensemble([build_teacher_member(config.teacher, 5, seed=1)])
+    other = build_ensemble([build_teacher_member(config.teacher, 5, seed=1, spec=CIFAR10)])
     rebuilt = transfer.build_transfer_set(changed, splits, other, tmp_path, verbose=0)
     assert rebuilt.fingerprint != after.fingerprint
     manifest = json.loads((tmp_path / "manifest.json").read_text())
@@ -96,7 +98,7 @@ def test_cached_and_online_modes_give_the_same_loss(setup, tmp_path):
     online = transfer.build_transfer_set(online_config, splits, teacher, tmp_path / "online",
                                          verbose=0)
     assert online.logits is None
-    student = build_student("mlp", 1, 3.0e4, seed=0)
+    student = build_student("mlp", 1, 3.0e4, seed=0, spec=CIFAR10)
     cached_batches = cached.train_dataset(32)  # infinite: one step of each is evaluated
     online_batches = online.train_dataset(32, with_logits=False)
     with_cache = Distiller(student)
@@ -226,7 +228,7 @@ def test_views_left_by_another_teacher_are_not_resumed(setup, tmp_path, monkeypa
         transfer.build_transfer_set(config, splits, teacher, tmp_path, verbose=0)
     assert computed == [0]
 
-    other = build_ensemble([build_teacher_member(config.teacher, 5, seed=1)])
+    other = build_ensemble([build_teacher_member(config.teacher, 5, seed=1, spec=CIFAR10)])
     computed.clear()
     record_views(monkeypatch, computed)
     rebuilt = transfer.build_transfer_set(config, splits, other, tmp_path, verbose=0)

@@ -213,7 +213,7 @@ def test_overwrite_reruns_only_its_searches(smoke_run, tmp_path):
 
 
 def test_changed_settings_are_refused_not_mixed(smoke_run, tmp_path):
-    from tuner.search import SearchMismatchError
+    from tuner.search.settings import SearchMismatchError
 
     root = tmp_path / "smoke"
     shutil.copytree(smoke_run.root, root)
@@ -225,7 +225,7 @@ def test_changed_settings_are_refused_not_mixed(smoke_run, tmp_path):
 def test_a_search_depends_on_its_own_familys_epoch_cap_only(tmp_path):
     """Raising the CNNs' cap leaves the MLP searches of a run as they are, and not the
     reverse; a search recorded with every family's cap still resumes."""
-    from tuner.search import SearchMismatchError, _check_settings, search_settings
+    from tuner.search.settings import SearchMismatchError, check_settings, search_settings
 
     base = smoke_config(**{"student.mlp_epochs": 3, "student.cnn_epochs": 2})
     raised = smoke_config(**{"student.mlp_epochs": 3, "student.cnn_epochs": 5})
@@ -236,13 +236,13 @@ def test_a_search_depends_on_its_own_familys_epoch_cap_only(tmp_path):
     search = ExperimentLayout(tmp_path).search("mlp-d1-b30k")
     search.root.mkdir(parents=True)
     artifacts.write_settings(search, search_settings(base, "t"))  # both caps, as before
-    _check_settings(search, search_settings(raised, "t", "mlp"), "mlp")
+    check_settings(search, search_settings(raised, "t", "mlp"), "mlp")
     with pytest.raises(SearchMismatchError, match="student changed"):
-        _check_settings(search, search_settings(raised, "t", "cnn"), "cnn")
+        check_settings(search, search_settings(raised, "t", "cnn"), "cnn")
 
 
 def test_report_cli_rebuilds_the_files(smoke_run, tmp_path, capsys):
-    from tuner import report
+    from tuner.report import __main__ as report
 
     root = tmp_path / "smoke"
     shutil.copytree(smoke_run.root, root)
@@ -256,9 +256,9 @@ def test_report_cli_rebuilds_the_files(smoke_run, tmp_path, capsys):
 
 
 def test_figure_marks_the_papers_table_2_where_budgets_coincide(tmp_path):
-    from tuner.cells import Cell
-    from tuner.report import draw_figure, paper_points
-    from tuner.results import CellSummary
+    from tuner.report.figure import draw_figure, paper_points
+    from tuner.report.rows import CellSummary
+    from tuner.search.cells import Cell
 
     summaries = [CellSummary(Cell("mlp", 2, 1e6), 3, 0.47, [0.47, 0.45]),
                  CellSummary(Cell("mlp", 2, 3.16e5), 3, 0.44, [0.44, 0.43]),
@@ -273,7 +273,7 @@ def test_figure_marks_the_papers_table_2_where_budgets_coincide(tmp_path):
 
 
 def test_diverging_trial_scores_chance_and_does_not_crash():
-    from tuner.hypermodel import DivergenceGuard
+    from tuner.search.hypermodel import DivergenceGuard
 
     guard = DivergenceGuard(chance_accuracy=0.2)  # 5 classes
     guard.set_model(keras.Sequential())
@@ -293,8 +293,8 @@ def test_diverging_trial_scores_chance_and_does_not_crash():
 def test_student_precision_sets_the_policy_and_loss_scaling(precision, optimizer, compute):
     import keras_tuner
 
-    from tuner.cells import Cell
-    from tuner.hypermodel import StudentHyperModel
+    from tuner.search.cells import Cell
+    from tuner.search.hypermodel import StudentHyperModel
 
     config = smoke_config(**{"student.precision": precision}).student
     hypermodel = StudentHyperModel(Cell("cnn", 1, BUDGET), config, seed=0)
@@ -310,8 +310,8 @@ def test_auto_student_precision_is_the_devices_policy(monkeypatch, device_policy
     import keras_tuner
 
     from mimic_tf import runtime
-    from tuner.cells import Cell
-    from tuner.hypermodel import StudentHyperModel
+    from tuner.search.cells import Cell
+    from tuner.search.hypermodel import StudentHyperModel
 
     monkeypatch.setattr(runtime, "device_kind", lambda: "cpu")
     monkeypatch.setattr(runtime, "onednn_enabled", lambda: True)
@@ -329,8 +329,8 @@ def test_student_jit_compile_reaches_distiller_compile(setting, expected):
     import keras_tuner
 
     from mimic_tf.runtime import XLA_PAYS, device_kind
-    from tuner.cells import Cell
-    from tuner.hypermodel import StudentHyperModel
+    from tuner.search.cells import Cell
+    from tuner.search.hypermodel import StudentHyperModel
 
     config = smoke_config(**{"student.jit_compile": setting}).student
     for family in ("mlp", "cnn"):
@@ -347,8 +347,8 @@ def test_hard_label_baselines_search_dropout_and_weight_decay_mimic_students_do_
     import keras
     import keras_tuner
 
-    from tuner.cells import Cell
-    from tuner.hypermodel import DROPOUT, WEIGHT_DECAY, StudentHyperModel
+    from tuner.search.cells import Cell
+    from tuner.search.hypermodel import DROPOUT, WEIGHT_DECAY, StudentHyperModel
 
     config = smoke_config().student
     hard = StudentHyperModel(Cell("cnn", 2, BUDGET, loss="hard"), config, seed=0)
@@ -721,7 +721,7 @@ def test_bayesian_oracle_turns_to_its_gaussian_process(tmp_path):
     """After the random start, trials come from the GP (and state files stay valid JSON)."""
     import keras_tuner
 
-    from tuner.tuners import AtomicBayesianOracle, initial_random_points
+    from tuner.search.tuners import AtomicBayesianOracle, initial_random_points
 
     assert initial_random_points(30) == 10 and initial_random_points(3) == 2
     space = keras_tuner.HyperParameters()

@@ -18,14 +18,15 @@ import pytest
 from matplotlib.figure import Figure
 from tensorboard.backend.event_processing import event_accumulator
 
+from mimic_tf.data.spec import CIFAR10
 from mimic_tf.layout import ExperimentLayout
 from tuner import artifacts
-from tuner.cells import Cell
-from tuner.convergence import Convergence
-from tuner.findings import write_findings
-from tuner.report import write_report
-from tuner.results import read_summaries
-from tuner.summary_run import FIGURE_TAG, SERVED_TAG, TABLE_TAG, png_size
+from tuner.report.build import write_report
+from tuner.report.convergence import Convergence
+from tuner.report.findings import write_findings
+from tuner.report.rows import read_summaries
+from tuner.report.summary_run import FIGURE_TAG, SERVED_TAG, TABLE_TAG, png_size
+from tuner.search.cells import Cell
 
 REPO = Path(__file__).resolve().parent.parent
 BUDGET = 3.0e4
@@ -73,12 +74,13 @@ def tiny_run(tmp_path) -> ExperimentLayout:
         score, test, widths = trials[best]
         artifacts.write_evaluation(search, {"trials": {str(best): {
             "val_accuracy": score, "test_accuracy": test, "test_loss": 1.0,
-            "test_agreement": 0.5, "params": cell.realised_params(widths),
-            "widths": cell.realised_widths(widths), "diverged": False}}})
+            "test_agreement": 0.5, "params": cell.realised_params(widths, CIFAR10),
+            "widths": cell.realised_widths(widths, CIFAR10), "diverged": False}}})
     layout.teacher.mkdir()
     layout.teacher_summary.write_text(json.dumps({"source": "synthetic", "ensemble": {
         "members": 2, "params": 1000, "test_accuracy": 0.6, "validation_accuracy": 0.61}}))
     artifacts.record_command(layout, "python -m tuner.run --family all --config smoke")
+    artifacts.write_dataset(layout, CIFAR10, "synthetic")  # as tuner.run records it
     layout.comparison_png.write_bytes(png_bytes(4, 2))
     return layout
 
@@ -113,7 +115,7 @@ def test_report_ranks_trials_from_their_json_and_sizes_the_untested_ones(tiny_ru
     assert (best.rank, best.test_accuracy) == (1, 0.33)
     assert (other.rank, other.test_accuracy) == (2, None)
     assert abs(other.params - BUDGET) <= 0.005 * BUDGET  # closed form, no model built
-    assert other.widths == Cell("mlp", 1, BUDGET).realised_widths({"hidden": 300})
+    assert other.widths == Cell("mlp", 1, BUDGET).realised_widths({"hidden": 300}, CIFAR10)
     summaries = {s.cell.name: s for s in report.summaries}
     assert summaries["cnn-d1-b30k"].best_test == 0.44 and summaries["cnn-d1-b30k"].trials == 2
     text = report.results_md.read_text()

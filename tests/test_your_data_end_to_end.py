@@ -24,7 +24,7 @@ from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_
 
 from mimic_tf import data
 from mimic_tf.config import load_config, resolve_config_path
-from mimic_tf.dataset import DatasetSpec
+from mimic_tf.data.spec import DatasetSpec
 from serving import compare
 from serving.model_config import model_entries, read_model_server_config
 from serving.server import EmbeddedServer, ServerOptions

@@ -24,10 +24,10 @@ from typing import Any, TypedDict
 
 import yaml
 
-from mimic_tf.dataset import CIFAR10, DatasetSpec
+from mimic_tf.data.spec import DatasetSpec
 from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import ExperimentLayout, SearchLayout
-from tuner.cells import Cell
+from tuner.search.cells import Cell
 
 FAMILY_ORDER = {"mlp": 0, "cnn": 1}  # searches are listed MLPs first, as Table 2 has them
 
@@ -322,8 +322,15 @@ def write_dataset(layout: ExperimentLayout, spec: DatasetSpec, source: str) -> N
     _write_json(layout.dataset_file, {**spec.to_dict(), "source": source})
 
 
+class MissingDatasetError(FileNotFoundError):
+    """A run folder without `dataset.json`: what its images and classes are is not known."""
+
+
 def read_dataset(layout: ExperimentLayout) -> DatasetSpec:
-    """The run's images and classes; CIFAR-10 for a run made before `dataset.json` existed."""
+    """The run's images and classes, as `tuner.run` recorded them (`dataset.json`)."""
     if not layout.dataset_file.is_file():
-        return CIFAR10
+        raise MissingDatasetError(
+            f"{layout.dataset_file} is missing, so the run's image shape and class names are "
+            f"not known; run `python -m tuner.run --config {layout.root.name}` again (it "
+            "writes the file before any search), or pass the class names yourself")
     return DatasetSpec.from_dict(_read_json(layout.dataset_file))

@@ -45,9 +45,9 @@ from pathlib import Path
 
 from mimic_tf.config import ConfigError, ExperimentConfig, load_config
 from mimic_tf.layout import ExperimentLayout
-from mimic_tf.published_teacher import member_paths
-from tuner import kept
-from tuner.cells import planned_cells
+from mimic_tf.teachers.published import member_paths
+from tuner.search import kept
+from tuner.search.cells import planned_cells
 
 FAMILIES = ("mlp", "cnn")
 UNITS_FILE = "units.csv"

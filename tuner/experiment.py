@@ -32,23 +32,30 @@ from mimic_tf.config import ExperimentConfig, save_config
 from mimic_tf.data import load_splits
 from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import ExperimentLayout
-from mimic_tf.published_teacher import read_published_teacher, resolve_folder
 from mimic_tf.teachers import ensure_teacher, saved_evaluation_logits
+from mimic_tf.teachers.published import read_published_teacher, resolve_folder
 from mimic_tf.transfer import build_transfer_set, published_transfer_set, transfer_teacher
 from mimic_tf.vocabulary import HARD_LOSS, PICK_FRONTIER
-from tuner import artifacts, distributed, kept
-from tuner.cells import HARD_SUFFIX, Cell, planned_cells
-from tuner.frontier import measure_frontier
-from tuner.hypermodel import TrainingData
-from tuner.progress import Progress, format_duration
+from tuner import artifacts
+from tuner.frontier.measure import measure_frontier
 from tuner.publish import (
     NoStudentWithinBudget,
     export_best_students,
     push_best_students,
     push_frontier_pick,
 )
-from tuner.report import Report, write_report
-from tuner.search import SearchContext, baseline_cell, build_tuner, evaluate_top_trials, run_search
+from tuner.report.build import Report, write_report
+from tuner.search import distributed, kept
+from tuner.search.cell_search import (
+    SearchContext,
+    baseline_cell,
+    build_tuner,
+    evaluate_top_trials,
+    run_search,
+)
+from tuner.search.cells import HARD_SUFFIX, Cell, planned_cells
+from tuner.search.hypermodel import TrainingData
+from tuner.search.progress import Progress, format_duration
 
 
 class UnknownSearchError(ValueError):

@@ -47,7 +47,7 @@ from serving.export import ExportError, export_student
 from serving.gate import release_candidate
 from tuner import artifacts
 from tuner.artifacts import Evaluation
-from tuner.frontier_table import FrontierRow
+from tuner.frontier.table import FrontierRow
 
 
 class NoStudentWithinBudget(RuntimeError):
@@ -291,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         images, labels = getattr(splits, f"{split}_images"), getattr(splits, f"{split}_labels")
         data = f"{splits.source} {split} ({len(images)} images)"
         if config.release.pick == PICK_FRONTIER:
-            from tuner.frontier import measure_frontier
+            from tuner.frontier.measure import measure_frontier
 
             rows = measure_frontier(layout, config, splits.test_images, splits.test_labels,
                                     spec=splits.spec,

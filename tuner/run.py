@@ -23,7 +23,7 @@ from mimic_tf.vocabulary import ALL_FAMILIES, STUDENT_FAMILIES, TUNERS
 
 if TYPE_CHECKING:  # tuner.experiment loads TensorFlow: imported once the flags are good
     from tuner.experiment import ExperimentSummary
-    from tuner.report import Report
+    from tuner.report.build import Report
 
 _SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9}
 
@@ -188,13 +188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Heavy imports (TensorFlow) only once the flags are known to be good.
     import_tensorflow_quietly(args.verbose)
     from mimic_tf.data import DataError
-    from mimic_tf.keras_teacher import TeacherLoadError
-    from mimic_tf.published_teacher import PublishedTeacherError
     from mimic_tf.teachers import TeacherMismatchError
-    from tuner.distributed import DistributedSetupError
+    from mimic_tf.teachers.keras_teacher import TeacherLoadError
+    from mimic_tf.teachers.published import PublishedTeacherError
     from tuner.experiment import UnknownSearchError, run_experiment
-    from tuner.kept import KeptSearchError
-    from tuner.search import SearchMismatchError
+    from tuner.search.distributed import DistributedSetupError
+    from tuner.search.kept import KeptSearchError
+    from tuner.search.settings import SearchMismatchError
 
     try:
         command = " ".join(["python -m tuner.run", *(argv if argv is not None else sys.argv[1:])])
@@ -239,8 +239,8 @@ def summary_text(report: Report) -> str:
     """The end of a run for a person: the table, the gap, where the files are, TensorBoard."""
     from mimic_tf.layout import ExperimentLayout
     from tuner import artifacts
-    from tuner.findings import check_findings
-    from tuner.frontier_table import read_frontier
+    from tuner.frontier.table import read_frontier
+    from tuner.report.findings import check_findings
 
     root = report.results_md.parent
     lines = report.results_md.read_text().splitlines()

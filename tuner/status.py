@@ -21,8 +21,9 @@ from typing import Any
 from mimic_tf.cli import import_tensorflow_quietly
 from mimic_tf.config import ConfigError, ExperimentConfig, load_config
 from mimic_tf.layout import ExperimentLayout
-from tuner import artifacts, kept
-from tuner.cells import planned_cells
+from tuner import artifacts
+from tuner.search import kept
+from tuner.search.cells import planned_cells
 
 FAMILIES = ("mlp", "cnn")
 

@@ -108,7 +108,7 @@ class TeacherConfig:
     # machine trains its later members shorter. []: every member the same.
     member_epochs: tuple[int, ...] = ()
     # A published teacher to distil from instead of training one: a folder of member_XX.npz and
-    # .json (mimic_tf.published_teacher), absolute or relative to the working directory or the
+    # .json (mimic_tf.teachers.published), absolute or relative to the working directory or the
     # project's root; every member it holds is averaged. "": train the teacher (family...).
     published: str = ""
     # XLA for the members' training: auto (what measured faster here, mimic_tf/runtime.py),

@@ -26,13 +26,7 @@ int64 labels, train and test (test empty when the source has none), before any s
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import tarfile
-import tempfile
-import zipfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,21 +34,13 @@ import numpy as np
 import tensorflow as tf
 
 from mimic_tf.config import DataConfig
-from mimic_tf.files import atomic_path
-from mimic_tf.vocabulary import CLASS_NAMES, NUM_CLASSES  # noqa: F401 - re-exported by data
-
-IMAGE_SHAPE = (32, 32, 3)  # CIFAR-10's (synthetic images too)
+from mimic_tf.data.image_folders import checked_images, load_image_folder, resized
+from mimic_tf.data.spec import CIFAR10, DataError, RawArrays
 
 ARCHIVE_NAME = "cifar10-jpeg.tar.gz"  # the shared JPEG copy of CIFAR-10 (shared/data/README.md)
 DATA_ENV = "MIMIC_TF_DATA"  # path of an archive or ImageFolder tree to use for source=auto
 CACHE_ENV = "MIMIC_TF_CACHE"  # where archives are unpacked and decoded pixels cached
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 SYNTHETIC_SEED = 0  # synthetic images do not depend on the split seed
-DECODER_VERSION = "tf-jpeg-accurate-1"  # part of the decoded-cache key: bump to re-decode
-
-RawArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-
 
 class SourceData(NamedTuple):
     """A loaded source: its arrays, where they came from, and the class names (label order)."""
@@ -62,10 +48,6 @@ class SourceData(NamedTuple):
     arrays: RawArrays  # train images, train labels, test images, test labels
     resolved: str  # e.g. "folder:/.../cifar10-jpeg.tar.gz" or "tfds:mnist"
     class_names: tuple[str, ...]
-
-
-class DataError(RuntimeError):
-    """Data that is missing or malformed; the message says how to provide it."""
 
 
 def default_cache_dir() -> Path:
@@ -101,7 +83,7 @@ def load_source(
     if source == "synthetic":
         arrays = make_synthetic(config.synthetic_examples + config.validation_size,
                                 config.synthetic_examples)
-        return SourceData(arrays, "synthetic", CLASS_NAMES)
+        return SourceData(arrays, "synthetic", CIFAR10.class_names)
     if source.startswith("tfds:"):
         name = source.removeprefix("tfds:")
         return _tfds_source(name, None, True, image_size)
@@ -158,7 +140,7 @@ def _load_auto(cache: Path, image_size: tuple[int, int] | None) -> SourceData:
 
 
 def _folder_source(path: Path, cache: Path, image_size: tuple[int, int] | None) -> SourceData:
-    arrays, class_names = _load_folder_source(path, cache, image_size)
+    arrays, class_names = load_image_folder(path, cache, image_size, _how_to_provide_data())
     return SourceData(arrays, f"folder:{path}", tuple(class_names))
 
 
@@ -259,7 +241,7 @@ def _stack_images(images: tf.data.Dataset, image_size: tuple[int, int] | None,
                   where: str) -> np.ndarray:
     """One uint8 `[N, H, W, C]` array of a dataset of images (resized to `image_size`)."""
     if image_size is not None:
-        images = images.map(lambda image: _resized(image, image_size),
+        images = images.map(lambda image: resized(image, image_size),
                             num_parallel_calls=tf.data.AUTOTUNE)
     stacked = [np.asarray(image) for image in images.as_numpy_iterator()]
     if not stacked:
@@ -268,265 +250,7 @@ def _stack_images(images: tf.data.Dataset, image_size: tuple[int, int] | None,
     if len(shapes) > 1:
         raise DataError(f"{where}: images differ in size ({shapes[0]} and {shapes[-1]}, among "
                         f"{len(shapes)} shapes); set data.image_size: [H, W] to resize them")
-    return _checked_images(np.stack(stacked).astype(np.uint8), where)
-
-
-def _resized(image: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
-    """`image` resized to `image_size` (bilinear, antialiased), back to uint8."""
-    resized = tf.image.resize(image, image_size, antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-
-
-def _checked_images(images: np.ndarray, where: str) -> np.ndarray:
-    if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise DataError(f"{where}: images have shape {images.shape}, expected [N, H, W, C] "
-                        "with C = 1 (grayscale) or 3 (colour)")
-    return images
-
-
-# ----- folder:PATH ---------------------------------------------------------------------------
-
-
-def _load_folder_source(path: Path, cache: Path, image_size: tuple[int, int] | None = None
-                        ) -> tuple[RawArrays, list[str]]:
-    """An ImageFolder tree or an archive of one, decoded once and cached; its class names."""
-    if not path.exists():
-        raise DataError(
-            f"data path '{path}' does not exist. folder:PATH needs an ImageFolder tree "
-            f"(PATH/train/<label>/*.jpg and PATH/test/<label>/*.jpg) or a .tar.gz of one, "
-            f"e.g. folder:/path/to/{ARCHIVE_NAME}.\n{_how_to_provide_data()}"
-        )
-    if path.is_file():
-        if not path.name.endswith(ARCHIVE_SUFFIXES):
-            raise DataError(
-                f"data path '{path}' is a file but not an archive ({', '.join(ARCHIVE_SUFFIXES)})"
-                f"; pass an ImageFolder tree or a .tar.gz of one"
-            )
-        decoded_dir = _unpacked_archive(path, cache)
-        root = _find_tree_root(decoded_dir, described_as=f"archive '{path}'")
-    else:
-        root = _find_tree_root(path, described_as=f"folder '{path}'")
-        key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
-        decoded_dir = cache / "decoded" / f"{root.name}-{key}"
-    class_names, entries = _list_tree(root)
-    listing = hashlib.sha256(DECODER_VERSION.encode())
-    listing.update("\n".join(class_names).encode())
-    for relative, label, size, mtime in entries:
-        listing.update(f"\n{relative}\t{label}\t{size}\t{mtime}".encode())
-    if image_size is not None:  # a resized copy is cached beside, not over, the original
-        listing.update(f"\nresized to {image_size[0]}x{image_size[1]}".encode())
-        decoded_dir = decoded_dir / f"resized-{image_size[0]}x{image_size[1]}"
-    cache_file = decoded_dir / f"decoded-{listing.hexdigest()[:16]}.npz"
-    cached = _read_decoded_cache(cache_file)
-    if cached is not None:
-        return cached, class_names
-    images = _decode_images([str(root / relative) for relative, _, _, _ in entries],
-                            image_size)
-    labels = np.asarray([label for _, label, _, _ in entries], dtype=np.int64)
-    is_train = np.asarray([relative.startswith("train/") for relative, _, _, _ in entries])
-    arrays = (images[is_train], labels[is_train], images[~is_train], labels[~is_train])
-    _write_decoded_cache(cache_file, arrays)
-    return arrays, class_names
-
-
-def _unpacked_archive(archive: Path, cache: Path) -> Path:
-    """The folder the archive is unpacked in, unpacking it first if no earlier run did.
-
-    Keyed by the archive's path, size and mtime. Unpacked into a temporary sibling and renamed
-    into place, so an interrupted unpack is never mistaken for a complete one.
-    """
-    status = archive.stat()
-    key = hashlib.sha256(
-        f"{archive.resolve()}\0{status.st_size}\0{status.st_mtime_ns}".encode()
-    ).hexdigest()[:12]
-    stem = archive.name
-    for suffix in ARCHIVE_SUFFIXES:
-        stem = stem.removesuffix(suffix)
-    target = cache / f"{stem}-{key}"
-    if target.is_dir():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(dir=cache, prefix=f".{target.name}.unpacking-"))
-    try:
-        _unpack_archive(archive, temporary)
-        os.rename(temporary, target)
-    except OSError:
-        shutil.rmtree(temporary, ignore_errors=True)
-        if target.is_dir():  # another process finished first: use its copy
-            return target
-        raise
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    return target
-
-
-def _unpack_archive(archive: Path, destination: Path) -> None:
-    """Extract every member of a tar archive under `destination` (no links out of it)."""
-    try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(destination, filter="data")
-    except (tarfile.TarError, EOFError, OSError) as error:
-        raise DataError(
-            f"cannot unpack '{archive}' ({type(error).__name__}: {error}); is it a complete "
-            f".tar.gz? Copy {ARCHIVE_NAME} again or pass an unpacked folder as folder:PATH"
-        ) from error
-
-
-def _find_tree_root(path: Path, described_as: str) -> Path:
-    """The folder holding `train/` and `test/`: `path` itself or one or two levels below."""
-    levels = [[path]]
-    for _ in range(2):
-        levels.append(sorted(child for parent in levels[-1] if parent.is_dir()
-                             for child in parent.iterdir() if child.is_dir()))
-    for level in levels:
-        roots = [folder for folder in level if (folder / "train").is_dir()]
-        if len(roots) == 1:
-            return roots[0]
-        if len(roots) > 1:
-            raise DataError(
-                f"{described_as} holds several train/ trees ({', '.join(map(str, roots))})"
-                f"; pass the one to use as folder:PATH"
-            )
-    raise DataError(
-        f"{described_as} has no ImageFolder tree: expected train/<label>/*.jpg (and "
-        f"optionally test/<label>/*.jpg) at its top or one or two levels down"
-    )
-
-
-def _list_tree(root: Path) -> tuple[list[str], list[tuple[str, int, int, int]]]:
-    """Class names (sorted folder names) and `(relative path, label, size, mtime_ns)` per image.
-
-    Train images first, then test; within a split by label, then by file name.
-    """
-    class_names = sorted(entry.name for entry in (root / "train").iterdir() if entry.is_dir())
-    has_test = (root / "test").is_dir()
-    test_names = sorted(entry.name for entry in (root / "test").iterdir()
-                        if entry.is_dir()) if has_test else class_names
-    if len(class_names) < 2 or class_names != test_names:
-        raise DataError(
-            f"ImageFolder tree '{root}': train/ (and test/, if any) must hold the same two or "
-            f"more label folders; train has {class_names}, test has {test_names}"
-        )
-    entries = []
-    for split in ("train", "test") if has_test else ("train",):
-        for label, name in enumerate(class_names):
-            with os.scandir(root / split / name) as scan:
-                files = sorted(
-                    (entry for entry in scan
-                     if entry.is_file() and entry.name.lower().endswith(IMAGE_SUFFIXES)),
-                    key=lambda entry: entry.name,
-                )
-            for entry in files:
-                status = entry.stat()
-                entries.append(
-                    (f"{split}/{name}/{entry.name}", label, status.st_size, status.st_mtime_ns)
-                )
-        if not any(relative.startswith(f"{split}/") for relative, _, _, _ in entries):
-            raise DataError(
-                f"ImageFolder tree '{root}': {split}/ holds no images "
-                f"({', '.join(IMAGE_SUFFIXES)})"
-            )
-    return class_names, entries
-
-
-def _decode_images(paths: Sequence[str], image_size: tuple[int, int] | None = None
-                   ) -> np.ndarray:
-    """Decode image files to uint8 `[N, H, W, C]` in parallel; DataError names a bad file.
-
-    The first image sets the channels (1 for grayscale, else 3: alpha is dropped) and, without
-    `image_size`, the size every other image must have; with it, every image is resized to it.
-    JPEGs are decoded with the accurate integer IDCT (as PIL does), other formats by
-    `tf.io.decode_image`.
-    """
-    first = _decode_one(tf.io.read_file(paths[0]), 0, paths[0])
-    channels = 1 if first.shape[-1] in (1, 2) else 3
-    shape = (*(image_size or first.shape[:2]), channels)
-
-    def decode(path):
-        image = _decode_one(tf.io.read_file(path), channels)
-        if image_size is not None:
-            return _resized(image, image_size), tf.constant(shape, tf.int32)
-        size = tf.shape(image)
-        good = tf.reduce_all(tf.equal(size, shape))
-        image = tf.cond(good, lambda: tf.reshape(image, shape),
-                        lambda: tf.zeros(shape, tf.uint8))
-        return image, size
-
-    dataset = (
-        tf.data.Dataset.from_tensor_slices(list(paths))
-        .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .batch(4096)
-    )
-    images, shapes = [], []
-    try:
-        for batch_images, batch_shapes in dataset:
-            images.append(batch_images.numpy())
-            shapes.append(batch_shapes.numpy())
-    except tf.errors.OpError:
-        for path in paths:  # slow path, only to name the file that cannot be decoded
-            try:
-                tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
-            except tf.errors.OpError as error:
-                raise DataError(
-                    f"cannot decode image '{path}' ({error.message}); replace or remove it"
-                ) from error
-        raise
-    shapes = np.concatenate(shapes)
-    bad = np.flatnonzero(np.any(shapes != shape, axis=1))
-    if len(bad):
-        raise DataError(
-            f"image '{paths[bad[0]]}' has shape {tuple(shapes[bad[0]].tolist())}, unlike the "
-            f"first image's {shape} ({len(bad)} such images); set data.image_size: [H, W] to "
-            "resize every image to one size"
-        )
-    return np.concatenate(images)
-
-
-def _decode_one(contents: tf.Tensor, channels: int, path: str | None = None) -> tf.Tensor:
-    """One image file's pixels (`channels` 0: as stored)."""
-    try:
-        return tf.cond(
-            tf.io.is_jpeg(contents),
-            # TF's default JPEG IDCT (INTEGER_FAST) shifts channel means by about 1; the
-            # accurate one matches PIL and libjpeg's defaults bit for bit.
-            lambda: tf.io.decode_jpeg(contents, channels=channels,
-                                      dct_method="INTEGER_ACCURATE"),
-            lambda: tf.io.decode_image(contents, channels=channels, expand_animations=False),
-        )
-    except tf.errors.OpError as error:
-        raise DataError(f"cannot decode image '{path}' ({error.message}); replace or remove "
-                        "it") from error
-
-
-_CACHE_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
-
-
-def _read_decoded_cache(path: Path) -> RawArrays | None:
-    """The cached arrays, or None when there is no usable cache (then decode again)."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path) as stored:
-            arrays = tuple(stored[key] for key in _CACHE_KEYS)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        return None
-    train_images, train_labels, test_images, test_labels = arrays
-    for images, labels in ((train_images, train_labels), (test_images, test_labels)):
-        if (images.dtype != np.uint8 or images.ndim != 4
-                or images.shape[1:] != train_images.shape[1:]
-                or labels.dtype != np.int64 or labels.shape != images.shape[:1]):
-            return None
-    return train_images, train_labels, test_images, test_labels
-
-
-def _write_decoded_cache(path: Path, arrays: RawArrays) -> None:
-    """Write through a temporary file and a rename; remove older caches of the same tree."""
-    with atomic_path(path) as temporary:
-        np.savez(temporary, **dict(zip(_CACHE_KEYS, arrays, strict=True)))
-    for stale in path.parent.glob("decoded-*.npz"):
-        if stale != path:
-            stale.unlink(missing_ok=True)
+    return checked_images(np.stack(stacked).astype(np.uint8), where)
 
 
 # ----- synthetic -----------------------------------------------------------------------------
@@ -546,12 +270,12 @@ def make_synthetic(
 
 def _synthetic_split(count: int, seed: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(count) % NUM_CLASSES).astype(np.int64)
-    hues = np.arange(NUM_CLASSES) / NUM_CLASSES
+    labels = rng.permutation(np.arange(count) % CIFAR10.num_classes).astype(np.int64)
+    hues = np.arange(CIFAR10.num_classes) / CIFAR10.num_classes
     colours = 128 + 70 * np.stack(  # one distinct colour per class around mid grey
         [np.cos(2 * np.pi * (hues + shift)) for shift in (0.0, 1 / 3, 2 / 3)], axis=1
     )
-    angles = np.pi * np.arange(NUM_CLASSES) / NUM_CLASSES
+    angles = np.pi * np.arange(CIFAR10.num_classes) / CIFAR10.num_classes
     rows, columns = np.meshgrid(np.arange(32, dtype=np.float32), np.arange(32, dtype=np.float32),
                                 indexing="ij")
     phase = rng.uniform(0, 2 * np.pi, size=(count, 1, 1)).astype(np.float32)

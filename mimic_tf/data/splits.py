@@ -19,22 +19,21 @@ import numpy as np
 
 from mimic_tf.config import DataConfig
 from mimic_tf.data.sources import DataError, load_source
-from mimic_tf.dataset import DatasetSpec
-from mimic_tf.vocabulary import CLASS_NAMES
+from mimic_tf.data.spec import DatasetSpec
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Splits:
     """The train / validation / test splits as uint8 images and int64 labels, in memory."""
 
-    train_images: np.ndarray  # uint8 [N_train, 32, 32, 3]
+    train_images: np.ndarray  # uint8 [N_train, H, W, C]
     train_labels: np.ndarray  # int64 [N_train]
     validation_images: np.ndarray
     validation_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
     source: str  # where the images came from, e.g. "folder:/.../cifar10-jpeg.tar.gz"
-    class_names: tuple[str, ...] = CLASS_NAMES  # one per label, in label order
+    class_names: tuple[str, ...]  # one per label, in label order
 
     ARRAY_NAMES = (
         "train_images", "train_labels", "validation_images", "validation_labels",

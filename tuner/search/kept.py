@@ -22,7 +22,7 @@ A published search is kept when
   teacher's weights differ: the teacher was trained again. `results.csv`'s `teacher` column
   names the weights each search stood on (the ensemble's digest), so the report can say
   which searches stood on which teacher.
-Nothing here imports TensorFlow but `search_recipe`, which `tuner.run` alone calls.
+Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from typing import Any
 from mimic_tf.config import ConfigError, ExperimentConfig, load_config
 from mimic_tf.layout import ExperimentLayout
 from tuner import artifacts
-from tuner.cells import HARD_SUFFIX, Cell
-from tuner.results import write_csv
+from tuner.report.rows import write_csv
+from tuner.search.cells import HARD_SUFFIX, Cell
+from tuner.search.settings import search_settings
 
 Rows = dict[str, list[dict[str, str]]]  # cell name -> its rows of results.csv, as read
 RECIPE_SECTIONS = ("data", "augment", "teacher", "transfer")
@@ -49,8 +50,6 @@ class KeptSearchError(ValueError):
 def search_recipe(config: ExperimentConfig, family: str) -> dict[str, Any]:
     """What a search of `family` learns from, its teacher's weights aside: the teacher's
     recipe, the data, the transfer set's views, and the search's settings and trials."""
-    from tuner.search import search_settings  # imports TensorFlow
-
     settings = search_settings(config, transfer_fingerprint="", family=family)
     del settings["transfer"]  # the transfer set's digest names the teacher's weights
     plain = config.to_dict()

@@ -3,8 +3,10 @@
     spec = DatasetSpec(height=8, width=8, channels=1, class_names=tuple("0123456789"))
     spec.image_shape, spec.num_classes, spec.input_values     # (8, 8, 1), 10, 64
 
-CIFAR-10 (`CIFAR10`) is the default everywhere, so code written for it keeps its numbers.
-Plain data, no TensorFlow: budgets, configs and reports import it freely.
+Every function that builds, budgets, exports or serves a model takes the spec as an argument:
+nothing falls back to CIFAR-10. `CIFAR10` describes the paper's data, for code that means it
+(the synthetic source, the paper's tables, benchmarks). A run's own spec is in its
+`dataset.json`. Plain data, no TensorFlow: budgets, configs and reports import it freely.
 """
 
 from __future__ import annotations
@@ -13,17 +15,24 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mimic_tf.vocabulary import CLASS_NAMES
+import numpy as np
+
+RawArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""A source's train images, train labels, test images and test labels, before any split."""
+
+
+class DataError(RuntimeError):
+    """Data that is missing or malformed; the message says how to provide it."""
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """Image height, width and channels, and the class names (hence their count)."""
 
-    height: int = 32
-    width: int = 32
-    channels: int = 3
-    class_names: tuple[str, ...] = CLASS_NAMES
+    height: int
+    width: int
+    channels: int
+    class_names: tuple[str, ...]
 
     def __post_init__(self) -> None:
         if min(self.height, self.width) < 1 or self.channels not in (1, 3):
@@ -67,4 +76,7 @@ class DatasetSpec:
         return cls(int(height), int(width), int(channels), tuple(class_names))
 
 
-CIFAR10 = DatasetSpec()
+CIFAR10 = DatasetSpec(32, 32, 3, (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+))

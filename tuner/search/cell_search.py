@@ -24,31 +24,27 @@ import contextlib
 import dataclasses
 import shutil
 import warnings
-import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import keras
 import keras_tuner
 import tensorflow as tf
 
 from mimic_tf.config import ExperimentConfig
+from mimic_tf.files import atomic_save_model
 from mimic_tf.layout import ExperimentLayout, SearchLayout
-from mimic_tf.teachers import atomic_save_model
 from mimic_tf.vocabulary import HARD_LOSS
-from tuner import artifacts, distributed, kept
+from tuner import artifacts
 from tuner.artifacts import Evaluation, TrialRecord
-from tuner.cells import Cell
-from tuner.hypermodel import StudentHyperModel, TrainingData
-from tuner.progress import Progress
-from tuner.tuners import make_tuner
+from tuner.search import distributed, kept
+from tuner.search.cells import Cell
+from tuner.search.hypermodel import StudentHyperModel, TrainingData
+from tuner.search.progress import Progress
+from tuner.search.settings import check_settings, search_seed, search_settings
+from tuner.search.tuners import make_tuner
 
 DIVERGED_ERROR = "every evaluated trial diverged (non-finite loss)"
-
-
-class SearchMismatchError(RuntimeError):
-    """An existing search was run with settings other than the current ones."""
 
 
 @dataclasses.dataclass
@@ -64,58 +60,6 @@ class SearchContext:
     strategy: tf.distribute.Strategy | None = None
 
 
-def search_seed(seed: int, cell: Cell) -> int:
-    """The oracle's seed: the config's, varied per cell so searches explore independently."""
-    return seed * 100_003 + zlib.crc32(cell.name.encode()) % 100_003
-
-
-def search_settings(config: ExperimentConfig, transfer_fingerprint: str,
-                    family: str | None = None) -> dict[str, Any]:
-    """Everything a search's trials depend on, besides the cell itself and the trial count.
-
-    `student.jit_compile` is left out: XLA changes how fast a trial runs, not what it learns
-    (runtime.json records it), so a search resumes under either setting. With `family`, the
-    other families' epoch caps (`student.cnn_epochs` for an MLP search) are left out too: a
-    run may raise the CNNs' cap without restarting its MLP searches.
-    """
-    student = _own_epoch_cap({key: value for key, value in config.to_dict()["student"].items()
-                              if key != "jit_compile"}, family)
-    return {
-        "student": student,
-        "tuner": config.search.tuner,
-        "seed": config.seed,
-        "transfer": transfer_fingerprint,
-    }
-
-
-def _own_epoch_cap(student: dict[str, Any], family: str | None) -> dict[str, Any]:
-    """`student` without the epoch caps of families other than `family` (all kept: None)."""
-    if family is None:
-        return student
-    return {key: value for key, value in student.items()
-            if not (key.endswith("_epochs") and key != f"{family}_epochs")}
-
-
-def _check_settings(search: SearchLayout, settings: dict[str, Any],
-                    family: str | None = None) -> None:
-    previous = artifacts.read_settings(search)
-    if previous is None:
-        return
-    # Student keys added since that search was recorded take their defaults.
-    defaults = {key: value for key, value in ExperimentConfig().to_dict()["student"].items()
-                if key in settings["student"]}
-    previous = {**previous, "student": _own_epoch_cap(
-        {**defaults, **previous.get("student", {})}, family)}
-    if previous == settings:
-        return
-    changed = sorted(key for key in settings if previous.get(key) != settings[key])
-    raise SearchMismatchError(
-        f"search '{search.name}' in {search.root.parent} was run with other settings "
-        f"({', '.join(changed)} changed); rerun with --overwrite to start it afresh, or pass "
-        "another --out"
-    )
-
-
 def build_tuner(cell: Cell, context: SearchContext) -> keras_tuner.Tuner:
     """The cell's tuner, reloading its project when one exists (a stale baseline restarts)."""
     config, layout = context.config, context.layout
@@ -128,7 +72,7 @@ def build_tuner(cell: Cell, context: SearchContext) -> keras_tuner.Tuner:
         print(f"{cell.name}: the best architecture changed; restarting this baseline search")
         shutil.rmtree(layout.search_logs(cell.name), ignore_errors=True)
     else:
-        _check_settings(search, settings, cell.family)
+        check_settings(search, settings, cell.family)
     hypermodel = StudentHyperModel(
         cell,
         config.student,
@@ -253,7 +197,7 @@ def evaluate_top_trials(
             "test_loss": float(metrics["loss"]),
             "test_agreement": float(metrics.get("agreement", float("nan"))),
             "params": int(model.student.count_params()),
-            "widths": cell.realised_widths(trial.hyperparameters.values),
+            "widths": cell.realised_widths(trial.hyperparameters.values, context.data.spec),
             "diverged": diverged[trial.trial_id],
         }
         _report(context, f"[{cell.name}] rank {rank}: trial {trial.trial_id} test accuracy "

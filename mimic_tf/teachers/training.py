@@ -1,23 +1,17 @@
-"""The teacher: its two families, an ensemble averaging its members' logits, training.
+"""Training a teacher ensemble: each member by its family's recipe, resumable, then evaluated.
 
-`teacher.family` picks a member's net and recipe: `airbench` (airbench94's net and training
-recipe, Jordan 2024: `mimic_tf/airbench.py`, `mimic_tf/airbench_recipe.py`) or `paper`, the
-paper's own (Urban et al. 2017, section 2):
+`teacher.family` picks a member's net and recipe: `airbench` (airbench94's, Jordan 2024:
+`airbench.py`, `airbench_recipe.py`), `paper` (the paper's own: `paper_family.py`), or `keras`
+(the user's trained model, loaded, never trained: `keras_teacher.py`). `ensure_teacher` trains
+only the members a run folder lacks, a killed member from its last finished epoch, and writes
+the ensemble (`ensemble.py`) with each member's and the ensemble's accuracies.
 
-    standardize -> [conv3x3 x2] -> mp -> drop -> [conv3x3 x2] -> mp -> drop
-                -> [conv3x3 x4] -> mp -> drop -> fc -> drop -> fc -> drop -> logits
-
-ReLU everywhere, L2 weight decay on every kernel, widths from `TeacherConfig`. The ensemble is
-one Keras model taking uint8 `[N, H, W, C]` (`[N, 32, 32, 3]` for CIFAR-10) whose output is
-the mean of the members' logits (pre-softmax), the students' regression target; with
-`teacher.flip_average` (airbench's flip test-time augmentation) each member's logits are first
-averaged over the image and its mirror.
+    ensemble = ensure_teacher(config, splits, layout.teacher_dir)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -27,142 +21,26 @@ import keras
 import numpy as np
 import yaml
 
-from mimic_tf import airbench_recipe, data, resume, runtime
-from mimic_tf.airbench import HorizontalFlip
-from mimic_tf.airbench_recipe import TrainingPlan
+from mimic_tf import data, resume, runtime
 from mimic_tf.clock import EpochClock, training_seconds
-from mimic_tf.config import ExperimentConfig, TeacherConfig, save_config
-from mimic_tf.dataset import CIFAR10, DatasetSpec
-from mimic_tf.files import atomic_path, atomic_write_text
-from mimic_tf.keras_teacher import load_keras_teacher
+from mimic_tf.config import ExperimentConfig, save_config
+from mimic_tf.files import atomic_path, atomic_save_model, atomic_write_text
 from mimic_tf.layout import TEACHER_EVALUATION_FILE as EVALUATION_FILE
 from mimic_tf.layout import TEACHER_SUMMARY_FILE as SUMMARY_FILE
-from mimic_tf.preprocessing import PerImageStandardization
-from mimic_tf.schedule import plateau_callbacks
+from mimic_tf.teachers import airbench_recipe
+from mimic_tf.teachers.airbench_recipe import TrainingPlan
+from mimic_tf.teachers.ensemble import (
+    ENSEMBLE_FILE,
+    accuracy,
+    build_ensemble,
+    load_model,
+    plain_and_flip_averaged_logits,
+    predict_logits,
+    weights_fingerprint,
+)
+from mimic_tf.teachers.keras_teacher import load_keras_teacher
+from mimic_tf.teachers.paper_family import paper_training_plan
 from mimic_tf.vocabulary import KERAS_TEACHER
-
-CONV_GROUPS = (2, 2, 4)  # conv layers per group; a max-pool closes each group
-ENSEMBLE_FILE = "ensemble.keras"
-
-
-def member_widths(config: TeacherConfig, member_index: int, seed: int) -> tuple[list, list]:
-    """The conv and FC widths of member `member_index`, jittered by `config.width_jitter`."""
-    conv_widths, fc_widths = list(config.conv_widths), list(config.fc_widths)
-    if config.width_jitter > 0:
-        rng = np.random.default_rng([seed, member_index])
-        jitter = config.width_jitter
-        group_scales = rng.uniform(1 - jitter, 1 + jitter, size=len(CONV_GROUPS) + 1)
-        group_of_layer = [g for g, size in enumerate(CONV_GROUPS) for _ in range(size)]
-        conv_widths = [max(1, round(w * group_scales[g]))
-                       for w, g in zip(conv_widths, group_of_layer, strict=True)]
-        fc_widths = [max(1, round(w * group_scales[-1])) for w in fc_widths]
-    return conv_widths, fc_widths
-
-
-def build_teacher_member(
-    config: TeacherConfig, member_index: int = 0, seed: int = 0, spec: DatasetSpec = CIFAR10
-) -> keras.Model:
-    """One CNN of the paper family; takes uint8 images as `spec` describes them (`[N, 32, 32,
-    3]` for CIFAR-10), returns logits, one per class."""
-    conv_widths, fc_widths = member_widths(config, member_index, seed)
-    regularizer = keras.regularizers.L2(config.weight_decay) if config.weight_decay else None
-    layer_seed = (seed * 1000 + member_index) * 100
-
-    def glorot() -> keras.initializers.Initializer:
-        nonlocal layer_seed
-        layer_seed += 1
-        return keras.initializers.GlorotUniform(seed=layer_seed)
-
-    images = keras.Input(spec.image_shape, dtype="uint8", name="images")
-    x = PerImageStandardization(name="standardize")(images)
-    layer = 0
-    for group, size in enumerate(CONV_GROUPS):
-        for _ in range(size):
-            x = keras.layers.Conv2D(
-                conv_widths[layer], 3, padding="same", activation="relu",
-                kernel_initializer=glorot(), kernel_regularizer=regularizer,
-                name=f"conv_{layer + 1}",
-            )(x)
-            layer += 1
-        x = keras.layers.MaxPooling2D(2, name=f"pool_{group + 1}")(x)
-        x = keras.layers.Dropout(config.pool_dropout[group], seed=layer_seed,
-                                 name=f"pool_dropout_{group + 1}")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    for index, units in enumerate(fc_widths, start=1):
-        x = keras.layers.Dense(units, activation="relu", kernel_initializer=glorot(),
-                               kernel_regularizer=regularizer, name=f"fc_{index}")(x)
-        x = keras.layers.Dropout(config.fc_dropout, seed=layer_seed, name=f"fc_dropout_{index}")(x)
-    logits = keras.layers.Dense(spec.num_classes, kernel_initializer=glorot(),
-                                kernel_regularizer=regularizer, dtype="float32",
-                                name="logits")(x)
-    return keras.Model(images, logits, name=f"teacher_member_{member_index:02d}")
-
-
-def build_ensemble(members: list[keras.Model], flip_average: bool = False) -> keras.Model:
-    """One model whose logits are the mean of the members' logits.
-
-    With `flip_average`, the mean runs over every member on the images and on their mirror
-    images (flip test-time augmentation): `mean_m (f_m(x) + f_m(flip(x))) / 2`.
-    """
-    if not members:
-        raise ValueError("an ensemble needs at least one member")
-    images = keras.Input(tuple(members[0].inputs[0].shape[1:]), dtype="uint8", name="images")
-    views = [images]
-    if flip_average:
-        views.append(HorizontalFlip(name="mirror")(images))
-    member_logits = [member(view, training=False) for member in members for view in views]
-    if len(member_logits) == 1:
-        logits = keras.layers.Identity(name="ensemble_logits")(member_logits[0])
-    else:
-        logits = keras.layers.Average(name="ensemble_logits")(member_logits)
-    ensemble = keras.Model(images, logits, name="teacher_ensemble")
-    ensemble.trainable = False
-    return ensemble
-
-
-def atomic_save_model(model: keras.Model, path: Path) -> None:
-    """Save a `.keras` file whole or not at all (`mimic_tf.files.atomic_path`)."""
-    with atomic_path(path) as temporary:
-        model.save(temporary)
-
-
-def load_model(path: Path) -> keras.Model:
-    """Load a `.keras` model saved by mimic-tf (custom layers are registered on import)."""
-    return keras.saving.load_model(path, compile=False)
-
-
-def weights_fingerprint(model: keras.Model) -> str:
-    """sha256 over the shapes and bytes of every weight of `model`."""
-    digest = hashlib.sha256()
-    for weight in model.weights:
-        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
-        digest.update(f"{weight.path}:{value.shape}:{value.dtype}".encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()
-
-
-def saved_evaluation_logits(directory: str | Path, teacher: keras.Model
-                            ) -> dict[str, np.ndarray] | None:
-    """The ensemble's validation and test logits that `ensure_teacher` computed, if they are
-    `teacher`'s (its weights' fingerprint), else None: the transfer set then needs not
-    run the ensemble over both splits again."""
-    path = Path(directory) / EVALUATION_FILE
-    if not path.is_file():
-        return None
-    with np.load(path) as saved:
-        if str(saved["teacher_weights"]) != weights_fingerprint(teacher):
-            return None
-        return {"validation": saved["validation"], "test": saved["test"]}
-
-
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy of logits `[N, 10]` against integer labels `[N]`."""
-    return float(np.mean(np.argmax(logits, axis=-1) == labels))
-
-
-def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Logits of `model` on uint8 images, in batches, without augmentation."""
-    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -189,40 +67,6 @@ class EpochProgress(keras.callbacks.Callback):
               f"ETA {remaining / 60:.1f} min", flush=True)
 
 
-def _paper_plan(config: ExperimentConfig, splits: data.Splits, member_index: int,
-                jit_compile: bool | str, first_epoch: int) -> TrainingPlan:
-    """The paper family's member, its augmented data from epoch `first_epoch` on and its
-    plateau schedule."""
-    teacher = config.teacher
-    model = build_teacher_member(teacher, member_index, config.seed, splits.spec)
-    model.compile(
-        jit_compile=jit_compile,
-        optimizer=keras.optimizers.SGD(teacher.learning_rate, momentum=teacher.momentum,
-                                       nesterov=True),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    # Members see different augmented views: the augmentation seed is per member.
-    member_augment = dataclasses.replace(
-        config.augment, seed=config.augment.seed + 7919 * (member_index + 1)
-    )
-    train = data.training_dataset(
-        splits.train_images, splits.train_labels, batch_size=teacher.batch_size,
-        augment_config=member_augment, shuffle_seed=config.seed * 1000 + member_index,
-        first_epoch=first_epoch,
-    )
-    validation = data.evaluation_dataset(
-        splits.validation_images, splits.validation_labels, batch_size=500
-    )
-    return TrainingPlan(
-        model=model, train=train, validation=validation,
-        steps_per_epoch=data.steps_per_epoch(len(splits.train_labels), teacher.batch_size),
-        epochs=teacher.schedule.epochs,
-        callbacks=plateau_callbacks(teacher.schedule, monitor="val_accuracy"),
-        batch_size=teacher.batch_size,
-    )
-
-
 def training_plan(config: ExperimentConfig, splits: data.Splits, member_index: int,
                   first_epoch: int = 0) -> TrainingPlan:
     """Member `member_index` of `config.teacher.family`, compiled, with its data (from epoch
@@ -236,7 +80,7 @@ def training_plan(config: ExperimentConfig, splits: data.Splits, member_index: i
             num_classes=splits.spec.num_classes, first_epoch=first_epoch,
         )
     else:
-        plan = _paper_plan(config, splits, member_index, jit_compile, first_epoch)
+        plan = paper_training_plan(config, splits, member_index, jit_compile, first_epoch)
     precision = (runtime.resolve_precision(config.teacher.airbench.precision)
                  if config.teacher.family == "airbench" else "float32")
     plan.extra["runtime"] = runtime.describe(jit_compile=jit_compile, precision=precision)
@@ -317,22 +161,6 @@ def member_record_path(directory: Path, member_index: int) -> Path:
     """`member_XX.json`: how member `member_index` was trained (epochs, seconds, widths,
     runtime), written when it is saved."""
     return Path(directory) / f"member_{member_index:02d}.json"
-
-
-def plain_and_flip_averaged_logits(
-    member: keras.Model, images: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """A member's logits on uint8 images, and their mean with its mirror images' logits."""
-    plain = predict_logits(member, images)
-    mirrored = predict_logits(member, np.ascontiguousarray(images[:, :, ::-1]))
-    return plain, (plain + mirrored) / 2
-
-
-def member_logits(member: keras.Model, images: np.ndarray, flip_average: bool) -> np.ndarray:
-    """A member's logits on uint8 images, averaged with its mirror images' if asked."""
-    if flip_average:
-        return plain_and_flip_averaged_logits(member, images)[1]
-    return predict_logits(member, images)
 
 
 class TeacherMismatchError(RuntimeError):

@@ -17,7 +17,7 @@ import keras
 from keras import ops
 
 from mimic_tf.config import TeacherConfig
-from mimic_tf.dataset import DatasetSpec
+from mimic_tf.data.spec import DatasetSpec
 
 
 class TeacherLoadError(RuntimeError):

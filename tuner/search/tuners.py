@@ -25,8 +25,8 @@ from keras_tuner.oracles import BayesianOptimizationOracle, HyperbandOracle, Ran
 from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import SearchLayout
 from mimic_tf.vocabulary import TUNERS
-from tuner import distributed
-from tuner.hypermodel import OBJECTIVE
+from tuner.search import distributed
+from tuner.search.hypermodel import OBJECTIVE
 
 
 def write_json_atomically(path: str | os.PathLike[str], state: Any) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from mimic_tf.budgets import budget_label, count_parameters, search_space, solve_widths
 from mimic_tf.config import ExperimentConfig
+from mimic_tf.data.spec import DatasetSpec
 from mimic_tf.vocabulary import DEPTHS, HARD_LOSS, architecture_label
 
 HARD_SUFFIX = "-hard"
@@ -70,14 +71,17 @@ class Cell:
         return {name: hyperparameters[name]
                 for name in search_space(self.family, self.depth, self.budget)}
 
-    def realised_widths(self, hyperparameters: Mapping[str, Any]) -> dict[str, int]:
-        """Every layer width of the student a trial's hyperparameter values describe."""
-        return solve_widths(self.family, self.depth, self.budget,
+    def realised_widths(self, hyperparameters: Mapping[str, Any], spec: DatasetSpec
+                        ) -> dict[str, int]:
+        """Every layer width of the student a trial's hyperparameter values describe, on
+        images and classes as `spec` describes them."""
+        return solve_widths(self.family, self.depth, self.budget, spec,
                             **self.free_widths(hyperparameters))
 
-    def realised_params(self, hyperparameters: Mapping[str, Any]) -> int:
+    def realised_params(self, hyperparameters: Mapping[str, Any], spec: DatasetSpec) -> int:
         """Parameters of that student, in closed form (no model is built)."""
-        return count_parameters(self.family, self.depth, self.realised_widths(hyperparameters))
+        return count_parameters(self.family, self.depth,
+                                self.realised_widths(hyperparameters, spec), spec)
 
     def to_dict(self) -> dict[str, Any]:
         return {

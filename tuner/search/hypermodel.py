@@ -39,7 +39,7 @@ from tensorboard.plugins.hparams import api as hparams_api
 from mimic_tf.budgets import BudgetError, search_space
 from mimic_tf.clock import EpochClock, training_seconds
 from mimic_tf.config import StudentConfig
-from mimic_tf.dataset import CIFAR10, DatasetSpec
+from mimic_tf.data.spec import DatasetSpec
 from mimic_tf.distiller import Distiller
 from mimic_tf.layout import SearchLayout
 from mimic_tf.resume import EpochBackup, saved_epoch, start_epoch
@@ -49,7 +49,7 @@ from mimic_tf.students import build_student
 from mimic_tf.transfer import TransferSet
 from mimic_tf.vocabulary import HARD_LOSS
 from tuner import artifacts
-from tuner.cells import Cell
+from tuner.search.cells import Cell
 
 OBJECTIVE = "val_accuracy"
 EVALUATION_BATCH_SIZE = 500
@@ -83,7 +83,7 @@ class TrainingData:
     validation: tf.data.Dataset
     test: tf.data.Dataset
     steps_per_epoch: int
-    spec: DatasetSpec = CIFAR10  # the images' shape and the classes
+    spec: DatasetSpec  # the images' shape and the classes
 
     @classmethod
     def from_transfer_set(cls, transfer_set: TransferSet, batch_size: int) -> TrainingData:
@@ -106,7 +106,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
         student_config: batch size, loss options and the plateau schedule.
         teacher: the frozen ensemble, only for online transfer sets (else None).
         seed: base seed of the students' initialisation.
-        spec: the images' shape and the classes (CIFAR-10 by default).
+        spec: the images' shape and the classes.
         log_dir: TensorBoard folder of this search; each trial logs to `log_dir/<trial_id>`.
         search_dir: the search's folder (`SearchLayout`): a trial backs up each finished epoch
             there, and a killed one goes on from its last (None: no backup).
@@ -124,7 +124,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
         log_dir: str | Path | None = None,
         search_dir: str | Path | None = None,
         progress: Any = None,
-        spec: DatasetSpec = CIFAR10,
+        spec: DatasetSpec,
     ) -> None:
         super().__init__(name=cell.name)
         self.spec = spec

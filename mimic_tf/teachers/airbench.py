@@ -41,7 +41,7 @@ Keras idiom for each:
 - TTA: `HorizontalFlip` in `teachers.build_ensemble`: mean of the logits of an image and its
   mirror, inside the saved ensemble.
 
-The recipe's half (`mimic_tf.airbench_recipe`):
+The recipe's half (`mimic_tf.teachers.airbench_recipe`):
 - schedule: `WarmupLinearDecay`, the rate rising from 0.2x to its peak over the first
   `warmup` of the steps, then falling linearly to `final_rate` of it; Nesterov SGD with
   decoupled weight decay (`weight_decay` x rate each step, Keras' `SGD(weight_decay=...)`).
@@ -50,7 +50,7 @@ The recipe's half (`mimic_tf.airbench_recipe`):
 - data: `flip_translate_dataset`: alternating flips (each image is mirrored in every other
   epoch, from a random start) and translations of up to 2 pixels with reflect padding.
 
-    model = build_airbench_member(AirbenchConfig(), splits.train_images, seed=0)
+    model = build_airbench_member(AirbenchConfig(), splits.train_images, seed=0, num_classes=10)
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ from keras import ops
 
 from mimic_tf.config import AirbenchConfig
 from mimic_tf.runtime import resolve_precision
-from mimic_tf.vocabulary import NUM_CLASSES
 
 WHITEN_PATCH = 2  # whitening conv kernel size; 2 * 3 * 2**2 = 24 filters
 WHITEN_EPSILON = 5e-4  # added to the eigenvalues before the inverse square root
@@ -232,10 +231,11 @@ def build_airbench_member(
     member_index: int = 0,
     seed: int = 0,
     width_jitter: float = 0.0,
-    num_classes: int = NUM_CLASSES,
+    *,
+    num_classes: int,
 ) -> keras.Model:
-    """One airbench member; takes uint8 images shaped as `train_images`' (`[N, 32, 32, 3]` for
-    CIFAR-10), returns float32 logits `[N, num_classes]`.
+    """One airbench member; takes uint8 images shaped as `train_images`', returns float32
+    logits `[N, num_classes]`.
 
     `train_images` (uint8) set the input shape, the standardisation statistics and, through
     their first `config.whitening_images` images, the frozen whitening kernel.

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import keras
 
-from tuner.cells import Cell
+from tuner.search.cells import Cell
 
 
 def format_duration(seconds: float) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from tuner.cells import Cell
+from tuner.search.cells import Cell
 
 PAPER_RESULTS = Path(__file__).with_name("paper_results.csv")
 PAPER_TEACHER_ACCURACY = 93.8  # the 16-CNN ensemble (Urban et al. 2017, Table 1)

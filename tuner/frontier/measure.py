@@ -1,7 +1,6 @@
-"""The frontier stage: serve every trained student and find which ones are worth shipping.
+"""Measuring the frontier: serve every trained student, time it, and flag the Pareto front.
 
-    python -m tuner.frontier --run runs/default            # measure (skipped when up to date)
-    python -m tuner.frontier --run runs/default --remeasure
+    rows = measure_frontier(layout, config, test_images, test_labels, spec=splits.spec)
 
 For every completed trial of a run that did not diverge (each search's best and the rest,
 hard-label baselines included):
@@ -23,20 +22,12 @@ were measured under the same settings, the stage is skipped. `tuner.run` runs it
 export (`frontier.measure`); the report then adds the diagnostics to `results.md` and the
 figures to TensorBoard.
 """
-# ruff: noqa: E402 (TensorFlow is imported quietly first when run as a command)
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # before the imports below load TensorFlow: no C++ start-up lines
-    from mimic_tf.cli import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
-
-import argparse
 import dataclasses
 import json
 import shutil
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -47,9 +38,8 @@ import keras
 import numpy as np
 
 from mimic_tf.budgets import budget_label
-from mimic_tf.cli import add_run_arguments, run_layout
-from mimic_tf.config import ConfigError, ExperimentConfig, load_config
-from mimic_tf.dataset import CIFAR10, DatasetSpec
+from mimic_tf.config import ExperimentConfig
+from mimic_tf.data.spec import DatasetSpec
 from mimic_tf.diagnostics import (
     expected_calibration_error,
     mimic_diagnostics,
@@ -69,8 +59,8 @@ from serving.server import TFSERVING_BINARY
 from serving.signatures import METADATA_FILE
 from tuner import artifacts
 from tuner.artifacts import TrialRecord
-from tuner.cells import Cell
-from tuner.frontier_table import (
+from tuner.frontier.pareto import pareto_flags
+from tuner.frontier.table import (
     FrontierRow,
     draw_frontier,
     draw_reliability,
@@ -79,8 +69,8 @@ from tuner.frontier_table import (
     read_measurement,
     write_frontier_csv,
 )
-from tuner.hypermodel import StudentHyperModel, fixed_hyperparameters
-from tuner.pareto import pareto_flags
+from tuner.search.cells import Cell
+from tuner.search.hypermodel import StudentHyperModel, fixed_hyperparameters
 
 LATENCY_IMAGES = 64  # distinct test images cycled through the batch-1 requests
 
@@ -118,7 +108,7 @@ def frontier_candidates(layout: ExperimentLayout) -> list[Candidate]:
 
 
 def rebuild_student(candidate: Candidate, config: ExperimentConfig,
-                    spec: DatasetSpec = CIFAR10) -> keras.Model:
+                    spec: DatasetSpec) -> keras.Model:
     """The trial's student with its best epoch's weights, built as its search built it."""
     hp = fixed_hyperparameters(candidate.trial.hyperparameters)
     distiller = StudentHyperModel(candidate.cell, config.student, seed=config.seed,
@@ -139,7 +129,7 @@ def _exported(version_dir: Path, fingerprint: str) -> bool:
 
 
 def prepare_student(candidate: Candidate, config: ExperimentConfig, layout: ExperimentLayout,
-                    test_images: np.ndarray, spec: DatasetSpec = CIFAR10
+                    test_images: np.ndarray, spec: DatasetSpec
                     ) -> tuple[Path, int, int, np.ndarray]:
     """Export the trial once; return its SavedModel folder, params, FLOPs and test logits."""
     student = rebuild_student(candidate, config, spec)
@@ -189,7 +179,7 @@ def measure_frontier(
     test_images: np.ndarray,
     test_labels: np.ndarray,
     *,
-    spec: DatasetSpec = CIFAR10,
+    spec: DatasetSpec,
     remeasure: bool = False,
     command: str = "",
     log: Callable[[str], None] = print,
@@ -307,57 +297,3 @@ def best_per_family(rows: Sequence[FrontierRow]) -> list[FrontierRow]:
                                       or row.val_accuracy > best[row.family].val_accuracy):
             best[row.family] = row
     return [best[family] for family in sorted(best, key=lambda f: f != "mlp")]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The flags of `python -m tuner.frontier`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tuner.frontier",
-        description="Serve every completed trial of a run in one model server and measure "
-                    "its accuracy, mimic diagnostics and latency; write frontier.csv, "
-                    "frontier.md, frontier.png and reliability.png, and refresh the report.")
-    add_run_arguments(parser)
-    parser.add_argument("--remeasure", action="store_true",
-                        help="measure again even if nothing changed since the last time")
-    parser.add_argument("--latency-requests", type=int,
-                        help="batch-1 requests timed per student (frontier.latency_requests)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse flags, measure, rewrite the report, print the frontier."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    layout = run_layout(parser, args)
-    if not layout.transfer_evaluation_logits.is_file():
-        parser.error(f"--run {args.run} has no teacher logits "
-                     f"({layout.transfer_evaluation_logits}); run python -m tuner.run on it")
-    try:
-        config = load_config(layout.config_file, overrides={
-            "data.source": args.data, "frontier.latency_requests": args.latency_requests})
-    except ConfigError as error:
-        parser.error(str(error))
-    from mimic_tf.data import DataError, load_splits
-    from tuner.report import write_report
-
-    try:
-        splits = load_splits(config.data)
-    except DataError as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 1
-    command = " ".join(["python -m tuner.frontier", *(argv if argv is not None
-                                                     else sys.argv[1:])])
-    try:
-        measure_frontier(layout, config, splits.test_images, splits.test_labels,
-                         spec=splits.spec, remeasure=args.remeasure, command=command)
-    except RuntimeError as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 1
-    write_report(layout.root)
-    if layout.frontier_md.is_file():
-        print(layout.frontier_md.read_text(), end="")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

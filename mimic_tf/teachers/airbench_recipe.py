@@ -27,10 +27,9 @@ import tensorflow as tf
 from keras import ops
 
 from mimic_tf import data
-from mimic_tf.airbench import build_airbench_member, member_widths
 from mimic_tf.config import AirbenchConfig
 from mimic_tf.runtime import resolve_precision
-from mimic_tf.vocabulary import NUM_CLASSES
+from mimic_tf.teachers.airbench import build_airbench_member, member_widths
 
 WARMUP_START = 0.2  # the schedule's first rate, as a fraction of the peak
 
@@ -173,7 +172,7 @@ def flip_translate_dataset(
     translate: int,
     alternating_flip: bool,
     seed: int,
-    num_classes: int = NUM_CLASSES,
+    num_classes: int,
     first_epoch: int = 0,
 ) -> tf.data.Dataset:
     """Infinite `(uint8 images [B, H, W, C], one-hot float32 labels [B, classes])` batches,
@@ -216,7 +215,7 @@ def flip_translate_dataset(
 
 
 def one_hot_evaluation_dataset(images: np.ndarray, labels: np.ndarray,
-                               batch_size: int = 500, num_classes: int = NUM_CLASSES
+                               batch_size: int = 500, *, num_classes: int
                                ) -> tf.data.Dataset:
     """`data.evaluation_dataset` with one-hot labels (the smoothed loss needs them)."""
     return data.evaluation_dataset(images, labels, batch_size=batch_size).map(
@@ -249,13 +248,13 @@ def training_plan(
     seed: int,
     width_jitter: float = 0.0,
     jit_compile: bool | str = False,
-    num_classes: int = NUM_CLASSES,
+    num_classes: int,
     first_epoch: int = 0,
 ) -> TrainingPlan:
     """The compiled member, its augmented data from epoch `first_epoch` on, and its callbacks
     (lookahead)."""
     model = build_airbench_member(config, train_images, member_index, seed, width_jitter,
-                                  num_classes)
+                                  num_classes=num_classes)
     steps = data.steps_per_epoch(len(train_labels), config.batch_size)
     total_steps = steps * config.epochs
     compile_member(model, config, total_steps, jit_compile)
