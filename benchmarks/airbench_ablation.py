@@ -1,7 +1,8 @@
 """Benchmark: which of airbench's techniques pay on this machine, one switched off at a time.
 
-Claim checked: each technique the airbench family keeps (`mimic_tf/airbench.py`) raises test
-accuracy at a fixed number of epochs, or costs nothing. Variants: `full` (every technique),
+Claim checked: each technique the airbench family keeps (`mimic_tf/teachers/airbench.py`)
+raises test accuracy at a fixed number of epochs, or costs nothing. Variants: `full` (every
+technique),
 then `full` without one of whitening, dirac init, the 64x BatchNorm-bias rate, lookahead,
 alternating flips; flip test-time augmentation is read off every variant (accuracy with and
 without it). Every variant trains one member from the same seed on the same data for the

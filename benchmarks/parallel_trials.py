@@ -3,7 +3,7 @@
 A search runs its trials one after another, each with TensorFlow's thread pools as wide as
 the machine. On a small CPU a student's steps are short (an MLP step at batch 128 is a few
 milliseconds), so two threads may not make one trial twice as fast, while KerasTuner's
-chief/worker mode (`tuner/distributed.py`) can run one trial a core instead. This measures,
+chief/worker mode (`tuner/search/distributed.py`) can run one trial a core instead. This measures,
 for each cell, the training throughput of the two ways side by side in one run:
 
   shared     one process, TensorFlow's default threads (one intra-op thread a core)

@@ -37,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mimic_tf.data import load_splits  # noqa: E402
 from serving.client import ServingClient, predict_request  # noqa: E402
-from serving.evaluator import Thresholds  # noqa: E402
-from serving.gate import release_candidate  # noqa: E402
-from serving.infra_validation import free_loopback_port  # noqa: E402
-from serving.model_base import promote, rollback  # noqa: E402
-from serving.release import format_status, status_rows  # noqa: E402
+from serving.release.evaluator import Thresholds  # noqa: E402
+from serving.release.gate import release_candidate  # noqa: E402
+from serving.release.infra_validation import free_loopback_port  # noqa: E402
+from serving.release.serving_base import promote, rollback  # noqa: E402
+from serving.release.status import format_status, status_rows  # noqa: E402
 
 
 class StableClients:

@@ -34,17 +34,18 @@ from serving_overhead import ServerProcess, build_student, in_process_throughput
 from tensorflow_serving.apis import predict_pb2
 
 from mimic_tf.data.spec import CIFAR10
-from serving import tensors, validation
-from serving.admission import ConcurrencyLimit
+from serving import tensors
 from serving.client import ServingClient, predict_request, run_closed_loop
 from serving.export import export_student
-from serving.grpc_services import PredictionServicer
 from serving.model_config import (
     BatchingParameters,
     format_batching_parameters,
     read_model_server_config,
 )
-from serving.model_manager import ModelManager
+from serving.server import request_checks as validation
+from serving.server.admission import ConcurrencyLimit
+from serving.server.grpc_services import PredictionServicer
+from serving.server.model_manager import ModelManager
 
 # --- everything measured, in one visible block ------------------------------------------------
 SEED = 0

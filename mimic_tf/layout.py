@@ -19,7 +19,7 @@
         models/<cell>/<version>/      exported SavedModels, models/models.config
         serving/                      the default serving base of the release gate
         kept_results.csv              searches kept from an earlier run folder, as records
-                                      (`tuner.kept`: `tuner.run --keep results/<experiment>`)
+                                      (`tuner.search.kept`: `tuner.run --keep results/<experiment>`)
         results.csv, results.md, figure.png      (`tuner.report`)
         findings.md, findings.json               (`tuner.findings`)
         comparison.csv, comparison.md, comparison.png   (`serving.compare`)
@@ -104,7 +104,7 @@ class SearchLayout:
         return self.trial_dir(trial_id) / TRIAL_BACKUP_FILE
 
     def trial_history(self, trial_id: str) -> Path:
-        """A finished trial's metrics per epoch and its epoch cap (`tuner.convergence` reads
+        """A finished trial's metrics per epoch and its epoch cap (`tuner.report.convergence` reads
         whether it ran long enough)."""
         return self.trial_dir(trial_id) / TRIAL_HISTORY_FILE
 
@@ -223,8 +223,8 @@ class ExperimentLayout:
 
     @property
     def kept_results(self) -> Path:
-        """The rows of searches kept from an earlier run folder of the experiment (`tuner.kept`):
-        records only, their weights gone with that folder."""
+        """The rows of searches kept from an earlier run folder of the experiment
+        (`tuner.search.kept`): records only, their weights gone with that folder."""
         return self.root / "kept_results.csv"
 
     @property

@@ -12,10 +12,14 @@ import pytest
 ROOT = Path(__file__).parent.parent
 COMMANDS = [
     "mimic_tf.train_teacher",
+    "mimic_tf.publish_teacher",
     "tuner.run",
     "tuner.publish",
     "tuner.report",
     "tuner.findings",
+    "tuner.frontier",
+    "tuner.status",
+    "tuner.campaign",
     "serving.export",
     "serving.server",
     "serving.compare",

@@ -1,4 +1,4 @@
-"""KerasTuner's chief/worker settings as `tuner.distributed` reads them (no TensorFlow).
+"""KerasTuner's chief/worker settings as `tuner.search.distributed` reads them (no TensorFlow).
 
 The search itself, a chief and two workers on loopback, is tested in test_tuner.py.
 """

@@ -17,7 +17,7 @@ import pytest
 from mimic_tf.config import ConfigError, load_config
 from mimic_tf.data.spec import CIFAR10
 from mimic_tf.layout import ExperimentLayout
-from serving.model_base import read_state
+from serving.release.serving_base import read_state
 from serving.signatures import METADATA_FILE
 from tuner import artifacts, publish
 from tuner.experiment import run_experiment

@@ -1,4 +1,4 @@
-"""Searches kept from an earlier run folder (`tuner.kept`): which are kept, and how the
+"""Searches kept from an earlier run folder (`tuner.search.kept`): which are kept, and how the
 report, the findings and `tuner.status` count them. No search is run here: the folders are
 made by hand (test_tuner.py runs `tuner.run --keep` end to end)."""
 

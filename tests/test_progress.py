@@ -1,4 +1,4 @@
-"""The run's terminal progress lines (`tuner.progress`)."""
+"""The run's terminal progress lines (`tuner.search.progress`)."""
 
 from __future__ import annotations
 

@@ -22,12 +22,14 @@ from tensorflow_serving.apis import get_model_status_pb2
 from mimic_tf.config import ConfigError, config_from_dict
 from mimic_tf.data.spec import CIFAR10
 from mimic_tf.preprocessing import PerImageStandardization
-from serving import gate, release
 from serving.client import ServingClient, predict_request
-from serving.evaluator import Thresholds
 from serving.export import export_student
-from serving.infra_validation import INFRA_BLESSED, INFRA_NOT_BLESSED
-from serving.model_base import (
+from serving.model_config import model_entries, read_model_server_config, versions_on_disk
+from serving.release import __main__ as release
+from serving.release import gate
+from serving.release.evaluator import Thresholds
+from serving.release.infra_validation import INFRA_BLESSED, INFRA_NOT_BLESSED
+from serving.release.serving_base import (
     HISTORY_FILE,
     MODELS_CONFIG,
     PUSH_TEMPORARY_PREFIX,
@@ -38,8 +40,7 @@ from serving.model_base import (
     read_state,
     rollback,
 )
-from serving.model_config import model_entries, read_model_server_config, versions_on_disk
-from serving.server import EmbeddedServer, ServerOptions
+from serving.server.model_server import EmbeddedServer, ServerOptions
 
 IMAGES = np.random.default_rng(5).integers(0, 256, size=(96, 32, 32, 3), dtype=np.uint8)
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.State.AVAILABLE
@@ -234,7 +235,7 @@ def test_push_promote_rollback_under_load_never_fails(candidates, tmp_path):
 
 KILL_SCRIPT = textwrap.dedent("""
     import shutil, sys, time
-    from serving.model_base import push_version
+    from serving.release.serving_base import push_version
 
     def slow_copy(source, target):
         shutil.copy2(source, target)
@@ -357,7 +358,7 @@ def test_status_promote_and_rollback_do_not_load_tensorflow():
 
 CYCLE_SCRIPT = textwrap.dedent("""
     import sys
-    from serving.model_base import promote, push_version, read_state, rollback
+    from serving.release.serving_base import promote, push_version, read_state, rollback
 
     base, saved_model = sys.argv[1], sys.argv[2]
     while True:

@@ -57,7 +57,7 @@ def test_tensorflow_imported_first_is_left_alone():
 
 
 @cpu_only_x86
-@pytest.mark.parametrize("entry_point", ["tuner.run", "serving.export", "tuner.hypermodel"])
+@pytest.mark.parametrize("entry_point", ["tuner.run", "serving.export", "tuner.search.hypermodel"])
 def test_every_package_sets_the_default_first(entry_point):
     # `python -m tuner.run` and a library import of serving or tuner alike import mimic_tf
     # (through their package) before any module of theirs loads TensorFlow.

@@ -18,7 +18,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from mimic_tf.data.spec import CIFAR10
 from mimic_tf.preprocessing import PerImageStandardization
 from serving import export
-from serving.servable import read_signature_defs
+from serving.server.servable import read_signature_defs
 from serving.signatures import encode_image_example
 
 IMAGES = np.random.default_rng(7).integers(0, 256, size=(16, 32, 32, 3), dtype=np.uint8)

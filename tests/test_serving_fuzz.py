@@ -31,7 +31,7 @@ from tensorflow_serving.apis import (
 from mimic_tf.data.spec import CIFAR10
 from serving import tensors
 from serving.export import export_student
-from serving.server import EmbeddedServer, ServerOptions
+from serving.server.model_server import EmbeddedServer, ServerOptions
 from serving.signatures import encode_image_example
 
 OK = grpc.StatusCode.OK

@@ -30,10 +30,10 @@ from mimic_tf.data.spec import CIFAR10
 from mimic_tf.preprocessing import PerImageStandardization
 from serving.client import ServingClient
 from serving.compare import compare_models, write_comparison
-from serving.errors import ServingError
 from serving.export import export_student, write_models_config
 from serving.model_config import BatchingParameters, read_model_server_config
-from serving.server import EmbeddedServer, ServerOptions
+from serving.server.errors import ServingError
+from serving.server.model_server import EmbeddedServer, ServerOptions
 from serving.signatures import encode_image_example
 
 IMAGES = np.random.default_rng(3).integers(0, 256, size=(64, 32, 32, 3), dtype=np.uint8)
@@ -443,8 +443,8 @@ def test_full_batch_queue_is_unavailable_at_once_and_late_requests_never_run(mod
 
 
 def test_failed_warmup_keeps_version_unavailable_and_config_file_is_polled(tmp_path):
-    from serving.model_manager import ModelManager
-    from serving.servable import WARMUP_FILE
+    from serving.server.model_manager import ModelManager
+    from serving.server.servable import WARMUP_FILE
 
     version_dir = export_student(tiny_mlp(seed=3), tmp_path / "models", "broken",
                                  class_names=CIFAR10.class_names)

@@ -16,9 +16,6 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import tensors
-from serving.admission import ConcurrencyLimit
-from serving.batching import BatchScheduler
-from serving.errors import ServingError
 from serving.model_config import (
     BatchingParameters,
     ModelConfigError,
@@ -28,7 +25,10 @@ from serving.model_config import (
     parse_batching_parameters,
     parse_model_server_config,
 )
-from serving.server import (
+from serving.server.admission import ConcurrencyLimit
+from serving.server.batching import BatchScheduler
+from serving.server.errors import ServingError
+from serving.server.model_server import (
     ServerOptions,
     ThreadSettingError,
     configure_tensorflow_threads,
@@ -274,7 +274,8 @@ def test_thread_counts_cannot_change_once_tensorflow_runs():
 
 
 def test_server_and_compare_cli_bad_flags_exit_2(capsys):
-    from serving import compare, server
+    from serving import compare
+    from serving.server import __main__ as server
 
     for main, argv in ((server.main, ["--model-config", "x", "--backend", "docker"]),
                        (server.main, ["--model-config", "/nonexistent/models.config",
@@ -292,7 +293,7 @@ def test_empty_config_parses():
 
 
 def test_errors_never_answer_unknown_internal_or_python_names(caplog):
-    from serving.errors import from_exception, load_failure
+    from serving.server.errors import from_exception, load_failure
 
     tf_error = tf.errors.InternalError(None, None, 'Graph execution error:\n\nDetected at node '
                                        'x defined at (most recent call last):\n  File "a.py", '

@@ -28,7 +28,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from mimic_tf.config import ReleaseConfig, load_config
 from mimic_tf.data import load_splits
 from mimic_tf.layout import ExperimentLayout
-from serving.model_base import read_state
+from serving.release.serving_base import read_state
 from tuner import artifacts, publish
 from tuner.experiment import run_experiment
 

@@ -123,6 +123,24 @@ def test_report_ranks_trials_from_their_json_and_sizes_the_untested_ones(tiny_ru
     assert "Made by `python -m tuner.run --family all --config smoke`" in text
 
 
+def test_the_report_holds_what_it_wrote_so_nothing_reads_it_back(tiny_run):
+    report = write_report(tiny_run.root)
+    assert report.markdown == tiny_run.results_md.read_text()
+    tiny_run.results_md.unlink()  # the table is printed from memory, not from the file
+    assert "| CNN 1 conv | 44.0 / 44.0 |" in report.table
+    assert all(line.startswith(("|", "Teacher:")) for line in report.table)
+
+
+def test_a_run_folder_without_dataset_json_is_refused_by_name(tiny_run):
+    tiny_run.dataset_file.unlink()
+    with pytest.raises(artifacts.MissingDatasetError, match="dataset.json is missing"):
+        artifacts.read_dataset(tiny_run)
+    # The report still stands; only the widths of untested trials are then not known.
+    rows = {(row.cell.name, row.trial_id): row for row in write_report(tiny_run.root).rows}
+    assert rows[("mlp-d1-b30k", "0")].params is None
+    assert rows[("mlp-d1-b30k", "1")].test_accuracy == 0.33
+
+
 def test_summary_run_shows_the_table_and_the_figures_in_tensorboard(tiny_run):
     write_report(tiny_run.root)
     first = sorted(tiny_run.summary_logs.iterdir())

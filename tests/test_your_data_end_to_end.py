@@ -27,7 +27,7 @@ from mimic_tf.config import load_config, resolve_config_path
 from mimic_tf.data.spec import DatasetSpec
 from serving import compare
 from serving.model_config import model_entries, read_model_server_config
-from serving.server import EmbeddedServer, ServerOptions
+from serving.server.model_server import EmbeddedServer, ServerOptions
 from serving.signatures import encode_image_example
 from tuner import run
 

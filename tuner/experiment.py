@@ -10,7 +10,7 @@ Every stage reads what the previous one wrote under `<out>/<experiment>/`, so re
 same call continues where it stopped; `overwrite=True` deletes the searches of the cells it
 runs (with their logs and exported models) and starts them afresh. The teacher and transfer
 set are caches checked by fingerprint and are kept. Searches finished in an earlier run
-folder of the experiment can be kept as records and not run again (`keep`, `tuner.kept`).
+folder of the experiment can be kept as records and not run again (`keep`, `tuner.search.kept`).
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def run_experiment(
     `progress_class` reports trials (a `Progress` subclass can also measure them);
     `command`, the command line that asked for the run, is listed in `results.md`; `keep`, a
     published results folder of the experiment, names finished searches to keep as records
-    instead of running them again (`tuner.kept`; KeptSearchError when it cannot be kept);
+    instead of running them again (`tuner.search.kept`; KeptSearchError when it cannot be kept);
     `only`, one search of the plan by name (`cnn-d1-b1M`, `cnn-d1-b1M-hard`): that search
     alone runs (a campaign's unit of work), the others stay as they are.
 

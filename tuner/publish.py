@@ -42,9 +42,9 @@ from mimic_tf.config import ConfigError, ReleaseConfig, load_config
 from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import ExperimentLayout
 from mimic_tf.vocabulary import PICK_FRONTIER, RELEASE_LABELS, RELEASE_PICKS
-from serving.evaluator import Thresholds
 from serving.export import ExportError, export_student
-from serving.gate import release_candidate
+from serving.release.evaluator import Thresholds
+from serving.release.gate import release_candidate
 from tuner import artifacts
 from tuner.artifacts import Evaluation
 from tuner.frontier.table import FrontierRow

@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a published results folder of this experiment (results/<name>: "
                         "its results.csv and config.yaml): keep its finished searches as "
                         "records and do not run them again, e.g. after the run folder was "
-                        "lost with its machine (tuner.kept)")
+                        "lost with its machine (tuner.search.kept)")
     parser.add_argument("--only", default=None, metavar="SEARCH",
                         help="run this one search of the plan, by name (mlp-d2-b316k, "
                         "cnn-d1-b1M-hard for a baseline): a campaign's unit of work")
@@ -243,10 +243,6 @@ def summary_text(report: Report) -> str:
     from tuner.report.findings import check_findings
 
     root = report.results_md.parent
-    lines = report.results_md.read_text().splitlines()
-    table = [line for line in lines[:next((i for i, line in enumerate(lines)
-                                           if line.startswith("## ")), len(lines))]
-             if line.startswith("|") or line.startswith("Teacher:")]
     layout = ExperimentLayout(root)
     teacher = artifacts.read_teacher_summary(layout.teacher_summary)
     gap = check_findings(report.summaries, teacher.test_accuracy if teacher else None)[0]
@@ -260,7 +256,7 @@ def summary_text(report: Report) -> str:
         "",
         "Test accuracy (%) of each search's best student / mean of its top trials:",
         "",
-        *table,
+        *report.table,
         "",
         f"Convolutional gap (the 1-conv CNN minus the best MLP): {gap['text']}.",
         *frontier,

@@ -94,7 +94,7 @@ def transfer_status(layout: ExperimentLayout, config: ExperimentConfig) -> dict[
 
 def searches_status(layout: ExperimentLayout, config: ExperimentConfig) -> dict[str, Any]:
     """Searches finished of planned (mimic searches and hard-label baselines; those kept
-    from an earlier run folder among them, `tuner.kept`), and the trials ended of each search
+    from an earlier run folder among them, `tuner.search.kept`), and the trials ended of each search
     under way."""
     cells = planned_cells(config, FAMILIES)
     baselines = sum(config.search.has_baseline(c.family, c.budget) for c in cells)

@@ -1,5 +1,5 @@
 """The fast teacher family: airbench94's net (Jordan 2024), in Keras; its training recipe is
-`mimic_tf/airbench_recipe.py`.
+`mimic_tf/teachers/airbench_recipe.py`.
 
 "94% on CIFAR-10 in 3.29 seconds on a single GPU" (Keller Jordan, 2024, arXiv:2404.00498)
 trains a 2M-parameter VGG-like net to 94% in about 10 epochs. One member here:

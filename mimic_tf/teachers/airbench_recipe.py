@@ -1,7 +1,8 @@
-"""airbench94's training recipe (Jordan 2024) for the nets of `mimic_tf/airbench.py`.
+"""airbench94's training recipe (Jordan 2024) for the nets of `mimic_tf/teachers/airbench.py`.
 
 What turns a member net into a fitted teacher member, each piece the Keras idiom of one of
-airbench's techniques (the table in `mimic_tf/airbench.py`'s docstring says what each buys):
+airbench's techniques (the table in `mimic_tf/teachers/airbench.py`'s docstring says what each
+buys):
 
 - `WarmupLinearDecay`: the triangular learning-rate schedule;
 - `Lookahead`: the EMA of the weights every few steps, a callback;

@@ -9,14 +9,14 @@ hard-label baselines included):
    retraining) and exported once to `frontier/models/<cell>-t<trial>/1/`;
 2. its test logits, in process, give its test accuracy and the mimic diagnostics against the
    teacher's test logits (`mimic_tf.diagnostics`);
-3. one server process (`serving.infra_validation.SandboxServer`, on a loopback port) serves
+3. one server process (`serving.release.infra_validation.SandboxServer`, on a loopback port) serves
    every student at once; each is warmed up, then batch-1 latency and batch-32 throughput are
    timed with the students' requests interleaved, so a drift in the machine's load meets all
    of them alike;
-4. the Pareto flags (`tuner.pareto`) mark the students no other dominates: at least as
+4. the Pareto flags (`tuner.frontier.pareto`) mark the students no other dominates: at least as
    accurate and as fast at p99, and strictly better on one.
 
-Writes `frontier.csv`, `frontier.md`, `frontier.png` and `reliability.png` (`tuner.frontier_table`)
+Writes `frontier.csv`, `frontier.md`, `frontier.png` and `reliability.png` (`tuner.frontier.table`)
 and `frontier/measurement.json`, the record a rerun compares with: when the same checkpoints
 were measured under the same settings, the stage is skipped. `tuner.run` runs it after the
 export (`frontier.measure`); the report then adds the diagnostics to `results.md` and the
@@ -54,8 +54,8 @@ from mimic_tf.vocabulary import HARD_LOSS, architecture_label
 from serving.client import ServingClient
 from serving.compare import batch1_durations, interleaved_throughput, percentiles_ms
 from serving.export import ExportError, export_student
-from serving.infra_validation import SandboxError, SandboxServer
-from serving.server import TFSERVING_BINARY
+from serving.release.infra_validation import SandboxError, SandboxServer
+from serving.server.model_server import TFSERVING_BINARY
 from serving.signatures import METADATA_FILE
 from tuner import artifacts
 from tuner.artifacts import TrialRecord

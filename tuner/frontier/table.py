@@ -54,7 +54,7 @@ class FrontierRow:
     p50_ms: float  # batch 1, sequential, over gRPC
     p99_ms: float
     throughput: float  # images/s at `throughput_batch_size` images a request
-    pareto: bool  # no other student at least as good on both, better on one (tuner.pareto)
+    pareto: bool  # no other student at least as good on both, better on one (tuner.frontier.pareto)
     conditions: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
     @property

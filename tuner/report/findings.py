@@ -209,7 +209,7 @@ def verdict(finding: dict[str, Any]) -> str:
 
 
 def trial_length(students: Sequence[CellSummary]) -> str | None:
-    """One line on whether the searches' best trials ran long enough (`tuner.convergence`),
+    """One line on whether the searches' best trials ran long enough (`tuner.report.convergence`),
     which a finding that fails may hinge on; None when results.csv has no trial epochs."""
     measured = [s for s in students if s.best_convergence is not None]
     if not measured:

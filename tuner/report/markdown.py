@@ -128,7 +128,7 @@ def markdown_table(layout: ExperimentLayout, summaries: Sequence[CellSummary],
 
 
 def convergence_section(summaries: Sequence[CellSummary]) -> list[str]:
-    """results.md's check that the best trials ran long enough (`tuner.convergence`); none
+    """results.md's check that the best trials ran long enough (`tuner.report.convergence`); none
     when no search recorded its trials' epochs."""
     measured = [s for s in summaries if s.best_convergence is not None]
     if not measured:
@@ -274,7 +274,8 @@ def _teacher_lines(layout: ExperimentLayout, summaries: Sequence[CellSummary]) -
     if kept_here:
         lines.append(
             f"- Searches kept from an earlier run folder of this experiment, lost with its "
-            f"machine, are records only (`{layout.kept_results.name}`, `tuner.kept`): the same "
+            f"machine, are records only (`{layout.kept_results.name}`, `tuner.search.kept`): "
+            "the same "
             "teacher recipe trained again, bit for bit the same teacher where the digests "
             "match; where they differ, another training of it (another CPU kind's kernels).")
     return lines

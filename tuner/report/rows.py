@@ -217,7 +217,8 @@ def write_csv(rows: Sequence[TrialRow], path: Path,
     """`results.csv`: one line per trial; extra hyperparameter columns after the fixed ones.
 
     `records`: rows already in results.csv's form (searches kept from an earlier run folder,
-    `tuner.kept`), written as they are, each search in its place (`artifacts.search_order`)."""
+    `tuner.search.kept`), written as they are, each search in its place
+    (`artifacts.search_order`)."""
     dicts = [row.as_csv() for row in rows] + [dict(record) for record in records]
     if records:
         dicts.sort(key=lambda d: artifacts.search_order(_cell_of(d)))  # stable within a search

@@ -156,7 +156,7 @@ def load_trial_model(tuner: keras_tuner.Tuner, trial: keras_tuner.engine.trial.T
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         scope = tuner.distribution_strategy.scope() if tuner.distribution_strategy else None
         with scope or contextlib.nullcontext():
-            model = tuner.hypermodel.build(trial.hyperparameters)
+            model = tuner.search.hypermodel.build(trial.hyperparameters)
             search = SearchLayout(Path(tuner.project_dir))
             model.load_weights(search.checkpoint(trial.trial_id))
     return model
@@ -231,8 +231,8 @@ def baseline_cell(cell: Cell, layout: ExperimentLayout,
                   kept_rows: Sequence[Mapping[str, str]] | None = None) -> Cell | None:
     """The hard-label twin of a mimic cell: its best architecture, pinned; None before any.
 
-    `kept_rows`: the cell's rows when its search is kept as records (`tuner.kept`): their best
-    trial names the architecture, as the kept search stands for the cell in the report."""
+    `kept_rows`: the cell's rows when its search is kept as records (`tuner.search.kept`): their
+    best trial names the architecture, as the kept search stands for the cell in the report."""
     if kept_rows:
         values = kept.best_values(kept_rows)
     else:

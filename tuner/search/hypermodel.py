@@ -267,7 +267,8 @@ class StudentHyperModel(keras_tuner.HyperModel):
         if backup is None:  # no search folder to keep anything in
             return history
         history = backup.merged(history)
-        # Every epoch's metrics, for `tuner.convergence`, before the backup that held them goes.
+        # Every epoch's metrics, for `tuner.report.convergence`, before the backup that held
+        # them goes.
         metrics = {name: [None if value is None else float(value) for value in values]
                    for name, values in history.history.items()}
         artifacts.write_trial_history(self.search, trial_id, artifacts.TrialHistory(

@@ -26,13 +26,14 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving import tensors, validation
-from serving.admission import check_deadline, deadline_of
-from serving.errors import ServingError, describe_name, from_exception
-from serving.model_manager import ModelManager
-from serving.servable import Servable, examples_from_input
+from serving import tensors
+from serving.server import request_checks
+from serving.server.admission import check_deadline, deadline_of
+from serving.server.errors import ServingError, describe_name, from_exception
+from serving.server.model_manager import ModelManager
+from serving.server.request_checks import RequestLimits
+from serving.server.servable import Servable, examples_from_input
 from serving.signatures import PREDICT_SIGNATURE
-from serving.validation import RequestLimits
 
 SIGNATURE_DEF_FIELD = "signature_def"
 
@@ -108,7 +109,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         servable = self.manager.resolve(request.model_spec)
         signature_name = request.model_spec.signature_name or PREDICT_SIGNATURE
         signature = servable.signature_def(signature_name)
-        inputs = validation.decode_inputs(request.inputs, signature, signature_name, self.limits)
+        inputs = request_checks.decode_inputs(request.inputs, signature, signature_name,
+                                              self.limits)
         outputs = servable.predict(signature_name, inputs, request.output_filter,
                                    deadline=deadline_of(context), checked=True)
         response = predict_pb2.PredictResponse(model_spec=_response_spec(servable,

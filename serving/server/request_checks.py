@@ -23,7 +23,7 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from serving import tensors
-from serving.errors import ServingError
+from serving.server.errors import ServingError
 
 
 @dataclasses.dataclass(frozen=True)

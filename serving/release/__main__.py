@@ -7,10 +7,10 @@
     python -m serving.release rollback --serving-base serving --name NAME   # previous stable
     python -m serving.release status   --serving-base serving [--name NAME] [--json]
 
-`push` runs `serving.gate.release_candidate` (infra validation, evaluation, push); `promote`,
-`rollback` and `status` work on the serving base alone (`serving.model_base`) and do not load
-TensorFlow. Exit status: 0 done (pushed), 1 refused or nothing to do (each reason printed),
-2 usage errors. See docs/serving.md, "Release".
+`push` runs `serving.release.gate.release_candidate` (infra validation, evaluation, push);
+`promote`, `rollback` and `status` work on the serving base alone
+(`serving.release.serving_base`) and do not load TensorFlow. Exit status: 0 done (pushed),
+1 refused or nothing to do (each reason printed), 2 usage errors. See docs/serving.md, "Release".
 """
 
 from __future__ import annotations
@@ -18,73 +18,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from serving.model_base import (
+from serving.release.serving_base import (
     CANARY,
     LABELS,
     MODELS_CONFIG,
-    ModelState,
     ReleaseError,
     check_model_name,
-    model_names,
     promote,
-    read_lineage,
-    read_state,
     rollback,
 )
-
-
-def status_rows(serving_base: str | Path, name: str | None = None) -> list[dict[str, Any]]:
-    """One row per version of each model: labels, served, and its blessing record."""
-    names = [name] if name else model_names(serving_base)
-    rows = []
-    for model in names:
-        state: ModelState = read_state(serving_base, model)
-        for version in sorted(set(state.versions) | set(state.served), reverse=True):
-            lineage = read_lineage(serving_base, model, version) or {}
-            evaluation = lineage.get("evaluation") or {}
-            metrics = evaluation.get("candidate") or {}
-            rows.append({
-                "model": model,
-                "version": version,
-                "labels": state.labels_of(version),
-                "served": version in state.served,
-                "pushed_at": lineage.get("pushed_at"),
-                "infra": (lineage.get("infra_validation") or {}).get("verdict"),
-                "verdict": evaluation.get("verdict"),
-                "accuracy": metrics.get("accuracy"),
-                "p99_ms": metrics.get("latency_p99_ms"),
-                "params": metrics.get("params"),
-                "trial": lineage.get("trial_id"),
-                "source": lineage.get("run") or lineage.get("candidate"),
-            })
-    return rows
-
-
-def format_status(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The status rows as a fixed-width table."""
-    if not rows:
-        return "no models in this serving base; push one with python -m serving.release push\n"
-    header = ("model", "version", "labels", "served", "blessing", "accuracy", "p99 ms",
-              "params", "pushed at", "source")
-
-    def cells(row):
-        def number(value, spec):
-            return format(value, spec) if isinstance(value, (int, float)) else "-"
-        blessing = "/".join(v for v in (row["infra"], row["verdict"]) if v) or "-"
-        return (row["model"], str(row["version"]), ",".join(row["labels"]) or "-",
-                "yes" if row["served"] else "no", blessing, number(row["accuracy"], ".4f"),
-                number(row["p99_ms"], ".3f"), number(row["params"], ","),
-                row["pushed_at"] or "-", str(row["source"] or "-"))
-
-    table = [header, *(cells(row) for row in rows)]
-    widths = [max(len(line[column]) for line in table) for column in range(len(header))]
-    return "".join("  ".join(value.ljust(width) for value, width in zip(line, widths, strict=True))
-                   .rstrip()
-                   + "\n" for line in table)
+from serving.release.status import format_status, status_rows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,8 +95,8 @@ def _push(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     import_tensorflow_quietly(args.verbose)
     from mimic_tf.data import DataError, load_splits
-    from serving.evaluator import Thresholds
-    from serving.gate import release_candidate
+    from serving.release.evaluator import Thresholds
+    from serving.release.gate import release_candidate
 
     try:
         splits = load_splits(source=args.data)
@@ -202,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.command}: '{args.name}' stable is version {state.stable}, canary is "
               f"version {state.canary}")
         if args.server:
-            from serving.gate import reload_live_server
+            from serving.release.gate import reload_live_server
 
             reload_live_server(args.server, args.serving_base)
             print(f"{args.server} reloaded {args.serving_base / MODELS_CONFIG}")

@@ -20,11 +20,12 @@ from google.protobuf import text_format
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from serving import tensors, validation
-from serving.admission import ConcurrencyLimit, check_deadline
-from serving.batching import BatchScheduler
-from serving.errors import ServingError, describe_name, from_exception
+from serving import tensors
 from serving.model_config import BatchingParameters
+from serving.server import request_checks
+from serving.server.admission import ConcurrencyLimit, check_deadline
+from serving.server.batching import BatchScheduler
+from serving.server.errors import ServingError, describe_name, from_exception
 from serving.signatures import (
     CLASSIFY_CLASSES,
     CLASSIFY_INPUTS,
@@ -126,7 +127,7 @@ class Servable:
                 extra input, a wrong dtype or a wrong shape (naming the expected one).
         """
         signature_name = signature_name or PREDICT_SIGNATURE
-        validation.check_arrays(self.signature_def(signature_name), signature_name, inputs)
+        request_checks.check_arrays(self.signature_def(signature_name), signature_name, inputs)
 
     def predict(
         self,
@@ -142,7 +143,7 @@ class Servable:
         Args:
             deadline: `time.monotonic()` instant after which the work is not started.
             checked: the inputs were already checked against the signature
-                (`validation.decode_inputs`).
+                (`request_checks.decode_inputs`).
 
         Raises:
             ServingError: for a bad request (see `check_inputs`), an unknown output in
@@ -265,8 +266,9 @@ class Servable:
         return scheduler.run(inputs, deadline=deadline)
 
 
-def examples_from_input(request_input, max_bytes: int = validation.RequestLimits.max_merged_bytes
-                        ) -> list[bytes]:
+def examples_from_input(
+    request_input, max_bytes: int = request_checks.RequestLimits.max_merged_bytes
+) -> list[bytes]:
     """The serialized examples of a `tensorflow.serving.Input`, context merged in.
 
     Raises:
@@ -277,7 +279,7 @@ def examples_from_input(request_input, max_bytes: int = validation.RequestLimits
         return [example.SerializeToString() for example in request_input.example_list.examples]
     if kind == "example_list_with_context":
         with_context = request_input.example_list_with_context
-        return validation.merge_context(
+        return request_checks.merge_context(
             with_context.context.SerializeToString(),
             [example.SerializeToString() for example in with_context.examples], max_bytes)
     return []

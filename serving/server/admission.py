@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import grpc
 
-from serving.errors import ServingError
+from serving.server.errors import ServingError
 
 Result = TypeVar("Result")
 

@@ -19,8 +19,6 @@ import grpc
 from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.admission import ConcurrencyLimit
-from serving.errors import ServingError, describe_name, load_failure
 from serving.model_config import (
     BatchingParameters,
     ModelConfigError,
@@ -29,7 +27,9 @@ from serving.model_config import (
     read_model_server_config,
     versions_on_disk,
 )
-from serving.servable import Servable
+from serving.server.admission import ConcurrencyLimit
+from serving.server.errors import ServingError, describe_name, load_failure
+from serving.server.servable import Servable
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,6 @@
 """The model server: the embedded gRPC (+ REST) server, or the real `tensorflow_model_server`.
 
-    python -m serving.server --model-config runs/EXP/models/models.config \
-        [--port 8500] [--rest-port 8501] [--backend auto|embedded|tfserving]
+    serve(ServerOptions(model_config="runs/EXP/models/models.config"), backend="auto")
 
 `auto` runs `tensorflow_model_server` with the equivalent flags when it is on the PATH and the
 embedded server otherwise. The embedded server (`EmbeddedServer`) is a grpcio server with the
@@ -9,43 +8,32 @@ official `PredictionService` and `ModelService` servicers over a `ModelManager`,
 Serving's REST API; it binds 127.0.0.1 unless told otherwise, loads and warms every model
 before it listens, and on SIGTERM stops taking requests, finishes those in flight and exits.
 """
-# ruff: noqa: E402 (TensorFlow is imported quietly first when run as a command)
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # before the imports below load TensorFlow: no C++ start-up lines
-    from mimic_tf.cli import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
-
-import argparse
 import dataclasses
 import logging
 import os
 import shutil
 import signal
-import sys
 import threading
-from collections.abc import Sequence
 from concurrent import futures
 from pathlib import Path
 
 import grpc
 
 from mimic_tf.files import atomic_write_text
-from serving.admission import ConcurrencyLimit
-from serving.grpc_services import add_services
 from serving.model_config import (
     BATCHING_PARAMETERS_FILE,
     BatchingParameters,
-    ModelConfigError,
     format_batching_parameters,
-    read_batching_parameters,
     read_model_server_config,
 )
-from serving.model_manager import ModelManager
-from serving.rest import RestServer
-from serving.validation import RequestLimits
+from serving.server.admission import ConcurrencyLimit
+from serving.server.grpc_services import add_services
+from serving.server.model_manager import ModelManager
+from serving.server.request_checks import RequestLimits
+from serving.server.rest import RestServer
 
 logger = logging.getLogger(__name__)
 
@@ -302,87 +290,3 @@ def serve(options: ServerOptions, backend: str = "auto") -> int:
     print("stopping: draining requests in flight", flush=True)
     server.stop()
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line flags of `python -m serving.server`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m serving.server",
-        description="Serve exported students over gRPC (TF Serving's API) and REST.",
-    )
-    parser.add_argument("--model-config", required=True, type=Path,
-                        help="ModelServerConfig text proto, e.g. runs/EXP/models/models.config")
-    parser.add_argument("--port", type=int, default=8500, help="gRPC port (0: a free one)")
-    parser.add_argument("--verbose", action="store_true",
-                        help="show TensorFlow's C++ start-up and runtime log lines")
-    parser.add_argument("--rest-port", type=int, default=8501,
-                        help="REST port (0: no REST API, as TF Serving)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (embedded only; 0.0.0.0 for every interface)")
-    parser.add_argument("--backend", choices=("auto", "embedded", "tfserving"), default="auto")
-    parser.add_argument("--file-system-poll-wait-seconds", type=float, default=1.0,
-                        help="seconds between scans for new versions (0: once)")
-    parser.add_argument("--model-config-poll-wait-seconds", type=float, default=0.0,
-                        help="seconds between re-reads of the model config (0: never)")
-    parser.add_argument("--enable-batching", action="store_true",
-                        help="batch concurrent requests (TF Serving's defaults unless a file)")
-    parser.add_argument("--batching-parameters-file", type=Path,
-                        help="BatchingParameters text proto; implies --enable-batching")
-    parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
-                        help="largest gRPC request or response, in bytes")
-    parser.add_argument("--max-tensor-elements", type=int,
-                        help="elements one input tensor may declare (default: the message "
-                        "size limit in bytes)")
-    parser.add_argument("--grpc-max-threads", type=int, default=32)
-    parser.add_argument("--max-concurrent-requests", type=int, default=0,
-                        help="without batching: requests running at once (0: one per core)")
-    parser.add_argument("--max-queued-requests", type=int, default=16,
-                        help="without batching: requests waiting before UNAVAILABLE")
-    parser.add_argument("--no-warmup", action="store_true",
-                        help="skip assets.extra/tf_serving_warmup_requests")
-    parser.add_argument("--tensorflow-intra-op-parallelism", type=int, default=0,
-                        metavar="THREADS",
-                        help="threads one TensorFlow op may use (0: every core). 1 gives the "
-                        "lowest batch-1 latency on a machine with few cores")
-    parser.add_argument("--tensorflow-inter-op-parallelism", type=int, default=0,
-                        metavar="THREADS",
-                        help="threads running independent TensorFlow ops (0: every core)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse flags and serve (see the module docstring)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        batching = None
-        if args.batching_parameters_file is not None:
-            batching = read_batching_parameters(args.batching_parameters_file)
-        elif args.enable_batching:
-            batching = BatchingParameters()
-        options = ServerOptions(
-            model_config_file=args.model_config,
-            host=args.host,
-            port=args.port,
-            rest_port=args.rest_port or None,
-            file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
-            model_config_file_poll_wait_seconds=args.model_config_poll_wait_seconds,
-            batching=batching,
-            batching_parameters_file=args.batching_parameters_file,
-            max_message_bytes=args.max_message_bytes,
-            max_tensor_elements=args.max_tensor_elements,
-            grpc_max_threads=args.grpc_max_threads,
-            max_concurrent_requests=args.max_concurrent_requests,
-            max_queued_requests=args.max_queued_requests,
-            enable_model_warmup=not args.no_warmup,
-            tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
-            tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
-        )
-        return serve(options, args.backend)
-    except (ModelConfigError, FileNotFoundError, OSError, ThreadSettingError) as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,9 +25,9 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import grpc
 import numpy as np
 
-from serving.admission import expired
-from serving.errors import ServingError
 from serving.model_config import BatchingParameters
+from serving.server.admission import expired
+from serving.server.errors import ServingError
 
 Tensors = dict[str, np.ndarray]
 

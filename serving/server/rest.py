@@ -28,9 +28,10 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
-from serving import tensors, validation
-from serving.errors import ServingError, describe_name, from_exception
-from serving.model_manager import ModelManager
+from serving import tensors
+from serving.server import request_checks
+from serving.server.errors import ServingError, describe_name, from_exception
+from serving.server.model_manager import ModelManager
 from serving.signatures import PREDICT_SIGNATURE
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ class RestApi:
     """The JSON handlers, independent of the HTTP server (so they are easy to test)."""
 
     def __init__(self, manager: ModelManager,
-                 max_merged_bytes: int = validation.RequestLimits.max_merged_bytes) -> None:
+                 max_merged_bytes: int = request_checks.RequestLimits.max_merged_bytes) -> None:
         self.manager = manager
         self.max_merged_bytes = max_merged_bytes  # classify examples, context merged in
 
@@ -216,7 +217,7 @@ class RestApi:
         else:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "'inputs' must be an object "
                                f"naming the inputs {input_keys}")
-        validation.check_input_names(signature, signature_name, columns)
+        request_checks.check_input_names(signature, signature_name, columns)
         inputs = {key: _to_array(value, signature.inputs[key].dtype, f"input '{key}'")
                   for key, value in columns.items()}
         outputs = servable.predict(signature_name, inputs, output_filter)
@@ -239,8 +240,8 @@ class RestApi:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "the request body must hold "
                                "'examples': a list of {feature: value} objects")
         context = _example(_decode_b64(body["context"])) if "context" in body else b""
-        serialized = validation.merge_context(context, [_example(example) for example in examples],
-                                              self.max_merged_bytes)
+        serialized = request_checks.merge_context(
+            context, [_example(example) for example in examples], self.max_merged_bytes)
         classes, scores = servable.classify(_string_field(body, "signature_name"), serialized)
         result = []
         for row in range(len(serialized)):

@@ -34,7 +34,7 @@ from mimic_tf.layout import MODELS_CONFIG_FILE
 from serving import tensors
 from serving.client import ModelLoadError, ServingClient
 from serving.model_config import read_model_server_config, write_model_server_config
-from serving.servable import read_signature_defs
+from serving.server.servable import read_signature_defs
 from serving.signatures import (
     CLASSIFY_SCORES,
     CLASSIFY_SIGNATURE,

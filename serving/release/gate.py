@@ -1,14 +1,15 @@
 """The release gate: TFX's InfraValidator -> Evaluator -> Pusher for one candidate student.
 
 `release_candidate` runs, in order:
-1. infra validation (`serving.infra_validation`): a sandboxed server process holding only the
-   candidate must reach AVAILABLE and answer its warmup records, Predict, Classify and
+1. infra validation (`serving.release.infra_validation`): a sandboxed server process holding
+   only the candidate must reach AVAILABLE and answer its warmup records, Predict, Classify and
    GetModelMetadata exactly as the SavedModel does in process;
-2. evaluation (`serving.evaluator`): the stable version joins the sandbox as the baseline;
+2. evaluation (`serving.release.evaluator`): the stable version joins the sandbox as the baseline;
    accuracy and agreement over gRPC on the split, p50/p99 batch-1 latency of both interleaved;
    value thresholds, and change thresholds against the baseline;
-3. push (`serving.model_base`): only a candidate that passed both is copied into the serving
-   base as a new version labelled `canary` (`stable` stays until `promote`), with its lineage.
+3. push (`serving.release.serving_base`): only a candidate that passed both is copied into
+   the serving base as a new version labelled `canary` (`stable` stays until `promote`), with
+   its lineage.
 Every attempt leaves its records in `<serving-base>/_releases/<name>/<attempt>/`:
 `INFRA_BLESSED` or `INFRA_NOT_BLESSED`, `BLESSED` or `NOT_BLESSED`, `evaluation.json`,
 `result.json`. The CLI is `python -m serving.release`.
@@ -30,7 +31,8 @@ import numpy as np
 
 from mimic_tf.files import atomic_write_text
 from serving.client import ServingClient
-from serving.evaluator import (
+from serving.model_config import read_model_server_config
+from serving.release.evaluator import (
     NOT_BLESSED,
     Blessing,
     Thresholds,
@@ -38,14 +40,14 @@ from serving.evaluator import (
     measure_latencies,
     measure_served,
 )
-from serving.infra_validation import (
+from serving.release.infra_validation import (
     CANDIDATE,
     InfraValidation,
     SandboxError,
     SandboxServer,
     validate_candidate,
 )
-from serving.model_base import (
+from serving.release.serving_base import (
     CANARY,
     MODELS_CONFIG,
     RECORDS_DIR,
@@ -54,7 +56,6 @@ from serving.model_base import (
     push_version,
     read_state,
 )
-from serving.model_config import read_model_server_config
 from serving.signatures import METADATA_FILE
 
 RESULT_FILE = "result.json"
