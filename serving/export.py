@@ -104,8 +104,10 @@ def _image_spec(model: keras.Model) -> tuple[tuple[int, int, int], tf.DType]:
     try:
         shape = tuple(model.inputs[0].shape[1:])
         dtype = tf.as_dtype(model.inputs[0].dtype)
-    except (AttributeError, IndexError, TypeError):
-        return (32, 32, 3), tf.uint8
+    except (AttributeError, IndexError, TypeError, ValueError):
+        raise ExportError("the student has no input yet (a subclassed model never called, or "
+                          "one without keras.Input): call it on a batch of images, or build it "
+                          "with keras.Input((height, width, channels)), then export") from None
     if len(shape) != 3 or any(size is None for size in shape):
         raise ExportError(f"the student takes inputs of shape {shape}; a fixed "
                           "(height, width, channels) is needed to export an image signature")

@@ -225,3 +225,17 @@ def test_cli_refuses_names_that_do_not_fit_the_logits(tmp_path, capsys):
         export.main(["--model", str(model_path), "--base", str(tmp_path / "models"),
                      "--name", "m", "--run", str(tmp_path / "no-run")])
     assert "no class names to read" in capsys.readouterr().err
+
+
+def test_a_student_without_an_input_shape_is_refused_not_given_cifars(tmp_path):
+    class Unbuilt(keras.Model):  # subclassed and never called: no input shape to export
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(10)
+
+        def call(self, images):
+            return self.dense(keras.ops.reshape(images, (-1, 8)))
+
+    with pytest.raises(export.ExportError, match="no input yet"):
+        export.export_student(Unbuilt(), tmp_path, "unbuilt", class_names=CIFAR10.class_names)
+    assert not (tmp_path / "unbuilt").exists()

@@ -75,7 +75,7 @@ def worker_wait_seconds() -> float:
     """How long a worker waits for the chief to serve a search: `$MIMIC_TF_WORKER_WAIT`, or
     WORKER_WAIT_SECONDS. The chief builds the teacher and transfer set first, and a search is
     served only when the last one's trials have all ended, so a campaign whose transfer set
-    or trials take longer than ten minutes sets it higher (results/cpu-replication-v2/run.sh)."""
+    or trials take longer than ten minutes sets it higher (scripts/cpu-replication-v2.sh)."""
     text = os.environ.get(WORKER_WAIT, "")
     if not text:
         return WORKER_WAIT_SECONDS

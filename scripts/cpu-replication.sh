@@ -2,12 +2,12 @@
 # The CPU replication end to end (configs/cpu-replication.yaml); see README.md beside this file.
 # Every stage resumes: rerun this script after an interruption and it goes on where it stopped.
 #
-#   bash results/cpu-replication/run.sh [stage ...]    stages: teacher mlp cnn serve publish (default all)
+#   bash scripts/cpu-replication.sh [stage ...]    stages: teacher mlp cnn serve publish (default all)
 #
 # Run it in the background, niced, with its output in a file:
-#   nohup nice -n 10 bash results/cpu-replication/run.sh > runs/cpu-replication.log 2>&1 &
+#   nohup nice -n 10 bash scripts/cpu-replication.sh > runs/cpu-replication.log 2>&1 &
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 CONFIG=${CONFIG:-cpu-replication}
 RUN=runs/$CONFIG

@@ -4,10 +4,10 @@
 # published as float16 logits into teacher/ here, then each search, its rows into results.csv
 # here. A new machine starts from main alone and does only the units main does not hold.
 #
-#   bash results/cpu-replication-v2/run.sh start     # set up what is missing, then run niced
+#   bash scripts/cpu-replication-v2.sh start     # set up what is missing, then run niced
 #                                                    # in the background, log in $OUT
-#   bash results/cpu-replication-v2/run.sh status    # units done of how many, and the log
-#   bash results/cpu-replication-v2/run.sh run       # the same as start, in the foreground
+#   bash scripts/cpu-replication-v2.sh status    # units done of how many, and the log
+#   bash scripts/cpu-replication-v2.sh run       # the same as start, in the foreground
 #
 # `start` makes what a new machine lacks: the main checkout's .venv (pip install -e .[dev]),
 # and the campaign's own worktree at COMMIT (default: main's HEAD; an existing worktree stays
@@ -45,7 +45,7 @@ case "${1:-}" in
     echo "campaign $running; log: $LOG (last: $(grep -v '^ \|WARNING' "$LOG" 2>/dev/null | tail -1))"
     cd "$MAIN" && exec "$PYTHON" -m tuner.campaign status --config $CONFIG --results "$RESULTS" ;;
   start | run) ;;
-  *) echo "usage: run.sh start | status | run" >&2; exit 2 ;;
+  *) echo "usage: scripts/cpu-replication-v2.sh start | status | run" >&2; exit 2 ;;
 esac
 
 # A new machine: the virtual environment, from the main checkout's pyproject.toml.
@@ -67,7 +67,7 @@ elif [ -n "${COMMIT:-}" ]; then
   git -C "$WORKTREE" checkout --detach -q "$COMMIT"
 fi
 if pgrep -f -- "tuner.campaign run --config $CONFIG" > /dev/null; then
-  echo "the campaign is running already (run.sh status)"; exit 0
+  echo "the campaign is running already (scripts/cpu-replication-v2.sh status)"; exit 0
 fi
 # The shared CIFAR-10 copy beside the main checkout (a worktree elsewhere has no ../shared).
 if [ -z "${MIMIC_TF_DATA:-}" ] && [ -f "$MAIN/../shared/data/cifar10-jpeg.tar.gz" ]; then
@@ -75,7 +75,7 @@ if [ -z "${MIMIC_TF_DATA:-}" ] && [ -f "$MAIN/../shared/data/cifar10-jpeg.tar.gz
 fi
 # A member is a unit that must end inside one stretch of work: measured here before it starts.
 next=$(cd "$MAIN" && "$PYTHON" -m tuner.campaign next --config $CONFIG --results "$RESULTS")
-if [ -z "$next" ]; then echo "every unit of the campaign is done (run.sh status)"; exit 0; fi
+if [ -z "$next" ]; then echo "every unit of the campaign is done (scripts/cpu-replication-v2.sh status)"; exit 0; fi
 trained=  # the member's weights, where this machine trained it already (then only its logits)
 [[ "$next" == member* ]] && trained=$OUT/$CONFIG/teacher/member_$(printf %02d $(( ${next#member } - 1 ))).keras
 if [ -n "$trained" ] && [ ! -f "$trained" ] && [ "${MAX_UNIT_HOURS:-2.0}" != 0 ]; then
