@@ -40,6 +40,8 @@ import sys
 import time
 from pathlib import Path
 
+from mimic_tf.data.spec import CIFAR10
+
 HERE = Path(__file__).resolve().parent
 TEACHER = "teacher"  # the workload of one teacher member, beside the config's cells
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
@@ -110,7 +112,8 @@ def student_trial(config, name: str, args: argparse.Namespace):
     data = TrainingData.from_transfer_set(
         synthetic_transfer_set(args.views, args.train, args.validation),
         config.student.batch_size)
-    model = StudentHyperModel(cell, config.student, seed=0).build(keras_tuner.HyperParameters())
+    model = StudentHyperModel(cell, config.student, seed=0, spec=CIFAR10).build(
+        keras_tuner.HyperParameters())
     return model, data, config.student.precision
 
 

@@ -45,6 +45,7 @@ from epoch_timer import EpochTimer  # beside this script
 from mimic_tf import runtime
 from mimic_tf.config import load_config
 from mimic_tf.data import Splits
+from mimic_tf.data.spec import CIFAR10
 from mimic_tf.transfer import TransferSet, view_order
 from tuner.search.cells import Cell, planned_cells
 from tuner.search.hypermodel import StudentHyperModel, TrainingData
@@ -84,7 +85,8 @@ def synthetic_transfer_set(views: int, train: int, validation: int) -> TransferS
         return rng.integers(0, 10, count).astype(np.int64)
 
     splits = Splits(images(train), labels(train), images(validation), labels(validation),
-                    images(1000), labels(1000), source="random")
+                    images(1000), labels(1000), source="random",
+                    class_names=CIFAR10.class_names)
     return TransferSet(
         splits=splits, augment=None, order=np.stack([view_order(train, k, 0)
                                                      for k in range(views)]),
@@ -113,7 +115,7 @@ def measure(cell: Cell, config, transfer_set: TransferSet, work: Path,
         keras.backend.clear_session()
         keras.utils.set_random_seed(0)
         hypermodel = StudentHyperModel(cell, config.student, seed=0, log_dir=log_dir,
-                                       search_dir=search_dir)
+                                       search_dir=search_dir, spec=CIFAR10)
         hp = keras_tuner.HyperParameters()
         return hypermodel, hp, hypermodel.build(hp)
 

@@ -27,6 +27,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from mimic_tf.config import ReleaseConfig, load_config
 from mimic_tf.data import load_splits
+from mimic_tf.data.spec import CIFAR10
 from mimic_tf.layout import ExperimentLayout
 from serving.release.serving_base import read_state
 from tuner import artifacts, publish
@@ -297,7 +298,7 @@ def test_student_precision_sets_the_policy_and_loss_scaling(precision, optimizer
     from tuner.search.hypermodel import StudentHyperModel
 
     config = smoke_config(**{"student.precision": precision}).student
-    hypermodel = StudentHyperModel(Cell("cnn", 1, BUDGET), config, seed=0)
+    hypermodel = StudentHyperModel(Cell("cnn", 1, BUDGET), config, seed=0, spec=CIFAR10)
     distiller = hypermodel.build(keras_tuner.HyperParameters())
     assert type(distiller.optimizer).__name__ == optimizer
     assert distiller.student.get_layer("conv_1").compute_dtype == compute
@@ -318,7 +319,7 @@ def test_auto_student_precision_is_the_devices_policy(monkeypatch, device_policy
     flags = {"avx512_bf16"} if device_policy == "mixed_bfloat16" else {"avx2"}
     monkeypatch.setattr(runtime, "_cpu_flags", lambda: flags)
     config = smoke_config(**{"student.precision": "auto"}).student
-    distiller = StudentHyperModel(Cell("cnn", 1, BUDGET), config, seed=0).build(
+    distiller = StudentHyperModel(Cell("cnn", 1, BUDGET), config, seed=0, spec=CIFAR10).build(
         keras_tuner.HyperParameters())
     assert distiller.student.get_layer("conv_1").compute_dtype == compute
 
@@ -334,7 +335,7 @@ def test_student_jit_compile_reaches_distiller_compile(setting, expected):
 
     config = smoke_config(**{"student.jit_compile": setting}).student
     for family in ("mlp", "cnn"):
-        hypermodel = StudentHyperModel(Cell(family, 1, BUDGET), config, seed=0)
+        hypermodel = StudentHyperModel(Cell(family, 1, BUDGET), config, seed=0, spec=CIFAR10)
         distiller = hypermodel.build(keras_tuner.HyperParameters())
         if expected is None:  # auto: what was measured for this family on this device
             expected_here = XLA_PAYS.get((device_kind(), family), False)
@@ -351,7 +352,7 @@ def test_hard_label_baselines_search_dropout_and_weight_decay_mimic_students_do_
     from tuner.search.hypermodel import DROPOUT, WEIGHT_DECAY, StudentHyperModel
 
     config = smoke_config().student
-    hard = StudentHyperModel(Cell("cnn", 2, BUDGET, loss="hard"), config, seed=0)
+    hard = StudentHyperModel(Cell("cnn", 2, BUDGET, loss="hard"), config, seed=0, spec=CIFAR10)
     hp = keras_tuner.HyperParameters()
     hp.Fixed("dropout", 0.3)  # a draw the oracle could make (its default is the range's 0)
     distiller = hard.build(hp)
@@ -362,7 +363,7 @@ def test_hard_label_baselines_search_dropout_and_weight_decay_mimic_students_do_
     assert WEIGHT_DECAY[0] <= distiller.optimizer.weight_decay <= WEIGHT_DECAY[1]
     assert {"dropout", "weight_decay"} <= set(hp.values)
 
-    mimic = StudentHyperModel(Cell("cnn", 2, BUDGET), config, seed=0)
+    mimic = StudentHyperModel(Cell("cnn", 2, BUDGET), config, seed=0, spec=CIFAR10)
     hp = keras_tuner.HyperParameters()
     distiller = mimic.build(hp)
     assert not any(isinstance(layer, keras.layers.Dropout) for layer in distiller.student.layers)

@@ -156,7 +156,7 @@ def load_trial_model(tuner: keras_tuner.Tuner, trial: keras_tuner.engine.trial.T
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         scope = tuner.distribution_strategy.scope() if tuner.distribution_strategy else None
         with scope or contextlib.nullcontext():
-            model = tuner.search.hypermodel.build(trial.hyperparameters)
+            model = tuner.hypermodel.build(trial.hyperparameters)
             search = SearchLayout(Path(tuner.project_dir))
             model.load_weights(search.checkpoint(trial.trial_id))
     return model
