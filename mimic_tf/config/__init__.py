@@ -5,6 +5,11 @@ type or an out-of-range value raises `ConfigError` naming the key, the value and
 allowed. `save_config` writes the resolved config beside the artifacts it produced.
 
     config = load_config("configs/default.yaml", overrides={"search.trials": 2})
+
+One module per section (`data`, `teacher`, `student`, `search`, `release`), `experiment` (all
+of them), `loading` (YAML, overrides) and `checks`. May import `mimic_tf.vocabulary`,
+`mimic_tf.files` (`save_config`) and PyYAML only: every layer reads configs, so configs read
+nothing of theirs.
 """
 
 from mimic_tf.config.checks import ConfigError
