@@ -21,8 +21,8 @@
 #   ORACLE_PORT  the chiefs' base port on 127.0.0.1 (default 27100)
 #   MEMBER_BAR   member 1's test accuracy below which the campaign stops (default 0.90)
 #   UNITS        at most this many units, then stop (default: all)
-#   MAX_UNIT_HOURS  when the next unit is a teacher member, its hours are measured first on
-#                this machine (benchmarks/campaign_plan.py --teacher-only); over this (default
+#   MAX_UNIT_HOURS  when the next unit is a teacher member this machine has not begun (no epoch
+#                backup), its hours are measured first on this machine (benchmarks/campaign_plan.py --teacher-only); over this (default
 #                2.0) the campaign does not start: give the remaining members fewer epochs
 #                (teacher.member_epochs) so a unit ends inside one stretch of work
 set -euo pipefail
@@ -77,8 +77,15 @@ fi
 next=$(cd "$MAIN" && "$PYTHON" -m tuner.campaign next --config $CONFIG --results "$RESULTS")
 if [ -z "$next" ]; then echo "every unit of the campaign is done (scripts/cpu-replication-v2.sh status)"; exit 0; fi
 trained=  # the member's weights, where this machine trained it already (then only its logits)
-[[ "$next" == member* ]] && trained=$OUT/$CONFIG/teacher/member_$(printf %02d $(( ${next#member } - 1 ))).keras
-if [ -n "$trained" ] && [ ! -f "$trained" ] && [ "${MAX_UNIT_HOURS:-2.0}" != 0 ]; then
+started=  # its epoch backup, where this machine began training it (then it resumes, not restarts)
+if [[ "$next" == member* ]]; then
+  stem=$OUT/$CONFIG/teacher/member_$(printf %02d $(( ${next#member } - 1 )))
+  trained=$stem.keras
+  started=$OUT/$CONFIG/teacher/.backup_$(basename "$stem").npz
+fi
+if [ -n "$started" ] && [ -f "$started" ] && [ ! -f "$trained" ]; then
+  stamp "$next: resuming its training from the last epoch this machine finished ($started)"
+elif [ -n "$trained" ] && [ ! -f "$trained" ] && [ "${MAX_UNIT_HOURS:-2.0}" != 0 ]; then
   stamp "measuring a member unit on this machine before $next (campaign_plan.py --teacher-only)"
   plan=$(cd "$WORKTREE" && PYTHONPATH=$WORKTREE "$PYTHON" benchmarks/campaign_plan.py \
          --config $CONFIG --teacher-only --steps 10 2> /dev/null | tail -1)
