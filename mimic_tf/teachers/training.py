@@ -6,7 +6,7 @@
 only the members a run folder lacks, a killed member from its last finished epoch, and writes
 the ensemble (`ensemble.py`) with each member's and the ensemble's accuracies.
 
-    ensemble = ensure_teacher(config, splits, layout.teacher_dir)
+    ensemble = ensure_teacher(config, splits, layout.teacher)
 """
 
 from __future__ import annotations
