@@ -19,9 +19,16 @@ spread of searched widths around the default ones and VALIDATION for the validat
 the hard-label baselines cost as the mimic searches of their cells. The epoch caps are
 upper bounds (the plateau schedule stops many trials sooner), so the plan is one too.
 
+A campaign's searches run `--workers` one-thread trials side by side (a chief and one worker
+a core). With `--workers N` above 1 the students are measured that way: N processes of this
+script, one TensorFlow thread each, time every student at once, and each student's rate is
+the slowest process's (a round of trials waits for its last). Each search unit's hours are
+then ceil(trials / N) rounds of one trial's epochs.
+
     python benchmarks/campaign_plan.py                            # cpu-replication-v2
     python benchmarks/campaign_plan.py --config cpu-replication --steps 20
     python benchmarks/campaign_plan.py --teacher-only --steps 10   # a member unit's hours
+    python benchmarks/campaign_plan.py --workers 2 --steps 10      # each search unit's hours
 
 Prints the table, then one JSON object last.
 """
@@ -35,6 +42,9 @@ import mimic_tf  # noqa: F401  (first: sets oneDNN's default before TensorFlow l
 import argparse
 import dataclasses
 import json
+import math
+import os
+import subprocess
 import sys
 import time
 
@@ -63,7 +73,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--teacher-only", action="store_true",
                         help="measure and plan the teacher's stages alone (a member unit is "
                         "sized by them before it starts)")
-    return parser.parse_args()
+    parser.add_argument("--workers", type=int, default=1,
+                        help="trials a search runs side by side, one thread each (the "
+                        "campaign's WORKERS); above 1 the students are timed that way")
+    parser.add_argument("--students-only", action="store_true",
+                        help=argparse.SUPPRESS)  # one of the --workers processes
+    args = parser.parse_args()
+    if args.workers < 1:
+        parser.error(f"--workers is {args.workers}; give 1 or more trials side by side")
+    return args
 
 
 def _timed_fit(model, images: np.ndarray, targets, steps: int, batch_size: int) -> float:
@@ -85,13 +103,9 @@ def _timed_predict(model, images: np.ndarray, batch_size: int) -> float:
     return len(images) / (time.perf_counter() - started)
 
 
-def measure(config: ExperimentConfig, steps: int, teacher_only: bool = False) -> dict:
-    """Training and inference img/s of the config's teacher member and (unless
-    `teacher_only`) every student."""
+def measure_teacher(config: ExperimentConfig, steps: int) -> dict:
+    """Training and inference img/s of the config's teacher member."""
     import keras
-
-    from mimic_tf.distiller import Distiller
-    from mimic_tf.students import build_student
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -110,9 +124,18 @@ def measure(config: ExperimentConfig, steps: int, teacher_only: bool = False) ->
           file=sys.stderr, flush=True)
     keras.backend.clear_session()
     costs["precision"] = {"teacher": runtime.resolve_precision(recipe.precision)}
-    if teacher_only:
-        return costs
+    return costs
 
+
+def measure_students(config: ExperimentConfig, steps: int) -> dict[str, float]:
+    """Training img/s of every student the config searches, at its default widths."""
+    import keras
+
+    from mimic_tf.distiller import Distiller
+    from mimic_tf.students import build_student
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(1)
     batch = config.student.batch_size
     count = batch * steps
     images = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
@@ -130,13 +153,32 @@ def measure(config: ExperimentConfig, steps: int, teacher_only: bool = False) ->
         print(f"  {cell.name}: {students[cell.name]:.0f} img/s training", file=sys.stderr,
               flush=True)
         keras.backend.clear_session()
-    costs["students_train"] = students
-    costs["precision"]["students"] = precision
-    return costs
+    return students
 
 
-def plan(config: ExperimentConfig, costs: dict) -> list[dict]:
-    """Hours per stage, from the measured img/s and the config's counts."""
+def measure_students_side_by_side(config_arg: str, steps: int, workers: int) -> dict[str, float]:
+    """Every student's img/s as `workers` one-thread trials side by side: that many processes
+    time each student at once; the slowest process's rate counts."""
+    command = [sys.executable, __file__, "--config", config_arg, "--steps", str(steps),
+               "--students-only"]
+    environment = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    processes = [subprocess.Popen(command, env=environment, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL if number else None, text=True)
+                 for number in range(workers)]
+    rates = []
+    for process in processes:
+        output, _ = process.communicate()
+        if process.returncode != 0:
+            raise SystemExit(f"a side-by-side student measurement failed (exit "
+                             f"{process.returncode}); run it alone to see why: "
+                             f"TF_NUM_INTRAOP_THREADS=1 {' '.join(command)}")
+        rates.append(json.loads(output.strip().splitlines()[-1]))
+    return {name: min(rate[name] for rate in rates) for name in rates[0]}
+
+
+def plan(config: ExperimentConfig, costs: dict, workers: int = 1) -> list[dict]:
+    """Hours per stage, from the measured img/s and the config's counts (a search's trials
+    `workers` at a time)."""
     train = CIFAR10_TRAIN_IMAGES - config.data.validation_size
     members = config.teacher.ensemble_size
     epochs = config.teacher.airbench.epochs
@@ -160,12 +202,13 @@ def plan(config: ExperimentConfig, costs: dict) -> list[dict]:
                      if c.family == family and c.budget == budget}
             if not cells:
                 continue
-            hours = sum(trials * cap * train / rate * SPREAD * VALIDATION / 3600
-                        for rate in cells.values())
+            hours = sum(math.ceil(trials / workers) * cap * train / rate * SPREAD
+                        * VALIDATION / 3600 for rate in cells.values())
             seconds = " / ".join(f"{train / rate:.1f}" for rate in cells.values())
             rows.append({"stage": f"{family.upper()} searches, {budget_label(budget)}",
                          "measured": f"an epoch: {seconds} s (depths in order)",
-                         "count": f"{len(cells)} x {trials} trials x {cap} epochs",
+                         "count": f"{len(cells)} x {trials} trials x {cap} epochs"
+                                  + (f", {workers} at a time" if workers > 1 else ""),
                          "hours": hours})
             if config.search.has_baseline(family, budget):
                 rows.append({"stage": f"hard-label baselines, {family.upper()} "
@@ -175,6 +218,23 @@ def plan(config: ExperimentConfig, costs: dict) -> list[dict]:
     rows.append({"stage": "in all", "measured": "", "count": "",
                  "hours": sum(row["hours"] for row in rows)})
     return rows
+
+
+def search_unit_hours(config: ExperimentConfig, costs: dict, workers: int) -> dict[str, float]:
+    """Each search unit's hours (its cell's name; `-hard` for a hard-label baseline):
+    ceil(trials / workers) rounds, each of one trial's epoch cap at its measured rate, with
+    SPREAD and VALIDATION as the stages' rows."""
+    train = CIFAR10_TRAIN_IMAGES - config.data.validation_size
+    rounds = math.ceil(config.search.trials / workers)
+    hours = {}
+    for cell in planned_cells(config, FAMILIES):
+        rate = costs["students_train"][cell.name]
+        unit = (rounds * config.student.epochs_for(cell.family) * train / rate * SPREAD
+                * VALIDATION / 3600)
+        hours[cell.name] = unit
+        if config.search.has_baseline(cell.family, cell.budget):
+            hours[f"{cell.name}-hard"] = unit
+    return hours
 
 
 def member_unit_hours(config: ExperimentConfig, costs: dict) -> list[float]:
@@ -197,21 +257,38 @@ def main() -> None:
     if config.teacher.family != "airbench":
         raise SystemExit(f"{args.config}: teacher.family is {config.teacher.family!r}; this "
                          "plan measures airbench members only")
+    if args.students_only:  # one of --workers' processes: its students' rates, as JSON
+        print(json.dumps(measure_students(config, args.steps)))
+        return
     facts = runtime.describe()
     print(f"{args.config} on {facts['cpu']}, oneDNN {'on' if facts['onednn'] else 'off'}, "
           f"TensorFlow {facts['tensorflow']}; teacher in "
           f"{runtime.resolve_precision(config.teacher.airbench.precision)}, students in "
           f"{runtime.resolve_precision(config.student.precision)}", file=sys.stderr)
-    costs = measure(config, args.steps, args.teacher_only)
-    rows = plan(config, costs)
+    costs = measure_teacher(config, args.steps)
+    if not args.teacher_only:
+        if args.workers > 1:
+            print(f"  students: {args.workers} one-thread processes side by side",
+                  file=sys.stderr, flush=True)
+            costs["students_train"] = measure_students_side_by_side(args.config, args.steps,
+                                                                    args.workers)
+        else:
+            costs["students_train"] = measure_students(config, args.steps)
+        costs["precision"]["students"] = runtime.resolve_precision(config.student.precision)
+    rows = plan(config, costs, args.workers)
     print("| stage | measured | count | hours |\n|---|---|---|---|")
     for row in rows:
         print(f"| {row['stage']} | {row['measured']} | {row['count']} | {row['hours']:.1f} |")
     units = member_unit_hours(config, costs)
     print("a member's unit (training and its published logits): " + ", ".join(
         f"member {index + 1} {hours:.2f} h" for index, hours in enumerate(units)))
+    searches = search_unit_hours(config, costs, args.workers) if not args.teacher_only else {}
+    if searches:
+        print(f"a search's unit ({args.workers} trial(s) side by side, epoch caps): " + ", ".join(
+            f"{name} {hours:.2f} h" for name, hours in searches.items()))
     print(json.dumps({"config": args.config, "runtime": facts, "costs": costs, "plan": rows,
-                      "member_unit_hours": units, "spread": SPREAD,
+                      "member_unit_hours": units, "search_unit_hours": searches,
+                      "workers": args.workers, "spread": SPREAD,
                       "validation": VALIDATION}, default=float))
 
 
