@@ -21,10 +21,12 @@
 #   ORACLE_PORT  the chiefs' base port on 127.0.0.1 (default 27100)
 #   MEMBER_BAR   member 1's test accuracy below which the campaign stops (default 0.90)
 #   UNITS        at most this many units, then stop (default: all)
-#   MAX_UNIT_HOURS  when the next unit is a teacher member this machine has not begun (no epoch
-#                backup), its hours are measured first on this machine (benchmarks/campaign_plan.py --teacher-only); over this (default
-#                2.0) the campaign does not start: give the remaining members fewer epochs
-#                (teacher.member_epochs) so a unit ends inside one stretch of work
+#   MAX_UNIT_HOURS  the longest unit (default 2.0 hours). The units are measured on this machine
+#                (benchmarks/campaign_plan.py --workers WORKERS, into $OUT/<config>.plan.json)
+#                before a teacher member it has not begun, and where no plan of this CPU is
+#                there. A member over it does not start: give the remaining members fewer
+#                epochs (teacher.member_epochs). A search over it runs in parts of whole
+#                rounds of trials, each committed (tuner.campaign --plan). 0: no check
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 MAIN=$(git -C "$HERE" worktree list | head -1 | cut -d' ' -f1)
@@ -73,7 +75,7 @@ fi
 if [ -z "${MIMIC_TF_DATA:-}" ] && [ -f "$MAIN/../shared/data/cifar10-jpeg.tar.gz" ]; then
   export MIMIC_TF_DATA=$MAIN/../shared/data/cifar10-jpeg.tar.gz
 fi
-# A member is a unit that must end inside one stretch of work: measured here before it starts.
+# Each unit must end inside one stretch of work: measured here before it starts.
 next=$(cd "$MAIN" && "$PYTHON" -m tuner.campaign next --config $CONFIG --results "$RESULTS")
 if [ -z "$next" ]; then echo "every unit of the campaign is done (scripts/cpu-replication-v2.sh status)"; exit 0; fi
 trained=  # the member's weights, where this machine trained it already (then only its logits)
@@ -83,25 +85,41 @@ if [[ "$next" == member* ]]; then
   trained=$stem.keras
   started=$OUT/$CONFIG/teacher/.backup_$(basename "$stem").npz
 fi
+# The plan on this machine (benchmarks/campaign_plan.py, about 4 minutes): each member unit's
+# and each search unit's hours, the students timed as WORKERS one-thread trials side by side.
+# Measured before a member this machine has not begun, and where no plan of this CPU is here.
+PLAN=$OUT/$CONFIG.plan.json
+measure_plan() {
+  stamp "measuring the units on this machine (campaign_plan.py --workers $WORKERS) before $next"
+  (cd "$WORKTREE" && PYTHONPATH=$WORKTREE "$PYTHON" benchmarks/campaign_plan.py \
+     --config $CONFIG --workers "$WORKERS" --steps 10 2> /dev/null) > "$PLAN.tmp"
+  mv "$PLAN.tmp" "$PLAN"
+  grep "^a \(member\|search\)" "$PLAN" | tee -a "$LOG"
+}
+plan_cpu() { "$PYTHON" -c "import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])['runtime']['cpu'])" "$PLAN" 2> /dev/null; }
+this_cpu=$(cd "$MAIN" && "$PYTHON" -c "from mimic_tf.runtime import cpu_name; print(cpu_name())")
 if [ -n "$started" ] && [ -f "$started" ] && [ ! -f "$trained" ]; then
   stamp "$next: resuming its training from the last epoch this machine finished ($started)"
+  if [ "${MAX_UNIT_HOURS:-2.0}" != 0 ] && [ "$(plan_cpu)" != "$this_cpu" ]; then measure_plan; fi
 elif [ -n "$trained" ] && [ ! -f "$trained" ] && [ "${MAX_UNIT_HOURS:-2.0}" != 0 ]; then
-  stamp "measuring a member unit on this machine before $next (campaign_plan.py --teacher-only)"
-  plan=$(cd "$WORKTREE" && PYTHONPATH=$WORKTREE "$PYTHON" benchmarks/campaign_plan.py \
-         --config $CONFIG --teacher-only --steps 10 2> /dev/null | tail -1)
-  echo "$plan" > "$OUT/$CONFIG.plan.json"
-  hours=$("$PYTHON" -c "import json,sys; print(json.loads(sys.argv[1])['member_unit_hours'][int(sys.argv[2]) - 1])" \
-          "$plan" "${next#member }")
-  stamp "$next: about $(printf %.2f "$hours") h here (plan: $OUT/$CONFIG.plan.json)"
+  measure_plan
+  hours=$("$PYTHON" -c "import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])['member_unit_hours'][int(sys.argv[2]) - 1])" \
+          "$PLAN" "${next#member }")
+  stamp "$next: about $(printf %.2f "$hours") h here (plan: $PLAN)"
   if "$PYTHON" -c "import sys; sys.exit(float(sys.argv[1]) <= float(sys.argv[2]))" "$hours" "${MAX_UNIT_HOURS:-2.0}"; then
     stamp "$next would take over ${MAX_UNIT_HOURS:-2.0} h here: give the remaining members fewer"
     stamp "epochs (teacher.member_epochs in configs/$CONFIG.yaml) and start again"
     exit 5
   fi
+elif [ "${MAX_UNIT_HOURS:-2.0}" != 0 ] && [ "$(plan_cpu)" != "$this_cpu" ]; then
+  measure_plan
 fi
 command=("$PYTHON" -m tuner.campaign run --config $CONFIG --results "$RESULTS" --out "$OUT"
          --commit --workers "$WORKERS" --oracle-port "${ORACLE_PORT:-27100}"
          --member-bar "${MEMBER_BAR:-0.90}")
+if [ "${MAX_UNIT_HOURS:-2.0}" != 0 ] && [ -f "$PLAN" ]; then  # searches over it run in parts
+  command+=(--plan "$PLAN" --max-unit-hours "${MAX_UNIT_HOURS:-2.0}")
+fi
 [ -n "${UNITS:-}" ] && command+=(--units "$UNITS")
 cd "$WORKTREE"
 export PYTHONPATH=$WORKTREE  # the worktree's code, whatever the venv was installed from

@@ -2,8 +2,10 @@
 
 Smoke scale: two tiny teacher members and two MLP searches. One campaign runs straight
 through; another does one unit a call and loses its run folder between every pair of units,
-as a change of machine would. Both commit each unit as it ends, into git repositories made
-here, and end with the same files: the same logits digests, the same trial rows.
+as a change of machine would, and its plan (`--plan`) says the second search is too long for
+one unit, so that search runs in two parts, the second on a "new machine" from the first's
+committed state alone. Both commit each unit as it ends, into git repositories made here,
+and end with the same files: the same logits digests, the same trial rows.
 """
 
 from __future__ import annotations
@@ -20,12 +22,25 @@ import pytest
 import yaml
 
 from mimic_tf.config import load_config
+from mimic_tf.runtime import cpu_name
 from mimic_tf.teachers.published import file_sha256, member_paths
 from tuner import campaign
 
 REPO = Path(__file__).resolve().parent.parent
 UNITS = ["member 1", "member 2", "mlp-d1-b30k", "mlp-d2-b30k"]
+# The lossy campaign's units: its plan cuts the second search's 2 trials into 2 parts.
+LOSSY_UNITS = [*UNITS[:3], "mlp-d2-b30k (trials 1-1 of 2)", "mlp-d2-b30k (trials 2-2 of 2)"]
 TIMING_COLUMNS = ("train_seconds",)
+
+
+def write_plan(path: Path, hours: dict[str, float], workers: int = 1,
+               cpu: str | None = None) -> Path:
+    """A plan as benchmarks/campaign_plan.py writes it, its last line the JSON the campaign
+    reads."""
+    plan = {"runtime": {"cpu": cpu or cpu_name()}, "workers": workers,
+            "search_unit_hours": hours}
+    path.write_text("| stage | measured | count | hours |\n" + json.dumps(plan) + "\n")
+    return path
 
 
 def campaign_config(path: Path) -> Path:
@@ -83,10 +98,13 @@ def campaigns(tmp_path_factory):
     straight = git_repository(root / "straight") / "results"
     straight_log = run_campaign(config, straight, root / "runs-straight")
     lossy = git_repository(root / "lossy") / "results"
+    # 2 trials of 1 hour each at the caps: over 1.5 hours, so two parts of one trial
+    plan = write_plan(root / "plan.txt", {"mlp-d2-b30k": 2.0})
     lossy_logs = []
-    for _ in UNITS:  # one unit a call, the run folder lost before each
+    for _ in LOSSY_UNITS:  # one unit a call, the run folder lost before each
         shutil.rmtree(root / "runs-lossy", ignore_errors=True)
-        lossy_logs.append(run_campaign(config, lossy, root / "runs-lossy", "--units", "1"))
+        lossy_logs.append(run_campaign(config, lossy, root / "runs-lossy", "--units", "1",
+                                       "--plan", str(plan), "--max-unit-hours", "1.5"))
     shutil.rmtree(root / "runs-lossy")
     again = run_campaign(config, lossy, root / "runs-lossy")  # a new machine, all done
     return {"config": config, "straight": straight, "straight_log": straight_log,
@@ -103,14 +121,13 @@ def test_units_are_members_then_searches():
 
 
 def test_each_unit_is_committed_as_it_ends(campaigns):
-    for key in ("straight", "lossy"):
-        subjects = [subject.rsplit(" (", 1)[0]  # less the hours it took
-                    for subject in commit_subjects(campaigns[key].parent)]
+    for key, units in (("straight", UNITS), ("lossy", LOSSY_UNITS)):
+        subjects = [subject.rsplit(" (", 1)[0] if subject.endswith(" h)") else subject
+                    for subject in commit_subjects(campaigns[key].parent)]  # less its hours
         assert subjects == [
             "Campaign smoke-campaign: teacher member 1 of 2",
             "Campaign smoke-campaign: teacher member 2 of 2",
-            "Campaign smoke-campaign: search mlp-d1-b30k",
-            "Campaign smoke-campaign: search mlp-d2-b30k",
+            *(f"Campaign smoke-campaign: search {unit}" for unit in units[2:]),
         ]
         status = subprocess.run(["git", "-C", str(campaigns[key].parent), "status",
                                  "--porcelain"], capture_output=True, text=True, check=True)
@@ -121,11 +138,55 @@ def test_a_campaign_that_lost_its_run_folder_ends_with_the_same_files(campaigns)
     assert logits_digests(campaigns["lossy"]) == logits_digests(campaigns["straight"])
     assert trial_rows(campaigns["lossy"]) == trial_rows(campaigns["straight"])
     with (campaigns["lossy"] / campaign.UNITS_FILE).open(newline="") as stream:
-        assert [row["unit"] for row in csv.DictReader(stream)] == UNITS
+        assert [row["unit"] for row in csv.DictReader(stream)] == LOSSY_UNITS
+
+
+def test_a_search_in_parts_commits_its_state_without_weights(campaigns):
+    state = campaign.search_state_folder(campaigns["lossy"], "mlp-d2-b30k")
+    files = sorted(str(path.relative_to(state)) for path in state.rglob("*") if path.is_file())
+    assert files == ["cell.json", "evaluation.json", "oracle.json", "search.json",
+                     "trial_0/history.json", "trial_0/trial.json", "trial_1/history.json",
+                     "trial_1/trial.json"]
+    assert campaign.ended_trials(state) == 2  # brought up to date by the last part
+    assert not campaign.search_state_folder(campaigns["straight"], "mlp-d2-b30k").exists()
+    second = campaigns["lossy_logs"][4]
+    assert "unit mlp-d2-b30k: 1 ended trials of its earlier parts copied from" in second
+    # the first part's trial was tested on its machine; the second part reused its numbers
+    evaluation = json.loads((state / "evaluation.json").read_text())
+    assert sorted(evaluation["trials"]) == ["0", "1"]
+
+
+@pytest.mark.parametrize(("hours", "workers", "ended", "expected"), [
+    (2.0, 2, 0, None),   # 3 rounds of 0.67 h: the whole search fits 2 hours
+    (2.4, 2, 0, 4),      # 3 rounds of 0.8 h: 2 rounds fit, 4 trials, then the rest
+    (2.4, 2, 4, None),   # the last round, after a part of 4 trials
+    (2.4, 2, 1, 5),      # a part killed after 1 trial ended: 2 rounds on from there
+    (2.4, 2, 3, None),   # 3 ended: the 3 left take 2 rounds, which fit
+    (9.0, 2, 0, 2),      # a round longer than a unit: at least one round
+    (2.4, 1, 0, 2),      # one trial at a time: rounds of one trial, 0.8 h each
+])
+def test_a_search_longer_than_a_unit_stops_after_the_rounds_that_fit(hours, workers, ended,
+                                                                   expected):
+    config = load_config("smoke", overrides={"search.trials": 6})
+    plan = {"workers": 2, "search_unit_hours": {"mlp-d1-b30k": hours}}
+    runner = campaign.Campaign("smoke", config, Path("results"), Path("runs"),
+                               workers=workers, plan=plan, max_unit_hours=2.0)
+    assert runner.stop_after(campaign.Unit("mlp-d1-b30k"), ended) == expected
+    assert runner.stop_after(campaign.Unit("mlp-d2-b30k"), ended) is None  # not in the plan
+
+
+def test_a_plan_measured_on_another_cpu_is_not_used(tmp_path):
+    here = write_plan(tmp_path / "here.txt", {"cnn-d4-b1M": 3.0})
+    assert campaign.read_plan(here)["search_unit_hours"] == {"cnn-d4-b1M": 3.0}
+    elsewhere = write_plan(tmp_path / "elsewhere.txt", {"cnn-d4-b1M": 3.0}, cpu="a Zen 3")
+    assert campaign.read_plan(elsewhere) is None
+    (tmp_path / "table.txt").write_text("| stage | measured |\n")
+    with pytest.raises(ValueError, match="not the output of benchmarks/campaign_plan.py"):
+        campaign.read_plan(tmp_path / "table.txt")
 
 
 def test_no_committed_unit_is_done_twice(campaigns):
-    for log, unit in zip(campaigns["lossy_logs"], UNITS, strict=True):
+    for log, unit in zip(campaigns["lossy_logs"], LOSSY_UNITS, strict=True):
         started = [line for line in log.splitlines() if ": start (" in line]
         assert len(started) == 1 and f"unit {unit}: start" in started[0]
     trained = sum(log.count("teacher member 1/2: training") for log in campaigns["lossy_logs"])

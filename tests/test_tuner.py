@@ -707,6 +707,48 @@ def test_a_search_is_tested_when_it_ends_before_the_next_one_starts(smoke_run, t
     assert not second.evaluation_file.exists()
 
 
+def test_a_search_in_parts_goes_on_without_the_weights_of_its_earlier_parts(smoke_run,
+                                                                            tmp_path):
+    """A part tests every trial it ended; the next part, on a machine without their
+    checkpoints, ends the search with the same rows as a search run whole, and says why it has
+    no best student where the best trial's weights stayed behind."""
+    from tuner.search.cell_search import LOST_ERROR, MissingCheckpointError
+
+    for stage in ("teacher", "transfer"):
+        shutil.copytree(smoke_run.root / stage, tmp_path / "smoke" / stage)
+    config = smoke_config(**{"search.baseline": False, "search.cnn_depths": []})
+    cell = "mlp-d1-b30k"
+    part = run_experiment(config, ("mlp",), tmp_path, verbose=0, only=cell,
+                          stop_after_trials=1)
+    layout = ExperimentLayout(tmp_path / "smoke")
+    search = layout.search(cell)
+    assert not artifacts.search_complete(search, TRIALS)
+    assert [row["trial_id"] for row in read_csv(part.report.results_csv)] == ["0"]
+    assert list(artifacts.read_evaluation(search)["trials"]) == ["0"]  # tested as it ended
+    assert not search.best_student.exists() and not (layout.models / cell).exists()
+
+    for checkpoint in search.root.glob("trial_*/*.weights.h5"):  # a new machine
+        checkpoint.unlink()
+    whole = run_experiment(config, ("mlp",), tmp_path, verbose=0, only=cell)
+    assert artifacts.search_complete(search, TRIALS)
+    rows = [row for row in read_csv(whole.report.results_csv) if row["cell"] == cell]
+    expected = [row for row in read_csv(smoke_run.report.results_csv) if row["cell"] == cell]
+    columns = ("trial_id", "rank", "val_accuracy", "test_accuracy", "learning_rate", "hidden")
+    assert [[row[c] for c in columns] for row in rows] == [
+        [row[c] for c in columns] for row in expected]
+    best = artifacts.read_evaluation(search)["best_student"]
+    if rows[0]["trial_id"] == "0":  # the best trial's weights were on the first machine
+        assert best == {"trial_id": "0", "error": LOST_ERROR}
+    else:
+        assert best["trial_id"] == rows[0]["trial_id"] and search.best_student.is_file()
+
+    evaluation = artifacts.read_evaluation(search)  # neither weights nor test metrics
+    del evaluation["trials"]["0"]
+    artifacts.write_evaluation(search, evaluation)
+    with pytest.raises(MissingCheckpointError, match="trial 0 has no checkpoint"):
+        run_experiment(config, ("mlp",), tmp_path, verbose=0, only=cell)
+
+
 def test_hyperband_search_runs_with_its_epoch_schedule(smoke_run, tmp_path):
     for stage in ("teacher", "transfer"):
         shutil.copytree(smoke_run.root / stage, tmp_path / "smoke" / stage)

@@ -99,6 +99,7 @@ def run_experiment(
     command: str | None = None,
     keep: str | Path | None = None,
     only: str | None = None,
+    stop_after_trials: int | None = None,
 ) -> ExperimentSummary:
     """Run (or continue) the searches of `families` under `config`; returns a summary.
 
@@ -107,7 +108,9 @@ def run_experiment(
     published results folder of the experiment, names finished searches to keep as records
     instead of running them again (`tuner.search.kept`; KeptSearchError when it cannot be kept);
     `only`, one search of the plan by name (`cnn-d1-b1M`, `cnn-d1-b1M-hard`): that search
-    alone runs (a campaign's unit of work), the others stay as they are.
+    alone runs (a campaign's unit of work), the others stay as they are;
+    `stop_after_trials`, end each search's run once that many of its trials have ended (a
+    part of it: its trials tested, nothing exported or measured until a later run ends it).
 
     In a distributed search (KerasTuner's environment variables set) workers run trials
     only; the chief prepares the teacher and transfer set, serves the oracles, evaluates,
@@ -177,6 +180,7 @@ def run_experiment(
                                 max(config.student.epochs_for(f) for f in families),
                                 verbose=verbose),
         strategy=distribution_strategy(),
+        stop_after_trials=stop_after_trials,
     )
     if not online:
         del teacher
@@ -205,9 +209,18 @@ def run_experiment(
                                  time.perf_counter() - started, None)
 
     # 3. Export of the best students and their push through the release gate (not of kept
-    # searches: their weights went with their run folder).
-    mimic_names = searched
+    # searches: their weights went with their run folder). A part of a search waits for it.
     log = context.progress.print if context.progress is not None else print
+    parts = [name for name in tuners if stop_after_trials is not None
+             and not artifacts.search_complete(layout.search(name), config.search.trials)]
+    if parts:
+        log(f"{', '.join(parts)}: {stop_after_trials} of {config.search.trials} trials ended "
+            "(a part of the search, its trials tested); the next run goes on, and export, "
+            "push and the frontier wait for its end")
+        report = write_report(layout.root)
+        return ExperimentSummary(layout.root, list(tuners), time.perf_counter() - started,
+                                 report)
+    mimic_names = searched
     if config.search.export:
         export_best_students(layout, mimic_names, log=log)
     split = config.release.split
@@ -257,6 +270,12 @@ def _search_and_test(
     trials, its best student kept for export; `evaluate_top_trials` reuses what it measured."""
     tuner = _search(cell, context, index, count)
     if tuner is not None and not distributed.is_worker():
+        trials = context.config.search.trials
+        if context.stop_after_trials is not None and not artifacts.search_complete(
+                context.layout.search(cell.name), trials):
+            # A part: every ended trial tested now, while its checkpoint is on this machine.
+            evaluate_top_trials(cell, tuner, context, count=trials)
+            return tuner
         keep_best = context.config.search.export and not cell.is_baseline
         evaluate_top_trials(cell, tuner, context, keep_best=keep_best)
     return tuner

@@ -140,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", default=None, metavar="SEARCH",
                         help="run this one search of the plan, by name (mlp-d2-b316k, "
                         "cnn-d1-b1M-hard for a baseline): a campaign's unit of work")
+    parser.add_argument("--stop-after-trials", type=int, default=None, metavar="N",
+                        help="with --only: end the search's run once N of its trials have "
+                        "ended, each tested (a part of it, sized to a stretch of work); the "
+                        "next run goes on from there")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete this run's searches, their logs and exported models "
                         "and start afresh (the cached teacher and transfer set are kept)")
@@ -175,6 +179,9 @@ def overrides_from(args: argparse.Namespace) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.stop_after_trials is not None and (args.only is None or args.stop_after_trials < 1):
+        parser.error("--stop-after-trials N runs a part of one search: give N >= 1 and the "
+                     "search with --only (e.g. --only cnn-d4-b1M --stop-after-trials 4)")
     if args.depths is not None and len(args.family) > 1:
         parser.error("--depths applies to one family: give --family mlp or --family cnn "
                      "(MLP depths are 1-5, CNN depths 1-4)")
@@ -192,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mimic_tf.teachers.keras_teacher import TeacherLoadError
     from mimic_tf.teachers.published import PublishedTeacherError
     from tuner.experiment import UnknownSearchError, run_experiment
+    from tuner.search.cell_search import MissingCheckpointError
     from tuner.search.distributed import DistributedSetupError
     from tuner.search.kept import KeptSearchError
     from tuner.search.settings import SearchMismatchError
@@ -200,9 +208,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = " ".join(["python -m tuner.run", *(argv if argv is not None else sys.argv[1:])])
         summary = run_experiment(config, args.family, args.out, overwrite=args.overwrite,
                                  verbose=0 if args.quiet else 1, command=command,
-                                 keep=args.keep, only=args.only)
+                                 keep=args.keep, only=args.only,
+                                 stop_after_trials=args.stop_after_trials)
     except (SearchMismatchError, DistributedSetupError, TeacherMismatchError,
-            TeacherLoadError, KeptSearchError, UnknownSearchError) as error:
+            TeacherLoadError, KeptSearchError, UnknownSearchError,
+            MissingCheckpointError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     except PublishedTeacherError as error:

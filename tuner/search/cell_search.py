@@ -16,6 +16,10 @@ checkpoints) and four files of ours, each written atomically:
     best_student.keras  the student of the best trial that did not diverge
 
 Rerunning continues a search: finished trials are kept, a trial killed mid-way is rerun.
+A search can also run in parts (`SearchContext.stop_after_trials`, `tuner.run
+--stop-after-trials`): a part ends once that many of its trials have ended and tests every one
+of them, so a later part on another machine, from the part's KerasTuner and JSON files alone
+(no checkpoints: `tuner.campaign` commits them), ranks and reports them all.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ from tuner.search.settings import check_settings, search_seed, search_settings
 from tuner.search.tuners import make_tuner
 
 DIVERGED_ERROR = "every evaluated trial diverged (non-finite loss)"
+LOST_ERROR = ("the best trial's weights stayed on the machine that trained it (a search in "
+              "parts, continued elsewhere); its test metrics are kept")
 
 
 @dataclasses.dataclass
@@ -58,6 +64,7 @@ class SearchContext:
     teacher: keras.Model | None = None  # online transfer sets only
     progress: Progress | None = None
     strategy: tf.distribute.Strategy | None = None
+    stop_after_trials: int | None = None  # end each search's run there: a part of it
 
 
 def build_tuner(cell: Cell, context: SearchContext) -> keras_tuner.Tuner:
@@ -94,6 +101,10 @@ def build_tuner(cell: Cell, context: SearchContext) -> keras_tuner.Tuner:
         overwrite=restart and not distributed.is_worker(),
         distribution_strategy=context.strategy,
     )
+    if context.stop_after_trials is not None:
+        # A part of the search: the oracle stops handing out trials there (its first random
+        # points were counted from the whole search's trials above); a later run goes on.
+        tuner.oracle.max_trials = min(config.search.trials, context.stop_after_trials)
     if not distributed.is_worker():
         artifacts.write_cell(search, cell)
         artifacts.write_settings(search, settings)
@@ -162,20 +173,28 @@ def load_trial_model(tuner: keras_tuner.Tuner, trial: keras_tuner.engine.trial.T
     return model
 
 
-def evaluate_top_trials(
-    cell: Cell, tuner: keras_tuner.Tuner, context: SearchContext, keep_best: bool = False
-) -> Evaluation:
-    """Test metrics of the `config.search.top_k` best trials (by validation accuracy).
+class MissingCheckpointError(RuntimeError):
+    """A trial to test has neither its checkpoint nor its test metrics."""
 
-    Each trial's best-epoch checkpoint is evaluated once; later runs reuse the numbers. With
+
+def evaluate_top_trials(
+    cell: Cell, tuner: keras_tuner.Tuner, context: SearchContext, keep_best: bool = False,
+    count: int | None = None,
+) -> Evaluation:
+    """Test metrics of the `count` (default `config.search.top_k`) best trials (by
+    validation accuracy).
+
+    Each trial's best-epoch checkpoint is evaluated once; later runs reuse the numbers, also
+    where the checkpoint is gone (a search in parts, continued on another machine). With
     `keep_best`, the student of the best trial that did not diverge is saved as
     `searches/<cell>/best_student.keras` (the export stage, `tuner.publish`, reads it) unless it
-    is there already; `evaluation.json` names it under `best_student`.
+    is there already; `evaluation.json` names it under `best_student`, or says why there is
+    none.
     """
     search = context.layout.search(cell.name)
     evaluation = artifacts.read_evaluation(search)
     evaluation["cell"] = cell.to_dict()
-    top = ranked_trials(tuner)[: context.config.search.top_k]
+    top = ranked_trials(tuner)[: count or context.config.search.top_k]
     diverged = {trial.trial_id: record(trial).diverged for trial in top}
     # The student to keep: the best trial whose training did not diverge.
     best = next((t for t in top if not diverged[t.trial_id]), None) if keep_best else None
@@ -185,9 +204,20 @@ def evaluate_top_trials(
     keras.backend.clear_session()
     for rank, trial in enumerate(top, start=1):
         known = evaluation["trials"].get(trial.trial_id)
+        known = known if known is not None and known.get("val_accuracy") == trial.score else None
         needs_saving = trial is best and not _kept(evaluation, search, trial.trial_id)
-        if known is not None and known.get("val_accuracy") == trial.score \
-                and not needs_saving:
+        if not search.checkpoint(trial.trial_id).is_file():
+            if known is None:
+                raise MissingCheckpointError(
+                    f"[{cell.name}] trial {trial.trial_id} has no checkpoint in {search.root} "
+                    "and no test metrics in its evaluation.json: a part of this search ended "
+                    "without testing it. Run this search again from its start (tuner.run "
+                    f"--only {cell.name} --overwrite)")
+            if needs_saving:
+                evaluation["best_student"] = {"trial_id": trial.trial_id, "error": LOST_ERROR}
+                _report(context, f"[{cell.name}] no student to export: {LOST_ERROR}")
+            continue
+        if known is not None and not needs_saving:
             continue
         model = load_trial_model(tuner, trial)
         metrics = model.evaluate(context.data.test, verbose=0, return_dict=True)

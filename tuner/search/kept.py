@@ -14,7 +14,8 @@ are not exported, pushed or served on the frontier, and a hard-label baseline of
 pins the architecture its kept best trial names.
 
 A published search is kept when
-- it finished: its best trial was tested (a search tests its best trials as it ends);
+- it finished: it holds all its trials and its best one was tested (a search tests its best
+  trials as it ends; a part of a search, `tuner.run --stop-after-trials`, is not kept);
 - this run plans it (a mimic cell of its families, or the baseline of one);
 - this run folder holds no finished search of that cell (one finished here wins);
 - the published `config.yaml` gives it this run's recipe (`search_recipe`): the teacher's
@@ -60,9 +61,11 @@ def search_recipe(config: ExperimentConfig, family: str) -> dict[str, Any]:
             "trials": config.search.trials}
 
 
-def finished(rows: Sequence[Mapping[str, str]]) -> bool:
-    """Whether a search's rows hold its tested best trial (it ended)."""
-    return any(row.get("rank") == "1" and row.get("test_accuracy") for row in rows)
+def finished(rows: Sequence[Mapping[str, str]], trials: int) -> bool:
+    """Whether a search's rows hold all its `trials` and its tested best trial (it ended;
+    a search run in parts publishes tested rows of fewer trials after each part)."""
+    return len(rows) >= trials and any(row.get("rank") == "1" and row.get("test_accuracy")
+                                       for row in rows)
 
 
 def rows_by_cell(records: Iterable[Mapping[str, str]]) -> Rows:
@@ -107,7 +110,7 @@ def select(published: Path, layout: ExperimentLayout, config: ExperimentConfig,
     checked: set[str] = set()  # families whose recipes were compared
     kept: Rows = {}
     for name, cell_rows in rows.items():
-        if name not in planned or not finished(cell_rows):
+        if name not in planned or not finished(cell_rows, config.search.trials):
             continue
         if artifacts.search_complete(layout.search(name), config.search.trials):
             continue  # finished in this run folder too: this run's own
