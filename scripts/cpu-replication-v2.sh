@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The replication campaign on a strong teacher (configs/cpu-replication-v2.yaml) as units of
-# work that are committed on main as each one ends (tuner/campaign.py): teacher members, each
+# work that are committed on main as each one ends (tuner/campaign/): teacher members, each
 # published as float16 logits into teacher/ here, then each search, its rows into results.csv
 # here. A new machine starts from main alone and does only the units main does not hold.
 #
@@ -37,6 +37,7 @@ WORKTREE=${WORKTREE:-$HOME/mimic-tf-campaign}
 PYTHON=$MAIN/.venv/bin/python
 WORKERS=${WORKERS:-$(nproc)}
 LOG=$OUT/$CONFIG.log
+PLAN=$OUT/$CONFIG.plan.json  # benchmarks/campaign_plan.py's output on this machine
 mkdir -p "$OUT"
 stamp() { echo "[$(date -u +%FT%TZ)] $*" | tee -a "$LOG"; }
 
@@ -45,7 +46,8 @@ case "${1:-}" in
     if pgrep -f -- "tuner.campaign run --config $CONFIG" > /dev/null; then
       running=running; else running="not running"; fi
     echo "campaign $running; log: $LOG (last: $(grep -v '^ \|WARNING' "$LOG" 2>/dev/null | tail -1))"
-    cd "$MAIN" && exec "$PYTHON" -m tuner.campaign status --config $CONFIG --results "$RESULTS" ;;
+    plan=(); [ -f "$PLAN" ] && plan=(--plan "$PLAN")  # and the hours left by it
+    cd "$MAIN" && exec "$PYTHON" -m tuner.campaign status --config $CONFIG --results "$RESULTS" "${plan[@]}" ;;
   start | run) ;;
   *) echo "usage: scripts/cpu-replication-v2.sh start | status | run" >&2; exit 2 ;;
 esac
@@ -88,7 +90,6 @@ fi
 # The plan on this machine (benchmarks/campaign_plan.py, about 4 minutes): each member unit's
 # and each search unit's hours, the students timed as WORKERS one-thread trials side by side.
 # Measured before a member this machine has not begun, and where no plan of this CPU is here.
-PLAN=$OUT/$CONFIG.plan.json
 measure_plan() {
   stamp "measuring the units on this machine (campaign_plan.py --workers $WORKERS) before $next"
   (cd "$WORKTREE" && PYTHONPATH=$WORKTREE "$PYTHON" benchmarks/campaign_plan.py \

@@ -175,6 +175,40 @@ def test_a_search_longer_than_a_unit_stops_after_the_rounds_that_fit(hours, work
     assert runner.stop_after(campaign.Unit("mlp-d2-b30k"), ended) is None  # not in the plan
 
 
+def test_the_bill_counts_members_from_their_manifests_and_searches_by_part(campaigns):
+    rows = campaign.bill_rows(campaigns["lossy"])
+    assert [(row.stage, row.cpu, row.units) for row in rows] == [
+        ("teacher members: training", cpu_name(), 2), ("teacher members: logits", cpu_name(), 2),
+        ("MLP searches", cpu_name(), 3)]  # the second search in two parts
+    manifests = [json.loads(path.read_text())
+                 for path in sorted((campaigns["lossy"] / "teacher").glob("member_*.json"))]
+    assert rows[0].seconds == pytest.approx(sum(m["train_seconds"] for m in manifests))
+    with (campaigns["lossy"] / campaign.UNITS_FILE).open(newline="") as stream:
+        searches = [float(row["seconds"]) for row in csv.DictReader(stream)
+                    if not row["unit"].startswith("member")]
+    assert rows[2].seconds == pytest.approx(sum(searches))
+    table = campaign.bill_table(rows)
+    assert table[-1] == f"| **in all** | | | **{sum(row.hours for row in rows):.2f}** |"
+
+
+def test_hours_left_by_the_plan_count_what_is_not_committed(campaigns, tmp_path):
+    config = load_config(campaigns["config"])
+    plan = {"workers": 1, "member_unit_hours": [1.0, 2.0],
+            "search_unit_hours": {"mlp-d1-b30k": 0.5, "mlp-d2-b30k": 0.4}}
+    assert campaign.hours_left(config, campaigns["lossy"], plan) == 0.0
+    partial = tmp_path / "results"
+    shutil.copytree(campaigns["lossy"], partial)
+    member_paths(partial / "teacher", 1)[1].unlink()  # member 2 not published
+    (partial / "results.csv").write_text("")  # no search finished; the second has a part
+    state = campaign.search_state_folder(partial, "mlp-d2-b30k")
+    oracle = json.loads((state / "oracle.json").read_text())
+    oracle["end_order"] = oracle["end_order"][:1]  # 1 of its 2 trials committed
+    (state / "oracle.json").write_text(json.dumps(oracle))
+    assert campaign.hours_left(config, partial, plan) == pytest.approx(2.0 + 0.5 + 0.4 / 2)
+    assert "part     mlp-d2-b30k: 1 of 2 trials committed" in "\n".join(
+        campaign.status_lines(config, partial))
+
+
 def test_a_plan_measured_on_another_cpu_is_not_used(tmp_path):
     here = write_plan(tmp_path / "here.txt", {"cnn-d4-b1M": 3.0})
     assert campaign.read_plan(here)["search_unit_hours"] == {"cnn-d4-b1M": 3.0}
