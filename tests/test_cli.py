@@ -13,6 +13,7 @@ ROOT = Path(__file__).parent.parent
 COMMANDS = [
     "mimic_tf.train_teacher",
     "mimic_tf.publish_teacher",
+    "mimic_tf.teacher_card",
     "tuner.run",
     "tuner.publish",
     "tuner.report",

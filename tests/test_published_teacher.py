@@ -280,3 +280,28 @@ def test_member_epochs_must_name_every_member():
     config = load_config("smoke", overrides={"teacher.member_epochs": [3, 2]})
     assert config.teacher.for_member(1).schedule.epochs == 2
     assert config.teacher.for_member(0).airbench == config.teacher.airbench
+
+
+def test_the_teacher_card_says_what_the_members_are_and_how_accurate_together(published,
+                                                                             capsys, tmp_path):
+    from mimic_tf import teacher_card
+
+    assert teacher_card.main([str(published["folder"])]) == 0
+    alone = capsys.readouterr().out
+    manifests = [json.loads(path.read_text())
+                 for path in sorted(published["folder"].glob("member_*.json"))]
+    rows = [line for line in alone.splitlines() if line.startswith("| ")][1:]
+    assert [row.split(" | ")[0] for row in rows] == ["| 1", "| 2"]
+    for row, manifest in zip(rows, manifests, strict=True):
+        assert f"{100 * manifest['test_accuracy']:.2f}" in row.split(" | ")[5]
+    assert "add `--config CONFIG`" in alone
+
+    assert teacher_card.main([str(published["folder"]), "--config",
+                              str(published["config"])]) == 0
+    together = capsys.readouterr().out
+    teacher = json.loads((published["distilled"] / "teacher" / "teacher.json").read_text())
+    ensemble = [line for line in together.splitlines() if line.startswith("| **ensemble**")]
+    assert ensemble and f"**{100 * teacher['ensemble']['test_accuracy']:.2f}**" in ensemble[0]
+
+    assert teacher_card.main([str(tmp_path)]) == 2  # no teacher there
+    assert "holds no published teacher member" in capsys.readouterr().err
