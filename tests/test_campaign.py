@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -207,6 +208,41 @@ def test_hours_left_by_the_plan_count_what_is_not_committed(campaigns, tmp_path)
     assert campaign.hours_left(config, partial, plan) == pytest.approx(2.0 + 0.5 + 0.4 / 2)
     assert "part     mlp-d2-b30k: 1 of 2 trials committed" in "\n".join(
         campaign.status_lines(config, partial))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_search_in_parts_with_a_chief_and_two_workers(campaigns, tmp_path):
+    """The campaign's way on the real machine: a chief and two one-thread workers run each part,
+    whole rounds of two trials, and the next part goes on from the committed state alone."""
+    config = yaml.safe_load(campaigns["config"].read_text())
+    config["search"].update({"trials": 4, "mlp_depths": [1]})
+    config_path = tmp_path / "four-trials.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    results = git_repository(tmp_path / "repository") / "results"
+    shutil.copytree(campaigns["lossy"] / "teacher", results / "teacher")  # members committed
+    # 4 trials, 2 at a time: 2 rounds of 1 hour, over 1.5 hours, so two parts of one round
+    plan = write_plan(tmp_path / "plan.txt", {"mlp-d1-b30k": 2.0}, workers=2)
+    port = free_port()  # the search is unit 3 of the plan: its chief serves on base + 200
+    logs = []
+    for _ in range(2):  # each part on a "new machine"
+        shutil.rmtree(tmp_path / "runs", ignore_errors=True)
+        logs.append(run_campaign(config_path, results, tmp_path / "runs", "--units", "1",
+                                 "--workers", "2", "--oracle-port", str(port - 200),
+                                 "--plan", str(plan), "--max-unit-hours", "1.5"))
+    assert "unit mlp-d1-b30k (trials 1-2 of 4): done" in logs[0]
+    assert "unit mlp-d1-b30k (trials 3-4 of 4): done" in logs[1]
+    assert "2 ended trials of its earlier parts copied" in logs[1]
+    rows = trial_rows(results)
+    assert sorted(row["trial_id"] for row in rows) == ["0", "1", "2", "3"]
+    tested = {row["trial_id"] for row in rows if row["test_accuracy"]}
+    assert {"0", "1"} <= tested  # the first part's, tested on the machine they ended on
+    assert next(row for row in rows if row["rank"] == "1")["trial_id"] in tested
+    assert campaign.ended_trials(campaign.search_state_folder(results, "mlp-d1-b30k")) == 4
 
 
 def test_a_plan_measured_on_another_cpu_is_not_used(tmp_path):
