@@ -11,11 +11,13 @@ rounding's effect is read beside the seeds' spread:
     python benchmarks/logits_rounding.py --teacher ~/mimic-tf-runs/cpu-replication-v2/teacher \
         --cell mlp-d1-b316k --seeds 0,1 --views 1 --out ~/mimic-tf-runs/logits-rounding
 
-The teacher is the folder's members trained so far, averaged as the ensemble would; its
-float32 transfer set (`--views` views) is cached in `--out`. The float16 side rounds each
-member's logits to float16 and averages them, as a published teacher's reader does. Each
-finished run is added to `--out`/results.json at once, and a rerun skips it. Prints one JSON
-object last.
+The float16 side is what a search reads: the committed members' logits (`--published`, the
+first N members, N the `member_XX.keras` files in `--teacher`), averaged by the published
+teacher's reader. The float32 side runs those same members (each checked against its
+manifest's weights digest) over the same views as the transfer stage would, cached in
+`--out`. Only the training targets differ: the teacher's validation and test logits (for the
+agreement metric) are the published ones on both sides. Each finished run is added to
+`--out`/results.json at once, and a rerun skips it. Prints one JSON object last.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import mimic_tf  # noqa: F401  (first: sets oneDNN's default before TensorFlow l
 # isort: split
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -41,15 +42,22 @@ from trial_overhead import chosen_cells
 
 from mimic_tf import data, runtime
 from mimic_tf.config import load_config
-from mimic_tf.teachers import build_ensemble, load_model, predict_logits
-from mimic_tf.transfer import build_transfer_set
+from mimic_tf.teachers import build_ensemble, load_model
+from mimic_tf.teachers.ensemble import weights_fingerprint
+from mimic_tf.teachers.published import read_manifest, read_published_teacher
+from mimic_tf.transfer import build_transfer_set, published_transfer_set
 from tuner.search.hypermodel import TrainingData
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", type=Path, required=True,
-                        help="a teacher folder with member_XX.keras")
+                        help="a teacher folder with member_XX.keras (the members' weights)")
+    parser.add_argument("--published", type=Path,
+                        default=Path(__file__).resolve().parent.parent
+                        / "results/cpu-replication-v2/teacher",
+                        help="the same members published (member_XX.npz and .json; default: "
+                        "the v2 campaign's)")
     parser.add_argument("--config", default="cpu-replication-v2", help="config name or path")
     parser.add_argument("--data", default=None, help="data source (default: the config's)")
     parser.add_argument("--cell", default="mlp-d1-b316k", help="the student's cell")
@@ -63,26 +71,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("/tmp/logits-rounding"),
                         help="where the transfer set and results.json go")
     return parser.parse_args()
-
-
-def rounded(members: list, images_of_split: dict[str, np.ndarray], transfer, config):
-    """The transfer set with every member's logits rounded to float16, then averaged."""
-    views = transfer.views if transfer.views is not None else data.augmented_views(
-        transfer.splits.train_images, config.augment, config.transfer.views)
-    flip = config.teacher.flip_average
-    logits = np.zeros_like(transfer.logits)
-    evaluation = {split: 0.0 for split in images_of_split}
-    for member in members:
-        for view in range(len(views)):
-            logits[view] += predict_logits(member, views[view]).astype(np.float16)
-        single = build_ensemble([member], flip_average=flip)
-        for split, images in images_of_split.items():
-            evaluation[split] = evaluation[split] + predict_logits(single, images).astype(
-                np.float16).astype(np.float32)
-    count = len(members)
-    return dataclasses.replace(transfer, logits=logits / count,
-                               validation_logits=evaluation["validation"] / count,
-                               test_logits=evaluation["test"] / count)
 
 
 def main() -> None:
@@ -104,15 +92,22 @@ def main() -> None:
             if f"{logits}/seed{s}" not in runs]
     if todo:
         splits = data.load_splits(config.data)
-        members = [load_model(path) for path in sorted(args.teacher.glob("member_*.keras"))]
-        if not members:
+        paths = sorted(args.teacher.glob("member_*.keras"))
+        if not paths:
             raise SystemExit(f"--teacher: {args.teacher} holds no member_XX.keras")
+        members = [load_model(path) for path in paths]
+        for index, member in enumerate(members):
+            expected = read_manifest(args.published, index)["weights_sha256"]
+            if weights_fingerprint(member) != expected:
+                raise SystemExit(f"{paths[index]} is not the member published in "
+                                 f"{args.published} (its weights digest differs)")
         results["teacher_members"] = len(members)
+        published = read_published_teacher(args.published, config, splits,
+                                            members=len(members))
         teacher = build_ensemble(members, flip_average=config.teacher.flip_average)
-        exact = build_transfer_set(config, splits, teacher, args.out / "transfer", verbose=1)
-        sets = {"float32": exact, "float16": rounded(
-            members, {"validation": splits.validation_images, "test": splits.test_images},
-            exact, config)}
+        exact = build_transfer_set(config, splits, teacher, args.out / "transfer", verbose=1,
+                                   evaluation_logits=published.evaluation_logits)
+        sets = {"float32": exact, "float16": published_transfer_set(config, splits, published)}
         difference = np.abs(sets["float16"].logits - exact.logits)
         results["rounding"] = {"max_abs": float(difference.max()),
                                "mean_abs": float(difference.mean()),
