@@ -202,14 +202,25 @@ def ranked(trials: list[TrialRecord]) -> list[TrialRecord]:
     return sorted((t for t in trials if t.completed), key=TrialRecord.rank_key)
 
 
+def _oracle_state(search: SearchLayout) -> dict[str, Any]:
+    """KerasTuner's oracle state of a search folder; empty where there is none yet."""
+    try:
+        return _read_json(search.oracle_file)
+    except (OSError, ValueError):
+        return {}
+
+
+def ended_trials(search: SearchLayout) -> int:
+    """How many trials a search's oracle has ended (0: none, or no oracle yet)."""
+    return len(_oracle_state(search).get("end_order", []))
+
+
 def search_complete(search: SearchLayout, max_trials: int) -> bool:
     """True when a search's oracle has ended `max_trials` trials and none is pending."""
-    try:
-        state = _read_json(search.oracle_file)
-    except (OSError, ValueError):
-        return False
+    state = _oracle_state(search)
     return (
-        not state.get("ongoing_trials")
+        bool(state)
+        and not state.get("ongoing_trials")
         and not state.get("retry_queue")
         and len(state.get("end_order", [])) >= max_trials
     )

@@ -12,6 +12,9 @@ import json
 import sys
 from pathlib import Path
 
+from mimic_tf.layout import SearchLayout
+from tuner import artifacts
+
 SEARCHES_FOLDER = "searches"  # <results>/searches/<cell>/: a search in parts, between parts
 # What a part of a search commits of its folder: KerasTuner's project and our JSON files, not
 # the weights (checkpoints, a running trial's backup, the best student).
@@ -26,10 +29,7 @@ def search_state_folder(results: Path, name: str) -> Path:
 
 def ended_trials(search_folder: Path) -> int:
     """How many trials a search folder's KerasTuner oracle has ended (0: none, or no oracle)."""
-    try:
-        return len(json.loads((search_folder / "oracle.json").read_text()).get("end_order", []))
-    except (OSError, ValueError):
-        return 0
+    return artifacts.ended_trials(SearchLayout(search_folder))
 
 
 def state_files(folder: Path) -> list[Path]:
