@@ -42,3 +42,22 @@ def training_seconds(history: Mapping[str, Sequence[float | None]]) -> float | N
     if not seconds or any(value is None for value in seconds):
         return None
     return float(sum(seconds))
+
+
+class StageClock:
+    """What a run's stages cost: `lap(stage)` ends the stage that ran since the last lap.
+
+        clock = StageClock()
+        load(); clock.lap("data")
+        train(); clock.lap("searches")
+        clock.seconds  # {"data": 4.1, "searches": 431.0}, in the order the stages ran
+    """
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
+        self._last = now

@@ -61,6 +61,16 @@ def smoke_run(tmp_path_factory):
     return summary
 
 
+def test_a_run_says_what_each_stage_cost(smoke_run):
+    """The wall time by stage, in the order the stages ran, adding up to the run's."""
+    stages = smoke_run.stage_seconds
+    assert list(stages)[:3] == ["data", "teacher and transfer set", "searches"]
+    assert list(stages)[-1] == "report"
+    assert all(seconds >= 0 for seconds in stages.values())
+    assert stages["searches"] > stages["report"]  # trials train; the report is a few files
+    assert sum(stages.values()) == pytest.approx(smoke_run.seconds, rel=0.05)
+
+
 def trial_files(root: Path) -> dict[str, float]:
     """trial.json path -> modification time, for every trial of every search."""
     return {str(p.relative_to(root)): p.stat().st_mtime_ns

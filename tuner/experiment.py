@@ -28,6 +28,7 @@ import keras_tuner
 import tensorflow as tf
 
 from mimic_tf import runtime
+from mimic_tf.clock import StageClock
 from mimic_tf.config import ExperimentConfig, save_config
 from mimic_tf.data import load_splits
 from mimic_tf.files import atomic_write_text
@@ -64,12 +65,14 @@ class UnknownSearchError(ValueError):
 
 @dataclasses.dataclass
 class ExperimentSummary:
-    """What a run did: its folder, its searches, wall time and the report (None on workers)."""
+    """What a run did: its folder, its searches, wall time (and each stage's, in the order they
+    ran: data, teacher, searches, export, frontier, report) and the report (None on workers)."""
 
     root: Path
     cells: list[str]
     seconds: float
     report: Report | None
+    stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def distribution_strategy() -> tf.distribute.Strategy | None:
@@ -118,6 +121,7 @@ def run_experiment(
     """
     distributed.check_environment()
     started = time.perf_counter()
+    clock = StageClock()
     layout = ExperimentLayout.for_config(config, out)
     cells = planned_cells(config, families)
     if only is not None and only not in kept.planned_names(config, cells):
@@ -133,6 +137,7 @@ def run_experiment(
     # 1. Teacher and transfer set, prepared by the chief (or the only process). A published
     # teacher is checked against the data before anything is written (PublishedTeacherError).
     splits = load_splits(config.data)
+    clock.lap("data")
     published = (read_published_teacher(resolve_folder(config.teacher.published), config, splits)
                  if config.teacher.published else None)
     if worker:  # one entry a search, mimic cells then baselines, as the chief's ports run
@@ -185,6 +190,7 @@ def run_experiment(
     if not online:
         del teacher
         keras.backend.clear_session()
+    clock.lap("teacher (published)" if published is not None else "teacher and transfer set")
 
     # 2. The searches, then the hard-label baselines of their best architectures; each
     # search's top k tested as soon as it ends, so a stop loses no finished search's result.
@@ -204,6 +210,7 @@ def run_experiment(
         baselines.append(twin)
         tuners[twin.name] = _search_and_test(twin, context, len(cells) + offset, search_count)
     searched = [name for name in chosen if name not in kept_searches]
+    clock.lap("searches")
     if worker:
         return ExperimentSummary(layout.root, searched + [c.name for c in baselines],
                                  time.perf_counter() - started, None)
@@ -229,6 +236,7 @@ def run_experiment(
     pick_frontier = config.release.push and config.release.pick == PICK_FRONTIER
     if config.search.export and config.release.push and not pick_frontier:
         push_best_students(layout, config.release, images, labels, data, mimic_names, log=log)
+    clock.lap("export")
     # 4. The frontier: every trial served and timed; a frontier release picks from it.
     if config.frontier.measure or pick_frontier:
         rows = measure_frontier(layout, config, splits.test_images, splits.test_labels,
@@ -238,11 +246,16 @@ def run_experiment(
                 push_frontier_pick(layout, config.release, rows, images, labels, data, log=log)
             except NoStudentWithinBudget as error:
                 log(f"release: {error}")
+        clock.lap("frontier")
     report = write_report(layout.root)
+    clock.lap("report")
     seconds = time.perf_counter() - started
     if verbose:
-        print(f"done in {format_duration(seconds)}: {report.results_md}")
-    return ExperimentSummary(layout.root, searched + [c.name for c in baselines], seconds, report)
+        stages = ", ".join(f"{stage} {format_duration(spent)}"
+                           for stage, spent in clock.seconds.items())
+        print(f"done in {format_duration(seconds)} ({stages}): {report.results_md}")
+    return ExperimentSummary(layout.root, searched + [c.name for c in baselines], seconds, report,
+                             stage_seconds=clock.seconds)
 
 
 def _kept_searches(layout: ExperimentLayout, config: ExperimentConfig, cells: Sequence[Cell],

@@ -233,7 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def summary_json(summary: ExperimentSummary) -> dict:
     """The machine-readable end of a run (`--json`)."""
     result = {"experiment": str(summary.root), "searches": summary.cells,
-              "wall_seconds": round(summary.seconds, 1)}
+              "wall_seconds": round(summary.seconds, 1),
+              "stage_seconds": {stage: round(seconds, 1)
+                                for stage, seconds in summary.stage_seconds.items()}}
     if summary.report is not None:
         result["results"] = [
             {"cell": s.cell.name, "trials": s.trials, "best_test_accuracy": s.best_test,
