@@ -16,6 +16,8 @@
         logs/<cell>/<trial>/          TensorBoard: one run per trial (train/, validation/,
                                       the HParams session), grouped under its search
         logs/summary/                 TensorBoard: the report (table, Figure 1, comparison)
+        lanes/                        searches side by side (`tuner.search.lanes`): each
+                                      lane's output, lane<N>.log, and <search>.claim while it runs
         models/<cell>/<version>/      exported SavedModels, models/models.config
         serving/                      the default serving base of the release gate
         kept_results.csv              searches kept from an earlier run folder, as records
@@ -187,6 +189,11 @@ class ExperimentLayout:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def lanes(self) -> Path:
+        """Searches side by side: lane<N>.log, and <search>.claim while a lane runs it."""
+        return self.root / "lanes"
 
     def search_logs(self, name: str) -> Path:
         """TensorBoard folder of one search: a run per trial under it, `<trial id>/`."""

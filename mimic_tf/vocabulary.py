@@ -22,6 +22,10 @@ HARD_LOSS = "hard"
 LOSSES = (MIMIC_LOSS, KD_LOSS, HARD_LOSS)
 
 TUNERS = ("bayesian", "hyperband", "random")  # KerasTuner algorithms; the paper's is bayesian
+# Searches side by side (tuner.search.lanes): a lane runs the mimic searches, then the baselines.
+LANE_SEARCHES = "searches"
+LANE_BASELINES = "baselines"
+LANE_PHASES = (LANE_SEARCHES, LANE_BASELINES)
 KERAS_TEACHER = "keras"  # a trained model of the user's (teacher.path), never trained here
 TEACHER_FAMILIES = ("paper", "airbench", KERAS_TEACHER)  # the paper's 8-conv net, airbench94's
 AUTO_PRECISION = "auto"  # the fastest policy on the device at hand (mimic_tf.runtime)

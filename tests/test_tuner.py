@@ -848,3 +848,38 @@ def test_packages_import_in_one_direction():
                          else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
                 for imported in names:
                     assert imported.split(".")[0] not in banned, f"{module} imports {imported}"
+
+
+def trials_of(root: Path) -> dict[tuple[str, str], tuple[dict, float]]:
+    """(search, trial) -> (hyperparameters, validation score), for every ended trial."""
+    trials = {}
+    for path in sorted(root.glob("searches/*/trial_*/trial.json")):
+        trial = json.loads(path.read_text())
+        trials[(path.parent.parent.name, path.parent.name)] = (
+            trial["hyperparameters"]["values"], trial["score"])
+    return trials
+
+
+def test_searches_side_by_side_are_the_searches_one_after_another(smoke_run, tmp_path):
+    """search.parallel 2: two lanes take the searches, then the baselines (three here, so the
+    baselines' phase runs in lanes too); each search ends as it did in one process, same
+    hyperparameters, same scores; the lanes' logs stay, their claims do not."""
+    summary = run_experiment(
+        smoke_config(**{"search.parallel": 2, "search.baseline_families": ["mlp", "cnn"]}),
+        ("mlp", "cnn"), tmp_path, verbose=0)
+    ours, reference = trials_of(summary.root), trials_of(smoke_run.root)
+    assert set(reference) <= set(ours)
+    for key, (values, score) in reference.items():
+        assert ours[key][0] == values, key
+        assert ours[key][1] == pytest.approx(score, abs=1e-6), key
+    searches = {name for name, _ in ours}
+    assert searches == set(MIMIC_CELLS + BASELINE_CELLS) | {"mlp-d1-b30k-hard",
+                                                           "mlp-d2-b30k-hard"}
+    lanes = summary.root / "lanes"
+    assert sorted(p.name for p in lanes.iterdir()) == ["lane1.log", "lane2.log"]
+    logs = "".join(p.read_text() for p in lanes.glob("lane*.log"))
+    for name in searches:  # each search ran in a lane, tested there
+        assert f"[{name}] rank 1:" in logs, name
+    rows = read_csv(summary.root / "results.csv")
+    assert {row["cell"] for row in rows} == searches
+    assert (summary.root / "models" / "mlp-d1-b30k").is_dir()  # the parent exported

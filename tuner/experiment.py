@@ -20,7 +20,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
@@ -36,7 +36,7 @@ from mimic_tf.layout import ExperimentLayout
 from mimic_tf.teachers import ensure_teacher, saved_evaluation_logits
 from mimic_tf.teachers.published import read_published_teacher, resolve_folder
 from mimic_tf.transfer import build_transfer_set, published_transfer_set, transfer_teacher
-from mimic_tf.vocabulary import HARD_LOSS, PICK_FRONTIER
+from mimic_tf.vocabulary import HARD_LOSS, LANE_BASELINES, LANE_SEARCHES, PICK_FRONTIER
 from tuner import artifacts
 from tuner.frontier.measure import measure_frontier
 from tuner.publish import (
@@ -46,7 +46,7 @@ from tuner.publish import (
     push_frontier_pick,
 )
 from tuner.report.build import Report, write_report
-from tuner.search import distributed, kept
+from tuner.search import distributed, kept, lanes
 from tuner.search.cell_search import (
     SearchContext,
     baseline_cell,
@@ -103,6 +103,7 @@ def run_experiment(
     keep: str | Path | None = None,
     only: str | None = None,
     stop_after_trials: int | None = None,
+    lane: str | None = None,
 ) -> ExperimentSummary:
     """Run (or continue) the searches of `families` under `config`; returns a summary.
 
@@ -113,7 +114,9 @@ def run_experiment(
     `only`, one search of the plan by name (`cnn-d1-b1M`, `cnn-d1-b1M-hard`): that search
     alone runs (a campaign's unit of work), the others stay as they are;
     `stop_after_trials`, end each search's run once that many of its trials have ended (a
-    part of it: its trials tested, nothing exported or measured until a later run ends it).
+    part of it: its trials tested, nothing exported or measured until a later run ends it);
+    `lane`, run as one lane of searches side by side (`tuner.search.lanes`: its phase, the
+    searches or the baselines): take pending searches until none is left, nothing more.
 
     In a distributed search (KerasTuner's environment variables set) workers run trials
     only; the chief prepares the teacher and transfer set, serves the oracles, evaluates,
@@ -128,11 +131,12 @@ def run_experiment(
         raise UnknownSearchError(f"--only {only}: not a search this run plans; its searches: "
                          f"{', '.join(kept.planned_names(config, cells))}")
     worker = distributed.is_worker()
+    leads = not worker and lane is None  # writes the run's records, exports and reports
     baseline_cells = [c for c in cells if config.search.has_baseline(c.family, c.budget)]
     search_count = len(cells) + len(baseline_cells)
-    if overwrite and not worker:
+    if overwrite and leads:
         remove_searches(layout, cells)
-    kept_searches = _kept_searches(layout, config, cells, keep, verbose=verbose and not worker)
+    kept_searches = _kept_searches(layout, config, cells, keep, verbose=verbose and leads)
 
     # 1. Teacher and transfer set, prepared by the chief (or the only process). A published
     # teacher is checked against the data before anything is written (PublishedTeacherError).
@@ -147,7 +151,7 @@ def run_experiment(
         if all(complete):  # nothing to train: the chief may still be building the transfer set
             return ExperimentSummary(layout.root, [], time.perf_counter() - started, None)
         distributed.wait_for_chief(distributed.oracle_port(), complete)
-    else:
+    elif leads:
         layout.root.mkdir(parents=True, exist_ok=True)
         save_config(config, layout.config_file)
         if command:
@@ -157,10 +161,10 @@ def run_experiment(
             family: runtime.resolve_jit_compile(config.student.jit_compile, family)
             for family in families}, precision=runtime.resolve_precision(config.student.precision)))
     # Keras progress bars on a terminal, one line per teacher epoch in a log file.
-    teacher_verbose = 0 if worker or not verbose else (1 if sys.stdout.isatty() else 2)
+    teacher_verbose = 0 if not leads or not verbose else (1 if sys.stdout.isatty() else 2)
     if published is not None:  # logits read, not computed: no teacher, no transfer pass
         teacher = None
-        if not worker:
+        if leads:
             summary = published.summary(splits)
             atomic_write_text(layout.teacher_summary, json.dumps(summary, indent=2) + "\n")
             if verbose:
@@ -168,11 +172,11 @@ def run_experiment(
                       f"{published.folder}, test accuracy "
                       f"{summary['ensemble']['test_accuracy']:.4f} here (not trained)")
         transfer_set = published_transfer_set(config, splits, published,
-                                              verbose=verbose if not worker else 0)
+                                              verbose=verbose if leads else 0)
     else:
         teacher = ensure_teacher(config, splits, layout.teacher, verbose=teacher_verbose)
         transfer_set = build_transfer_set(
-            config, splits, teacher, layout.transfer, verbose=verbose if not worker else 0,
+            config, splits, teacher, layout.transfer, verbose=verbose if leads else 0,
             evaluation_logits=saved_evaluation_logits(layout.teacher, teacher))
     online = config.transfer.mode == "online"
     context = SearchContext(
@@ -195,6 +199,12 @@ def run_experiment(
     # 2. The searches, then the hard-label baselines of their best architectures; each
     # search's top k tested as soon as it ends, so a stop loses no finished search's result.
     # A kept search is not run: its index (and its oracle's port) stays unused.
+    if lane is not None:
+        _run_lane(lane, cells, baseline_cells, context, kept_searches)
+        return ExperimentSummary(layout.root, [], time.perf_counter() - started, None)
+    if leads and only is None and not distributed.is_distributed():  # search.parallel
+        _search_in_lanes(config, layout, families, out, cells, baseline_cells, kept_searches,
+                         log=context.progress.print if verbose else None)
     tuners = {}
     chosen = [cell.name for cell in cells if only in (None, cell.name)]
     for index, cell in enumerate(cells):
@@ -256,6 +266,50 @@ def run_experiment(
         print(f"done in {format_duration(seconds)} ({stages}): {report.results_md}")
     return ExperimentSummary(layout.root, searched + [c.name for c in baselines], seconds, report,
                              stage_seconds=clock.seconds)
+
+
+def _search_in_lanes(
+    config: ExperimentConfig, layout: ExperimentLayout, families: Sequence[str],
+    out: str | Path, cells: Sequence[Cell], baseline_cells: Sequence[Cell],
+    kept_searches: kept.Rows, log: Callable[[str], None] | None,
+) -> None:
+    """The pending searches in lanes side by side, then the baselines likewise; nothing
+    where `search.parallel` (or the machine) gives one lane. The run's own loop then finds
+    each search ended and reads what the lanes measured."""
+    gpus = len(tf.config.list_logical_devices("GPU"))
+    trials = config.search.trials
+
+    def pending(names: Sequence[str]) -> int:
+        return sum(name not in kept_searches
+                   and not artifacts.search_complete(layout.search(name), trials)
+                   for name in names)
+
+    phases = ((LANE_SEARCHES, [cell.name for cell in cells]),
+              (LANE_BASELINES, [cell.name + HARD_SUFFIX for cell in baseline_cells]))
+    for phase, names in phases:
+        count = lanes.lane_count(config.search.parallel, pending(names), gpus)
+        if config.search.parallel != 1 and count > 1:
+            lanes.run_lanes(layout, families, out, phase, count, log=log)
+
+
+def _run_lane(phase: str, cells: Sequence[Cell], baseline_cells: Sequence[Cell],
+              context: SearchContext, kept_searches: kept.Rows) -> None:
+    """One lane: claim the pending searches of `phase`, costliest first, and run each."""
+    search_count = len(cells) + len(baseline_cells)
+    trials = context.config.search.trials
+    if phase == LANE_SEARCHES:
+        work = [(cell, cells.index(cell)) for cell in lanes.costliest_first(cells)]
+    else:
+        twins = [(baseline_cell(cell, context.layout, kept_searches.get(cell.name)),
+                  len(cells) + baseline_cells.index(cell))
+                 for cell in lanes.costliest_first(baseline_cells)]
+        work = [(twin, index) for twin, index in twins if twin is not None]
+    for cell, index in work:
+        if (cell.name in kept_searches
+                or artifacts.search_complete(context.layout.search(cell.name), trials)
+                or not lanes.claim(context.layout, cell.name)):
+            continue
+        _search_and_test(cell, context, index, search_count)
 
 
 def _kept_searches(layout: ExperimentLayout, config: ExperimentConfig, cells: Sequence[Cell],

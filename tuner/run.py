@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from mimic_tf.cli import VERBOSE_FLAG, VERBOSE_HELP, import_tensorflow_quietly
 from mimic_tf.config import ConfigError, load_config
-from mimic_tf.vocabulary import ALL_FAMILIES, STUDENT_FAMILIES, TUNERS
+from mimic_tf.vocabulary import ALL_FAMILIES, LANE_PHASES, STUDENT_FAMILIES, TUNERS
 
 if TYPE_CHECKING:  # tuner.experiment loads TensorFlow: imported once the flags are good
     from tuner.experiment import ExperimentSummary
@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --only: end the search's run once N of its trials have "
                         "ended, each tested (a part of it, sized to a stretch of work); the "
                         "next run goes on from there")
+    parser.add_argument("--parallel", type=int, default=None, metavar="N",
+                        help="searches side by side, each lane a process with its share of "
+                        "the cores (sets search.parallel; 0: one lane a core, 1: one search "
+                        "after another)")
+    parser.add_argument("--lane", choices=LANE_PHASES, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--overwrite", action="store_true",
                         help="delete this run's searches, their logs and exported models "
                         "and start afresh (the cached teacher and transfer set are kept)")
@@ -170,6 +175,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
         "teacher.published": ("" if args.train_teacher or args.teacher
                               else args.teacher_logits),
         "search.baseline": args.baseline,
+        "search.parallel": args.parallel,
         "release.push": args.push,
         "frontier.measure": args.frontier,
         "release.serving_base": args.serving_base,
@@ -202,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tuner.search.cell_search import MissingCheckpointError
     from tuner.search.distributed import DistributedSetupError
     from tuner.search.kept import KeptSearchError
+    from tuner.search.lanes import LaneFailedError
     from tuner.search.settings import SearchMismatchError
 
     try:
@@ -209,7 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = run_experiment(config, args.family, args.out, overwrite=args.overwrite,
                                  verbose=0 if args.quiet else 1, command=command,
                                  keep=args.keep, only=args.only,
-                                 stop_after_trials=args.stop_after_trials)
+                                 stop_after_trials=args.stop_after_trials, lane=args.lane)
+    except LaneFailedError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
     except (SearchMismatchError, DistributedSetupError, TeacherMismatchError,
             TeacherLoadError, KeptSearchError, UnknownSearchError,
             MissingCheckpointError) as error:

@@ -23,6 +23,10 @@ class SearchConfig:
     baseline_families: tuple[str, ...] = STUDENT_FAMILIES  # which cells get a baseline ...
     baseline_budgets: tuple[float, ...] = ()  # ... and at which budgets (empty: every budget)
     export: bool = True  # export the best student of each search for TF Serving
+    # Searches side by side, each lane a process with cores/parallel threads that takes the
+    # pending searches costliest first (tuner.search.lanes). 0: one lane a core on a CPU (one
+    # where a GPU is visible); 1: one search after another in the run's own process.
+    parallel: int = 1
 
     def validate(self) -> None:
         check(self.tuner in TUNERS, "search.tuner", self.tuner, quoted(TUNERS))
@@ -38,6 +42,8 @@ class SearchConfig:
         check(all(1 <= d <= 4 for d in self.cnn_depths), "search.cnn_depths", self.cnn_depths,
                "depths in 1..4")
         check(self.top_k >= 1, "search.top_k", self.top_k, ">= 1")
+        check(0 <= self.parallel <= 256, "search.parallel", self.parallel,
+              "0..256 (0: one lane a core; 1: one search after another)")
         check(
             all(family in STUDENT_FAMILIES for family in self.baseline_families),
             "search.baseline_families",
