@@ -326,10 +326,13 @@ def build_transfer_set(
 
 
 def published_transfer_set(
-    config: ExperimentConfig, splits: data.Splits, teacher: PublishedTeacher, verbose: int = 1
+    config: ExperimentConfig, splits: data.Splits, teacher: PublishedTeacher, verbose: int = 1,
+    directory: str | Path | None = None,
 ) -> TransferSet:
     """The transfer set of a published teacher (`mimic_tf.teachers.published`): its members'
-    mean logits on the first `transfer.views` views, nothing run and nothing written.
+    mean logits on the first `transfer.views` views, no teacher run. `directory`: the run's
+    transfer folder, where the ensemble's validation and test logits are written as for a
+    trained teacher (the frontier reads them); None: nothing is written.
 
     The views are regenerated here as for a trained teacher; where they are not bit for bit
     the published ones (another CPU kind's float rounding) the log says how far they differ,
@@ -343,6 +346,10 @@ def published_transfer_set(
             print(f"transfer set: {note}", flush=True)
     fingerprint = _fingerprint(config, splits, teacher.weights_sha256,
                                bool(teacher.manifests[0].get("transfer_flip_average")))
+    if directory is not None:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        with atomic_path(Path(directory) / EVALUATION_FILE) as temporary:
+            np.savez(temporary, **teacher.evaluation_logits)
     if verbose:
         print(f"transfer set: {views} views of the published teacher in {teacher.folder} "
               f"({len(teacher.manifests)} member{'' if len(teacher.manifests) == 1 else 's'}; "

@@ -53,3 +53,11 @@ def test_a_lane_that_fails_stops_the_run_and_names_its_log(tmp_path):
     logs = "".join(path.read_text() for path in layout.lanes.glob("lane*.log"))
     assert "config.yaml" in logs  # the lane's own error, kept in its log
     assert not list(layout.lanes.glob("*.claim"))
+
+
+def test_tensorflows_own_log_lines_stay_in_the_lane_log():
+    assert lanes.TENSORFLOW_LOG_LINE.match(
+        "I0000 00:00:1796644154.489411   22838 port.cc:153] oneDNN custom operations are on.")
+    assert lanes.TENSORFLOW_LOG_LINE.match("W0000 00:00:1796644154.4 22838 cuda_executor.cc:1]")
+    assert not lanes.TENSORFLOW_LOG_LINE.match(
+        "[cnn-d1-b316k 7/8] trial 1/2 epoch 4/6 loss 5.349 acc 0.5313")

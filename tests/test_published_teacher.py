@@ -305,3 +305,22 @@ def test_the_teacher_card_says_what_the_members_are_and_how_accurate_together(pu
 
     assert teacher_card.main([str(tmp_path)]) == 2  # no teacher there
     assert "holds no published teacher member" in capsys.readouterr().err
+
+
+def test_the_frontier_serves_the_students_of_a_published_teacher(published, tmp_path):
+    """A run distilled from published logits keeps the ensemble's validation and test logits
+    in its transfer folder, as a trained teacher's run does, so the frontier (agreement with
+    the teacher) measures its students."""
+    from tuner.frontier import __main__ as frontier
+
+    run_copy = tmp_path / "distilled"
+    shutil.copytree(published["distilled"], run_copy)
+    saved = np.load(run_copy / "transfer" / "evaluation_logits.npz")
+    config = load_config(published["config"])
+    teacher = read_published_teacher(published["folder"], config, load_splits(config.data))
+    for split in ("validation", "test"):
+        np.testing.assert_array_equal(saved[split], teacher.evaluation_logits[split])
+    assert frontier.main(["--run", str(run_copy), "--latency-requests", "5"]) == 0
+    rows = list(csv.DictReader((run_copy / "frontier.csv").open()))
+    assert len(rows) == 2  # both trials of the one search, served and timed
+    assert all(0.0 <= float(row["agreement"]) <= 1.0 for row in rows)

@@ -104,6 +104,7 @@ def run_experiment(
     only: str | None = None,
     stop_after_trials: int | None = None,
     lane: str | None = None,
+    lanes: int = 1,
 ) -> ExperimentSummary:
     """Run (or continue) the searches of `families` under `config`; returns a summary.
 
@@ -116,7 +117,8 @@ def run_experiment(
     `stop_after_trials`, end each search's run once that many of its trials have ended (a
     part of it: its trials tested, nothing exported or measured until a later run ends it);
     `lane`, run as one lane of searches side by side (`tuner.search.lanes`: its phase, the
-    searches or the baselines): take pending searches until none is left, nothing more.
+    searches or the baselines): take pending searches until none is left, nothing more;
+    `lanes`, how many lanes share them (a lane's ETA counts its share of the trials).
 
     In a distributed search (KerasTuner's environment variables set) workers run trials
     only; the chief prepares the teacher and transfer set, serves the oracles, evaluates,
@@ -172,7 +174,8 @@ def run_experiment(
                       f"{published.folder}, test accuracy "
                       f"{summary['ensemble']['test_accuracy']:.4f} here (not trained)")
         transfer_set = published_transfer_set(config, splits, published,
-                                              verbose=verbose if leads else 0)
+                                              verbose=verbose if leads else 0,
+                                              directory=layout.transfer if leads else None)
     else:
         teacher = ensure_teacher(config, splits, layout.teacher, verbose=teacher_verbose)
         transfer_set = build_transfer_set(
@@ -185,7 +188,7 @@ def run_experiment(
         data=TrainingData.from_transfer_set(transfer_set, config.student.batch_size),
         transfer_fingerprint=transfer_set.fingerprint,
         teacher=transfer_teacher(teacher, config) if online else None,
-        progress=progress_class(search_count * config.search.trials,
+        progress=progress_class(-(-search_count * config.search.trials // lanes),
                                 max(config.student.epochs_for(f) for f in families),
                                 verbose=verbose),
         strategy=distribution_strategy(),

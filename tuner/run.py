@@ -148,7 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="searches side by side, each lane a process with its share of "
                         "the cores (sets search.parallel; 0: one lane a core, 1: one search "
                         "after another)")
+    # A lane of searches side by side (tuner.search.lanes), started by the run itself: its
+    # phase and how many lanes share the searches (for its ETA).
     parser.add_argument("--lane", choices=LANE_PHASES, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--lanes", type=positive_int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--overwrite", action="store_true",
                         help="delete this run's searches, their logs and exported models "
                         "and start afresh (the cached teacher and transfer set are kept)")
@@ -216,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = run_experiment(config, args.family, args.out, overwrite=args.overwrite,
                                  verbose=0 if args.quiet else 1, command=command,
                                  keep=args.keep, only=args.only,
-                                 stop_after_trials=args.stop_after_trials, lane=args.lane)
+                                 stop_after_trials=args.stop_after_trials, lane=args.lane,
+                                 lanes=args.lanes)
     except LaneFailedError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 1

@@ -20,6 +20,7 @@ each lane's whole output is in `lanes/lane<N>.log`.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -29,6 +30,10 @@ from pathlib import Path
 from mimic_tf.layout import ExperimentLayout
 from mimic_tf.vocabulary import CNN
 from tuner.search.cells import Cell
+
+# TensorFlow's C++ log lines ("I0000 00:00:17966... port.cc:153] oneDNN custom operations..."),
+# printed by a lane's import: kept in its log, not relayed to the terminal.
+TENSORFLOW_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d")
 
 
 class LaneFailedError(RuntimeError):
@@ -67,10 +72,11 @@ def clear_claims(layout: ExperimentLayout) -> None:
 
 
 def lane_command(layout: ExperimentLayout, families: Sequence[str], out: str | Path,
-                 phase: str) -> list[str]:
+                 phase: str, count: int) -> list[str]:
     """The command of one lane: the run's resolved config (flags applied), its folder."""
     return [sys.executable, "-m", "tuner.run", "--family", ",".join(families),
-            "--config", str(layout.config_file), "--out", str(out), "--lane", phase]
+            "--config", str(layout.config_file), "--out", str(out), "--lane", phase,
+            "--lanes", str(count)]
 
 
 def run_lanes(
@@ -87,7 +93,7 @@ def run_lanes(
     threads = max(1, (os.cpu_count() or 1) // count)
     environment = {**os.environ, "TF_NUM_INTRAOP_THREADS": str(threads),
                    "TF_NUM_INTEROP_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    command = lane_command(layout, families, out, phase)
+    command = lane_command(layout, families, out, phase, count)
     if log is not None:
         log(f"{phase}: {count} lanes side by side, {threads} thread{'s' * (threads > 1)} "
             f"each (search.parallel; their logs: {layout.lanes}/lane<N>.log)")
@@ -146,5 +152,5 @@ def _relay(process: subprocess.Popen, number: int, layout: ExperimentLayout,
         for line in process.stdout:
             stream.write(line)
             stream.flush()
-            if log is not None and line.strip():
+            if log is not None and line.strip() and not TENSORFLOW_LOG_LINE.match(line):
                 log(f"lane {number} | {line.rstrip()}")
