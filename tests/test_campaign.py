@@ -176,6 +176,20 @@ def test_a_search_longer_than_a_unit_stops_after_the_rounds_that_fit(hours, work
     assert runner.stop_after(campaign.Unit("mlp-d2-b30k"), ended) is None  # not in the plan
 
 
+def test_a_search_unit_distils_from_the_committed_members_and_serves_no_frontier():
+    """A unit's command reads the published members and skips the frontier, which would serve
+    every trial of the run folder again at the end of each unit (and needs no unit's rows)."""
+    config = load_config("smoke", overrides={"frontier.measure": True})
+    runner = campaign.Campaign("smoke", config, Path("results"), Path("runs"))
+    command = runner.search_command(campaign.Unit("mlp-d1-b30k"))
+    assert command[command.index("--teacher-logits") + 1] == str(Path("results") / "teacher")
+    assert "--no-frontier" in command
+    from tuner.run import build_parser, overrides_from
+
+    args = build_parser().parse_args(command[command.index("tuner.run") + 1:])
+    assert overrides_from(args)["frontier.measure"] is False
+
+
 def test_the_bill_counts_members_from_their_manifests_and_searches_by_part(campaigns):
     rows = campaign.bill_rows(campaigns["lossy"])
     assert [(row.stage, row.cpu, row.units) for row in rows] == [

@@ -61,9 +61,11 @@ class Campaign:
 
     def search_command(self, unit: Unit, stop_after: int | None = None) -> list[str]:
         family = unit.name.split("-", 1)[0]
+        # No frontier: a unit commits rows, not latencies, and the frontier would serve every
+        # trial of the run folder again at the end of each unit.
         command = [self.python, "-m", "tuner.run", "--family", family, "--config",
                    self.config_arg, "--out", str(self.out), "--only", unit.name,
-                   "--teacher-logits", str(teacher_folder(self.results))]
+                   "--teacher-logits", str(teacher_folder(self.results)), "--no-frontier"]
         if (self.results / "results.csv").is_file():
             command += ["--keep", str(self.results)]
         if stop_after is not None:
