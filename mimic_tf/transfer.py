@@ -327,19 +327,23 @@ def build_transfer_set(
 
 def published_transfer_set(
     config: ExperimentConfig, splits: data.Splits, teacher: PublishedTeacher, verbose: int = 1,
-    directory: str | Path | None = None,
+    directory: str | Path | None = None, in_memory: bool = True, announce: bool = True,
 ) -> TransferSet:
     """The transfer set of a published teacher (`mimic_tf.teachers.published`): its members'
     mean logits on the first `transfer.views` views, no teacher run. `directory`: the run's
     transfer folder, where the ensemble's validation and test logits are written as for a
-    trained teacher (the frontier reads them); None: nothing is written.
+    trained teacher (the frontier reads them); None: nothing is written. `in_memory`: make
+    the views now, and check them against the published ones (False: augmented as read, for
+    a process that trains nothing itself, such as the parent of lanes of searches);
+    `announce`: print the line that says what the transfer set is (a lane leaves it to the
+    parent and prints only where its views differ from the published ones).
 
     The views are regenerated here as for a trained teacher; where they are not bit for bit
     the published ones (another CPU kind's float rounding) the log says how far they differ,
     and the published logits are used as they are.
     """
     num_examples, views = len(splits.train_labels), config.transfer.views
-    view_images = _views_in_memory(config, splits)
+    view_images = _views_in_memory(config, splits) if in_memory else None
     if view_images is not None:
         note = compare_views(teacher, view_images)
         if note and verbose:
@@ -350,7 +354,7 @@ def published_transfer_set(
         Path(directory).mkdir(parents=True, exist_ok=True)
         with atomic_path(Path(directory) / EVALUATION_FILE) as temporary:
             np.savez(temporary, **teacher.evaluation_logits)
-    if verbose:
+    if verbose and announce:
         print(f"transfer set: {views} views of the published teacher in {teacher.folder} "
               f"({len(teacher.manifests)} member{'' if len(teacher.manifests) == 1 else 's'}; "
               "no teacher pass)", flush=True)

@@ -118,6 +118,24 @@ def test_distilling_from_the_published_teacher_gives_the_same_students(published
             assert round(float(ours[column]), 3) == round(float(theirs[column]), 3), column
 
 
+def test_lanes_distil_from_the_published_teacher_as_one_process_does(published, tmp_path):
+    """Searches side by side from published logits: the lanes make and check the views, the
+    parent makes none, and the search both runs share ends the same."""
+    config_path = write_config(tmp_path / "two-searches.yaml", **{
+        "search.mlp_depths": [1, 2], "search.parallel": 2,
+        "teacher.published": str(published["folder"])})
+    summary = run_experiment(load_config(config_path), ("mlp",), tmp_path / "runs", verbose=0)
+    ours = [row for row in read_rows(summary.root / "results.csv")
+            if row["cell"] == "mlp-d1-b30k"]
+    reference = read_rows(published["distilled"] / "results.csv")
+    assert [row["trial_id"] for row in ours] == [row["trial_id"] for row in reference]
+    for mine, theirs in zip(ours, reference, strict=True):
+        assert mine["learning_rate"] == theirs["learning_rate"]
+        for column in ("val_accuracy", "test_accuracy"):
+            assert round(float(mine[column]), 3) == round(float(theirs[column]), 3), column
+    assert {p.name for p in (summary.root / "lanes").iterdir()} == {"lane1.log", "lane2.log"}
+
+
 def test_a_distilled_run_records_where_its_teacher_came_from(published):
     run_root = published["distilled"]
     summary = json.loads((run_root / "teacher" / "teacher.json").read_text())

@@ -164,6 +164,9 @@ def run_experiment(
             for family in families}, precision=runtime.resolve_precision(config.student.precision)))
     # Keras progress bars on a terminal, one line per teacher epoch in a log file.
     teacher_verbose = 0 if not leads or not verbose else (1 if sys.stdout.isatty() else 2)
+    # Searches side by side (search.parallel): the lanes train, this process only reads.
+    side_by_side = (leads and only is None and not distributed.is_distributed()
+                    and _lane_count(config, layout, [c.name for c in cells], kept_searches) > 1)
     if published is not None:  # logits read, not computed: no teacher, no transfer pass
         teacher = None
         if leads:
@@ -173,9 +176,11 @@ def run_experiment(
                 print(f"teacher: published, {len(published.manifests)} members from "
                       f"{published.folder}, test accuracy "
                       f"{summary['ensemble']['test_accuracy']:.4f} here (not trained)")
+        # Each lane makes the views and checks them and says where they differ.
         transfer_set = published_transfer_set(config, splits, published,
-                                              verbose=verbose if leads else 0,
-                                              directory=layout.transfer if leads else None)
+                                              verbose=verbose if leads or lane else 0,
+                                              directory=layout.transfer if leads else None,
+                                              in_memory=not side_by_side, announce=leads)
     else:
         teacher = ensure_teacher(config, splits, layout.teacher, verbose=teacher_verbose)
         transfer_set = build_transfer_set(
@@ -205,7 +210,7 @@ def run_experiment(
     if lane is not None:
         _run_lane(lane, cells, baseline_cells, context, kept_searches)
         return ExperimentSummary(layout.root, [], time.perf_counter() - started, None)
-    if leads and only is None and not distributed.is_distributed():  # search.parallel
+    if side_by_side:
         _search_in_lanes(config, layout, families, out, cells, baseline_cells, kept_searches,
                          log=context.progress.print if verbose else None)
     tuners = {}
@@ -271,27 +276,32 @@ def run_experiment(
                              stage_seconds=clock.seconds)
 
 
+def _lane_count(config: ExperimentConfig, layout: ExperimentLayout, names: Sequence[str],
+                kept_searches: kept.Rows) -> int:
+    """How many lanes the pending searches of `names` get (1: none, the run's own loop)."""
+    if config.search.parallel == 1:
+        return 1
+    trials = config.search.trials
+    pending = sum(name not in kept_searches
+                  and not artifacts.search_complete(layout.search(name), trials)
+                  for name in names)
+    gpus = len(tf.config.list_logical_devices("GPU"))
+    return lanes.lane_count(config.search.parallel, pending, gpus)
+
+
 def _search_in_lanes(
     config: ExperimentConfig, layout: ExperimentLayout, families: Sequence[str],
     out: str | Path, cells: Sequence[Cell], baseline_cells: Sequence[Cell],
     kept_searches: kept.Rows, log: Callable[[str], None] | None,
 ) -> None:
-    """The pending searches in lanes side by side, then the baselines likewise; nothing
-    where `search.parallel` (or the machine) gives one lane. The run's own loop then finds
-    each search ended and reads what the lanes measured."""
-    gpus = len(tf.config.list_logical_devices("GPU"))
-    trials = config.search.trials
-
-    def pending(names: Sequence[str]) -> int:
-        return sum(name not in kept_searches
-                   and not artifacts.search_complete(layout.search(name), trials)
-                   for name in names)
-
+    """The pending searches in lanes side by side, then the baselines likewise (where two or
+    more are pending). The run's own loop then finds each search ended and reads what the
+    lanes measured."""
     phases = ((LANE_SEARCHES, [cell.name for cell in cells]),
               (LANE_BASELINES, [cell.name + HARD_SUFFIX for cell in baseline_cells]))
     for phase, names in phases:
-        count = lanes.lane_count(config.search.parallel, pending(names), gpus)
-        if config.search.parallel != 1 and count > 1:
+        count = _lane_count(config, layout, names, kept_searches)
+        if count > 1:
             lanes.run_lanes(layout, families, out, phase, count, log=log)
 
 
