@@ -883,3 +883,4 @@ def test_searches_side_by_side_are_the_searches_one_after_another(smoke_run, tmp
     rows = read_csv(summary.root / "results.csv")
     assert {row["cell"] for row in rows} == searches
     assert (summary.root / "models" / "mlp-d1-b30k").is_dir()  # the parent exported
+    assert "2 searches at a time" in (summary.root / "results.md").read_text()

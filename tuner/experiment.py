@@ -146,6 +146,10 @@ def run_experiment(
     clock.lap("data")
     published = (read_published_teacher(resolve_folder(config.teacher.published), config, splits)
                  if config.teacher.published else None)
+    # Searches side by side (search.parallel): the lanes train, this process only reads.
+    lane_count = (_lane_count(config, layout, [c.name for c in cells], kept_searches)
+                  if leads and only is None and not distributed.is_distributed() else 1)
+    side_by_side = lane_count > 1
     if worker:  # one entry a search, mimic cells then baselines, as the chief's ports run
         complete = [name in kept_searches
                     or artifacts.search_complete(layout.search(name), config.search.trials)
@@ -159,14 +163,14 @@ def run_experiment(
         if command:
             artifacts.record_command(layout, command)
         artifacts.write_dataset(layout, splits.spec, splits.source)
-        artifacts.record_runtime(layout, runtime.describe(jit_compile={
+        facts = runtime.describe(jit_compile={
             family: runtime.resolve_jit_compile(config.student.jit_compile, family)
-            for family in families}, precision=runtime.resolve_precision(config.student.precision)))
+            for family in families}, precision=runtime.resolve_precision(config.student.precision))
+        if side_by_side:
+            facts["lanes"] = lane_count
+        artifacts.record_runtime(layout, facts)
     # Keras progress bars on a terminal, one line per teacher epoch in a log file.
     teacher_verbose = 0 if not leads or not verbose else (1 if sys.stdout.isatty() else 2)
-    # Searches side by side (search.parallel): the lanes train, this process only reads.
-    side_by_side = (leads and only is None and not distributed.is_distributed()
-                    and _lane_count(config, layout, [c.name for c in cells], kept_searches) > 1)
     if published is not None:  # logits read, not computed: no teacher, no transfer pass
         teacher = None
         if leads:

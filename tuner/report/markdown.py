@@ -304,9 +304,11 @@ def _runtime_lines(layout: ExperimentLayout) -> list[str]:
     for facts in artifacts.read_runtimes(layout):
         xla = ", ".join(f"{family} {_on_off(value)}"
                         for family, value in (facts.get("xla") or {}).items())
+        lanes = (f"; {facts['lanes']} searches at a time, each in its own process "
+                 "(search.parallel)" if facts.get("lanes") else "")
         lines.append(f"- Searches run on {facts.get('cpu', '?')} ({facts.get('device', '?')}): "
                      f"oneDNN {_on_off(facts.get('onednn'))} ({facts.get('onednn_source', '?')}); "
-                     f"XLA {xla or '?'}{_in_precision(facts)}.")
+                     f"XLA {xla or '?'}{_in_precision(facts)}{lanes}.")
     return lines
 
 
