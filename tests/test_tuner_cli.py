@@ -30,7 +30,7 @@ def test_flags_become_config_overrides():
     args = run.build_parser().parse_args(
         ["--family", "cnn", "--depths", "1,3", "--budgets", "30k", "--trials", "3",
          "--epochs", "2", "--tuner", "hyperband", "--data", "synthetic", "--baseline",
-         "--push", "--no-frontier", "--serving-base", "/srv/models"])
+         "--push", "--no-frontier", "--serving-base", "/srv/models", "--parallel", "2"])
     assert run.overrides_from(args) == {
         "search.cnn_depths": [1, 3],
         "search.budgets": [3e4],
@@ -42,6 +42,7 @@ def test_flags_become_config_overrides():
         "teacher.path": None,
         "teacher.published": None,
         "search.baseline": True,
+        "search.parallel": 2,
         "release.push": True,
         "frontier.measure": False,
         "release.serving_base": "/srv/models",
