@@ -325,6 +325,32 @@ def test_the_teacher_card_says_what_the_members_are_and_how_accurate_together(pu
     assert "holds no published teacher member" in capsys.readouterr().err
 
 
+def test_the_default_config_distils_from_the_committed_v2_ensemble_as_it_was_published():
+    """configs/default.yaml names the campaign's committed members; each is intact (its
+    logits file matches its digest) and was made with the default's augmentation and classes,
+    with at least the views the default reads, so the main command refuses nothing on the
+    data the members were made from."""
+    from mimic_tf.data.spec import CIFAR10
+    from mimic_tf.teachers.published import (
+        augment_record,
+        published_members,
+        read_manifest,
+        resolve_folder,
+    )
+
+    config = load_config("default")
+    folder = resolve_folder(config.teacher.published)
+    members = published_members(folder)
+    assert len(members) >= 3
+    for index in members:
+        manifest = read_manifest(folder, index)
+        assert file_sha256(folder / manifest["logits_file"]) == manifest["logits_sha256"]
+        assert manifest["augment"]["sha256"] == augment_record(config)["sha256"]
+        assert config.transfer.views <= manifest["views"]
+        assert manifest["data"]["class_names"] == list(CIFAR10.class_names)
+        assert manifest["test_accuracy"] >= 0.90
+
+
 def test_the_frontier_serves_the_students_of_a_published_teacher(published, tmp_path):
     """A run distilled from published logits keeps the ensemble's validation and test logits
     in its transfer folder, as a trained teacher's run does, so the frontier (agreement with
