@@ -151,8 +151,7 @@ def run_experiment(
                   if leads and only is None and not distributed.is_distributed() else 1)
     side_by_side = lane_count > 1
     if worker:  # one entry a search, mimic cells then baselines, as the chief's ports run
-        complete = [name in kept_searches
-                    or artifacts.search_complete(layout.search(name), config.search.trials)
+        complete = [_ended(layout, config, kept_searches, name)
                     for name in kept.planned_names(config, cells)]
         if all(complete):  # nothing to train: the chief may still be building the transfer set
             return ExperimentSummary(layout.root, [], time.perf_counter() - started, None)
@@ -280,15 +279,19 @@ def run_experiment(
                              stage_seconds=clock.seconds)
 
 
+def _ended(layout: ExperimentLayout, config: ExperimentConfig, kept_searches: kept.Rows,
+           name: str) -> bool:
+    """Whether search `name` needs no more trials: kept as a record, or complete here."""
+    return name in kept_searches or artifacts.search_complete(layout.search(name),
+                                                                config.search.trials)
+
+
 def _lane_count(config: ExperimentConfig, layout: ExperimentLayout, names: Sequence[str],
                 kept_searches: kept.Rows) -> int:
     """How many lanes the pending searches of `names` get (1: none, the run's own loop)."""
     if config.search.parallel == 1:
         return 1
-    trials = config.search.trials
-    pending = sum(name not in kept_searches
-                  and not artifacts.search_complete(layout.search(name), trials)
-                  for name in names)
+    pending = sum(not _ended(layout, config, kept_searches, name) for name in names)
     gpus = len(tf.config.list_logical_devices("GPU"))
     return lanes.lane_count(config.search.parallel, pending, gpus)
 
@@ -313,7 +316,6 @@ def _run_lane(phase: str, cells: Sequence[Cell], baseline_cells: Sequence[Cell],
               context: SearchContext, kept_searches: kept.Rows) -> None:
     """One lane: claim the pending searches of `phase`, costliest first, and run each."""
     search_count = len(cells) + len(baseline_cells)
-    trials = context.config.search.trials
     if phase == LANE_SEARCHES:
         work = [(cell, cells.index(cell)) for cell in lanes.costliest_first(cells)]
     else:
@@ -322,8 +324,7 @@ def _run_lane(phase: str, cells: Sequence[Cell], baseline_cells: Sequence[Cell],
                  for cell in lanes.costliest_first(baseline_cells)]
         work = [(twin, index) for twin, index in twins if twin is not None]
     for cell, index in work:
-        if (cell.name in kept_searches
-                or artifacts.search_complete(context.layout.search(cell.name), trials)
+        if (_ended(context.layout, context.config, kept_searches, cell.name)
                 or not lanes.claim(context.layout, cell.name)):
             continue
         _search_and_test(cell, context, index, search_count)
