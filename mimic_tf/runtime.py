@@ -15,7 +15,8 @@ XLA (`jit_compile`) is a per-model choice made at `compile` time: `resolve_jit_c
 turns the config's `auto | true | false` into a bool for one family on the device at hand,
 from what `benchmarks/cpu_throughput.py` measured (see `XLA_PAYS`). Likewise
 `resolve_precision` turns `precision: auto` into the Keras dtype policy that trains fastest
-on the device at hand (see `BFLOAT16_CPU_FLAGS`).
+on the device at hand (see `BFLOAT16_CPU_FLAGS`), and `steps_per_execution` how many batches
+one `tf.function` call of `fit` runs.
 """
 
 from __future__ import annotations
@@ -141,6 +142,24 @@ def resolve_jit_compile(setting: str | bool, family: str) -> bool | str:
     if device == "gpu":
         return "auto"
     return XLA_PAYS.get((device, family), False)
+
+
+# Batches one `tf.function` call runs (Keras' `steps_per_execution`) at most: fewer Python
+# round trips a step. On a 2-core Ice Lake Xeon, one thread, batch 64: an MLP epoch 1.8x and a
+# 1-conv CNN's 1.3x faster at 25 than at 1, with the same weights after every epoch.
+MAX_STEPS_PER_EXECUTION = 32
+
+
+def steps_per_execution(steps_per_epoch: int, most: int = MAX_STEPS_PER_EXECUTION) -> int:
+    """The largest divisor of `steps_per_epoch` not over `most`: Keras' `steps_per_execution`.
+
+    Keras runs whole executions, so an epoch of `steps_per_epoch` batches takes the next
+    multiple of `steps_per_execution`; a divisor keeps every epoch exactly one pass (one view of
+    the transfer set), and the training step for step the one at 1 (1 when no divisor > 1 fits).
+    """
+    if steps_per_epoch < 1 or most < 1:
+        raise ValueError(f"steps_per_epoch and most must be >= 1, got {steps_per_epoch} and {most}")
+    return max(n for n in range(1, min(most, steps_per_epoch) + 1) if steps_per_epoch % n == 0)
 
 
 def resolve_precision(setting: str) -> str:

@@ -99,3 +99,19 @@ def test_auto_precision_is_the_fastest_policy_on_the_device(monkeypatch, device,
     monkeypatch.setattr(runtime, "_cpu_flags", lambda: flags)
     monkeypatch.setattr(runtime, "onednn_enabled", lambda: onednn)
     assert runtime.resolve_precision("auto") == expected
+
+
+@pytest.mark.parametrize("steps, expected", [(625, 25), (312, 26), (313, 1), (12, 12), (1, 1),
+                                             (64, 32)])
+def test_steps_per_execution_is_the_largest_divisor_up_to_the_cap(steps, expected):
+    from mimic_tf.runtime import steps_per_execution
+
+    assert steps_per_execution(steps) == expected
+    assert steps_per_execution(12, most=5) == 4
+
+
+def test_steps_per_execution_rejects_an_empty_epoch():
+    from mimic_tf.runtime import steps_per_execution
+
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        steps_per_execution(0)

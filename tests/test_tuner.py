@@ -884,3 +884,59 @@ def test_searches_side_by_side_are_the_searches_one_after_another(smoke_run, tmp
     assert {row["cell"] for row in rows} == searches
     assert (summary.root / "models" / "mlp-d1-b30k").is_dir()  # the parent exported
     assert "2 searches at a time" in (summary.root / "results.md").read_text()
+
+
+def _cycling_training_data(steps_per_epoch: int):
+    """Synthetic cached-logits batches of 8, cycling through 8 batches forever."""
+    import tensorflow as tf
+
+    from tuner.search.hypermodel import TrainingData
+
+    rng = np.random.default_rng(0)
+    parts = (rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
+             rng.normal(size=(64, 10)).astype(np.float32), rng.integers(0, 10, 64))
+    train = tf.data.Dataset.range(10**6).map(
+        lambda i: tuple(tf.gather(part, tf.range((i % 8) * 8, (i % 8) * 8 + 8))
+                        for part in parts))
+    evaluation = tf.data.Dataset.from_tensor_slices(parts).batch(32)
+    return TrainingData(train=train, validation=evaluation, test=evaluation,
+                        steps_per_epoch=steps_per_epoch, spec=CIFAR10)
+
+
+@pytest.mark.parametrize("steps_per_execution", [4, 12])
+def test_steps_per_execution_trains_the_same_student_epoch_for_epoch(steps_per_execution):
+    """Batches run several to a `tf.function` call give the weights one at a time gives, and
+    an epoch still trains exactly its batches (one view); a non-divisor trains past it."""
+    import keras_tuner
+
+    from tuner.search.cells import Cell
+    from tuner.search.hypermodel import StudentHyperModel
+
+    config = smoke_config().student
+    weights, steps_trained = {}, {}
+    for steps in (1, steps_per_execution, 5):
+        hypermodel = StudentHyperModel(Cell("mlp", 1, BUDGET), config, seed=0, spec=CIFAR10,
+                                       steps_per_execution=steps)
+        distiller = hypermodel.build(keras_tuner.HyperParameters())
+        hypermodel.fit(keras_tuner.HyperParameters(), distiller,
+                       _cycling_training_data(steps_per_epoch=12), epochs=2)
+        weights[steps] = [w.copy() for w in distiller.student.get_weights()]
+        steps_trained[steps] = int(distiller.optimizer.iterations.numpy())
+        keras.backend.clear_session()
+    assert steps_trained[1] == steps_trained[steps_per_execution] == 24
+    for ours, reference in zip(weights[steps_per_execution], weights[1], strict=True):
+        np.testing.assert_array_equal(ours, reference)
+    assert steps_trained[5] == 30  # 3 executions of 5 an epoch: 15 batches, past the view
+    assert any(not np.array_equal(a, b) for a, b in zip(weights[5], weights[1], strict=True))
+
+
+def test_a_searchs_trials_run_the_epochs_largest_dividing_steps_per_execution(tmp_path):
+    from tuner.search.cell_search import SearchContext, build_tuner
+    from tuner.search.cells import Cell
+
+    config = smoke_config()
+    context = SearchContext(config=config, layout=ExperimentLayout(tmp_path / "smoke"),
+                            data=_cycling_training_data(steps_per_epoch=625),
+                            transfer_fingerprint="synthetic")
+    tuner = build_tuner(Cell("mlp", 1, BUDGET), context)
+    assert tuner.hypermodel.steps_per_execution == 25

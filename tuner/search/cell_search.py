@@ -38,6 +38,7 @@ import tensorflow as tf
 from mimic_tf.config import ExperimentConfig
 from mimic_tf.files import atomic_save_model
 from mimic_tf.layout import ExperimentLayout, SearchLayout
+from mimic_tf.runtime import steps_per_execution
 from mimic_tf.vocabulary import HARD_LOSS
 from tuner import artifacts
 from tuner.artifacts import Evaluation, TrialRecord
@@ -89,6 +90,7 @@ def build_tuner(cell: Cell, context: SearchContext) -> keras_tuner.Tuner:
         search_dir=search.root,
         progress=context.progress.trial_callback if context.progress else None,
         spec=context.data.spec,
+        steps_per_execution=steps_per_execution(context.data.steps_per_epoch),
     )
     tuner = make_tuner(
         config.search.tuner,

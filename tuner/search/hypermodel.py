@@ -112,6 +112,8 @@ class StudentHyperModel(keras_tuner.HyperModel):
             there, and a killed one goes on from its last (None: no backup).
         progress: optional factory `(trial_id, cell, hp, params) -> keras.callbacks.Callback`
             of a callback reporting the trial to the terminal (`Progress.trial_callback`).
+        steps_per_execution: batches one `tf.function` call runs; it must divide the epoch's
+            batches (`mimic_tf.runtime.steps_per_execution`), else an epoch reads past its view.
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
         search_dir: str | Path | None = None,
         progress: Any = None,
         spec: DatasetSpec,
+        steps_per_execution: int = 1,
     ) -> None:
         super().__init__(name=cell.name)
         self.spec = spec
@@ -135,6 +138,7 @@ class StudentHyperModel(keras_tuner.HyperModel):
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.search = SearchLayout(Path(search_dir)) if search_dir is not None else None
         self.progress = progress
+        self.steps_per_execution = steps_per_execution
 
     def build(self, hp: keras_tuner.HyperParameters) -> Distiller:
         """A compiled Distiller around a student of exactly the cell's budget."""
@@ -189,7 +193,8 @@ class StudentHyperModel(keras_tuner.HyperModel):
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         # 6. XLA where it measured faster for this family on this device (student.jit_compile).
         distiller.compile(optimizer=optimizer,
-                          jit_compile=resolve_jit_compile(config.jit_compile, self.cell.family))
+                          jit_compile=resolve_jit_compile(config.jit_compile, self.cell.family),
+                          steps_per_execution=self.steps_per_execution)
         return distiller
 
     def fit(
