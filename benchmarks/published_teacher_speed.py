@@ -77,7 +77,7 @@ def main() -> None:
 
     def batches(*arrays):
         return (tf.data.Dataset.from_tensor_slices(arrays).batch(args.batch_size)
-                .cache().repeat().prefetch(tf.data.AUTOTUNE))
+                .repeat().prefetch(tf.data.AUTOTUNE))
 
     def optimizer():
         return keras.optimizers.SGD(0.005, momentum=0.9, nesterov=True)

@@ -145,8 +145,9 @@ def resolve_jit_compile(setting: str | bool, family: str) -> bool | str:
 
 
 # Batches one `tf.function` call runs (Keras' `steps_per_execution`) at most: fewer Python
-# round trips a step. On a 2-core Ice Lake Xeon, one thread, batch 64: an MLP epoch 1.8x and a
-# 1-conv CNN's 1.3x faster at 25 than at 1, with the same weights after every epoch.
+# round trips a step. On a 2-core Ice Lake Xeon, one thread, batch 64, a trial's epoch with its
+# validation and callbacks: 1.5-1.6x faster at 25 than at 1 for the default's MLPs, 1.16-1.17x
+# for its 316k CNNs, the same weights (benchmarks/steps_per_execution.py).
 MAX_STEPS_PER_EXECUTION = 32
 
 
