@@ -37,6 +37,8 @@ def test_flags_become_config_overrides():
         "search.tuner": "hyperband",
         "search.trials": 3,
         "student.schedule.epochs": 2,
+        "student.mlp_epochs": 0,
+        "student.cnn_epochs": 0,
         "data.source": "synthetic",
         "teacher.family": None,
         "teacher.path": None,
@@ -57,6 +59,18 @@ def test_flags_become_config_overrides():
 ])
 def test_family_accepts_one_all_or_a_list(text, families):
     assert run.build_parser().parse_args(["--family", text]).family == families
+
+
+def test_epochs_caps_every_trial_of_the_default_config():
+    """The default config caps MLP and CNN trials apart (student.mlp_epochs, cnn_epochs);
+    `--epochs` caps them all, as its help says."""
+    from mimic_tf.config import load_config
+
+    args = run.build_parser().parse_args(["--family", "all", "--epochs", "1"])
+    config = load_config("default", overrides={k: v for k, v in run.overrides_from(args).items()
+                                               if v is not None})
+    assert load_config("default").student.epochs_for("cnn") > 1
+    assert config.student.epochs_for("mlp") == config.student.epochs_for("cnn") == 1
 
 
 def test_all_families_override_both_depths_only_when_asked():

@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trials", type=positive_int, default=None,
                         help="trials per search (overrides search.trials)")
     parser.add_argument("--epochs", type=positive_int, default=None,
-                        help="epoch cap of one trial (overrides student.schedule.epochs)")
+                        help="epoch cap of every trial (overrides student.schedule.epochs and the "
+                        "families' caps, student.mlp_epochs and student.cnn_epochs)")
     parser.add_argument("--data", default=None,
                         help="data source: auto | tfds:cifar10 | folder:PATH | synthetic "
                         "(overrides data.source)")
@@ -170,7 +171,11 @@ def overrides_from(args: argparse.Namespace) -> dict:
         "search.budgets": args.budgets,
         "search.tuner": args.tuner,
         "search.trials": args.trials,
+        # --epochs caps every trial: the families' own caps (the default config's MLP 8, CNN 6)
+        # give way to it (0: student.schedule.epochs)
         "student.schedule.epochs": args.epochs,
+        "student.mlp_epochs": None if args.epochs is None else 0,
+        "student.cnn_epochs": None if args.epochs is None else 0,
         "data.source": args.data,
         "teacher.family": "keras" if args.teacher else None,
         "teacher.path": args.teacher,
