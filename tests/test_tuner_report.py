@@ -250,3 +250,15 @@ def test_report_tells_which_best_trials_ran_long_enough(tiny_run):
     findings = tiny_run.findings_md.read_text()
     assert "**Trial length:** 0 of 2 searches' best trials near convergence" in findings
     assert "still rising at the cap: MLP 1 hidden" in findings and "(+5.0)" in findings
+
+
+def test_the_data_source_is_this_runs_not_the_published_teachers(tmp_path):
+    """A published teacher's record names the images it was made from on the machine that
+    made it; the report's data source is where this run read its own (`dataset.json`)."""
+    layout = ExperimentLayout(tmp_path / "run")
+    layout.teacher_summary.parent.mkdir(parents=True)
+    layout.teacher_summary.write_text(json.dumps(
+        {"source": "folder:/elsewhere/shared/data/cifar10-jpeg.tar.gz", "ensemble": {}}))
+    assert artifacts.read_data_source(layout).startswith("folder:/elsewhere")  # older runs
+    artifacts.write_dataset(layout, CIFAR10, "folder:/here/shared/data/cifar10-jpeg.tar.gz")
+    assert artifacts.read_data_source(layout) == "folder:/here/shared/data/cifar10-jpeg.tar.gz"

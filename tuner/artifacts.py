@@ -281,7 +281,13 @@ def read_teacher_summary(path: Path) -> TeacherSummary | None:
 
 
 def read_data_source(layout: ExperimentLayout) -> str:
-    """Where the images came from: the teacher's record, else the saved config's data.source."""
+    """Where this run's images came from: `dataset.json`, else the teacher's record (runs
+    before that file had it), else the saved config's data.source. A published teacher's
+    record names the images it was made from, on the machine that made it: not this run's."""
+    if layout.dataset_file.is_file():
+        source = _read_json(layout.dataset_file).get("source")
+        if source:
+            return str(source)
     teacher = read_teacher_summary(layout.teacher_summary)
     if teacher is not None and teacher.source:
         return str(teacher.source)
