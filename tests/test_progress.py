@@ -40,12 +40,37 @@ def test_a_new_search_starts_without_a_best():
     assert "val_accuracy 0.4000 (best of search 0.4000); run ETA" in stream.getvalue()
 
 
+def finish_trial(progress: Progress, cell: Cell, seconds: float) -> None:
+    progress.begin_search(cell, 1, 1, max_trials=1, finished=0)
+    progress.trial_done(seconds, 0.5)
+
+
 def test_the_eta_between_trials_counts_every_trial_left():
     progress = Progress(planned_trials=3, max_epochs=4, verbose=0)
-    progress.finished_seconds = [60.0]
-    progress.remaining_trials = 2
+    finish_trial(progress, Cell("mlp", 1, 1e5), 60.0)
+    assert progress.remaining_trials == 2
     assert progress.eta(in_progress=False) == 120.0  # after a trial: two more to run
     assert progress.eta(30.0) == 90.0  # during one: its 30 s left and one more
+
+
+def test_the_eta_counts_each_familys_trials_at_that_familys_pace():
+    """Costliest first, as lanes run: a 200 s CNN trial done, two 20 s MLP trials and one
+    CNN left. One mean over all trials (the ETA before) would say 600 s, not 240."""
+    progress = Progress(planned_trials={"cnn": 2, "mlp": 3}, max_epochs=6, verbose=0)
+    finish_trial(progress, Cell("cnn", 2, 3.16e5), 200.0)
+    finish_trial(progress, Cell("mlp", 1, 1e5), 20.0)
+    assert progress.remaining_trials == 3
+    assert progress.eta(in_progress=False) == 200.0 + 2 * 20.0
+    progress.begin_search(Cell("mlp", 2, 1e5), 1, 1, max_trials=2, finished=0)
+    assert progress.eta(5.0) == 5.0 + 20.0 + 200.0  # this MLP's 5 s, one more MLP, the CNN
+
+
+def test_a_family_with_no_trial_finished_takes_the_mean_of_the_others():
+    progress = Progress(planned_trials={"mlp": 1, "cnn": 2}, max_epochs=6, verbose=0)
+    progress.begin_search(Cell("cnn", 1, 1e5), 1, 2, max_trials=2, finished=0)
+    assert progress.eta(50.0) == 50.0 * 3  # nothing finished: the current trial's time left
+    progress.trial_done(100.0, 0.6)
+    assert progress.eta(in_progress=False) == 100.0 + 100.0  # the CNN left, the MLP at 100
 
 
 def test_a_trial_resumed_from_its_backup_reports_its_whole_trial():

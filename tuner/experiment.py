@@ -20,6 +20,7 @@ import json
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -196,7 +197,7 @@ def run_experiment(
         data=TrainingData.from_transfer_set(transfer_set, config.student.batch_size),
         transfer_fingerprint=transfer_set.fingerprint,
         teacher=transfer_teacher(teacher, config) if online else None,
-        progress=progress_class(-(-search_count * config.search.trials // lanes),
+        progress=progress_class(_planned_trials(config, [*cells, *baseline_cells], lanes),
                                 max(config.student.epochs_for(f) for f in families),
                                 verbose=verbose),
         strategy=distribution_strategy(),
@@ -277,6 +278,14 @@ def run_experiment(
         print(f"done in {format_duration(seconds)} ({stages}): {report.results_md}")
     return ExperimentSummary(layout.root, searched + [c.name for c in baselines], seconds, report,
                              stage_seconds=clock.seconds)
+
+
+def _planned_trials(config: ExperimentConfig, cells: Sequence[Cell], lanes: int
+                    ) -> dict[str, int]:
+    """Trials the run (or one of its `lanes` lanes, its share) plans, by family: the ETA."""
+    families = Counter(cell.family for cell in cells)
+    return {family: -(-count * config.search.trials // lanes)
+            for family, count in families.items()}
 
 
 def _ended(layout: ExperimentLayout, config: ExperimentConfig, kept_searches: kept.Rows,

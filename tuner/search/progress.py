@@ -7,19 +7,24 @@ validation metrics, learning rate, seconds per epoch, ETA of the whole run) and 
     [mlp-d2-b1M 2/5] trial 3/8 epoch 4/20 loss 12.31 acc 0.512 agree 0.601 | val ... | ETA 6m12s
     [mlp-d2-b1M 2/5] trial 3/8 done in 42s: val_accuracy 0.5120 (best of search 0.5300)
 
-The ETA is the mean duration of the trials finished in this run (before the first one ends: the
-current trial's epoch time times its epoch cap) times the trials still to run.
+The ETA adds up the trials still to run, each at the mean duration of the finished trials of
+its family in this run: an MLP trial can take a tenth of a CNN's, so one mean would put the
+end of a run of both far off (a family with none finished yet: the mean of all finished trials,
+or before the first one ends, the current trial's time left).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 import keras
 
 from tuner.search.cells import Cell
+
+ANY_FAMILY = ""  # the key of a plan given in all, not by family
 
 
 def format_duration(seconds: float) -> str:
@@ -42,20 +47,27 @@ class Progress:
     """Counts the trials of a run across its searches and prints progress lines.
 
     Args:
-        planned_trials: trials this run expects to run in all its searches (for the ETA).
+        planned_trials: trials this run expects to run in all its searches (for the ETA),
+            in all or by family (`{"mlp": 16, "cnn": 16}`).
         max_epochs: the epoch cap of one trial.
         verbose: 0 prints nothing; 1 prints trial and epoch lines.
         stream: where lines go (stdout by default).
     """
 
     def __init__(
-        self, planned_trials: int, max_epochs: int, verbose: int = 1, stream: TextIO | None = None
+        self, planned_trials: int | Mapping[str, int], max_epochs: int, verbose: int = 1,
+        stream: TextIO | None = None,
     ) -> None:
-        self.remaining_trials = planned_trials
+        # Trials still to run and the finished ones' seconds, by family ("": any, when the
+        # plan was given in all).
+        self.remaining: dict[str, int] = (dict(planned_trials)
+                                          if isinstance(planned_trials, Mapping)
+                                          else {ANY_FAMILY: planned_trials})
+        self.finished_seconds: dict[str, list[float]] = {}
+        self.family = ANY_FAMILY  # the running search's key in `remaining`
         self.max_epochs = max_epochs
         self.verbose = verbose
         self.stream = stream or sys.stdout
-        self.finished_seconds: list[float] = []
         self.search_label = ""
         self.trials_in_search = 0
         self.best_in_search: float | None = None
@@ -73,8 +85,10 @@ class Progress:
         self.search_label = f"[{cell.name} {index}/{count}]"
         self.trials_in_search = max_trials
         self.best_in_search = best
+        self.family = cell.family if cell.family in self.remaining else ANY_FAMILY
         # The plan counted a full search; a resumed one has fewer trials left.
-        self.remaining_trials = max(0, self.remaining_trials - min(finished, max_trials))
+        self.remaining[self.family] = max(0, self.remaining.get(self.family, 0)
+                                          - min(finished, max_trials))
         kept = f", {finished} finished trial(s) kept" if finished else ""
         self.print(f"{self.search_label} search of {max_trials} trials{kept}")
 
@@ -82,14 +96,27 @@ class Progress:
         if best is not None:
             self.print(f"{self.search_label} best val_accuracy {best:.4f}")
 
+    @property
+    def remaining_trials(self) -> int:
+        """Trials still to run in all, the running one included."""
+        return sum(self.remaining.values())
+
     def eta(self, current_trial_left: float = 0.0, in_progress: bool = True) -> float:
-        """Seconds until the run's last trial ends, by the mean trial time so far: the current
-        trial's `current_trial_left` and the others' (all of them between trials)."""
-        others = max(0, self.remaining_trials - 1) if in_progress else self.remaining_trials
-        if self.finished_seconds:
-            mean = sum(self.finished_seconds) / len(self.finished_seconds)
-            return current_trial_left + others * mean
-        return current_trial_left * (1 + others)
+        """Seconds until the run's last trial ends: the current trial's `current_trial_left`
+        and each other trial left at its family's mean so far (all of them between trials)."""
+        every = [s for seconds in self.finished_seconds.values() for s in seconds]
+        total = current_trial_left if in_progress else 0.0
+        for family, count in self.remaining.items():
+            others = max(0, count - 1) if in_progress and family == self.family else count
+            own = self.finished_seconds.get(family)
+            if own:
+                mean = sum(own) / len(own)
+            elif every:
+                mean = sum(every) / len(every)
+            else:
+                mean = current_trial_left
+            total += others * mean
+        return total
 
     def trial_callback(
         self, trial_id: str, cell: Cell, hp: Any, params: int
@@ -98,8 +125,8 @@ class Progress:
         return TrialProgress(self, trial_id, hp.values, params)
 
     def trial_done(self, seconds: float, score: float | None) -> None:
-        self.finished_seconds.append(seconds)
-        self.remaining_trials = max(0, self.remaining_trials - 1)
+        self.finished_seconds.setdefault(self.family, []).append(seconds)
+        self.remaining[self.family] = max(0, self.remaining.get(self.family, 0) - 1)
         if score is not None and (self.best_in_search is None or score > self.best_in_search):
             self.best_in_search = score
 
