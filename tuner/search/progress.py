@@ -15,6 +15,7 @@ or before the first one ends, the current trial's time left).
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 from collections.abc import Mapping
@@ -105,17 +106,12 @@ class Progress:
         """Seconds until the run's last trial ends: the current trial's `current_trial_left`
         and each other trial left at its family's mean so far (all of them between trials)."""
         every = [s for seconds in self.finished_seconds.values() for s in seconds]
+        fallback = statistics.fmean(every) if every else current_trial_left
         total = current_trial_left if in_progress else 0.0
         for family, count in self.remaining.items():
             others = max(0, count - 1) if in_progress and family == self.family else count
             own = self.finished_seconds.get(family)
-            if own:
-                mean = sum(own) / len(own)
-            elif every:
-                mean = sum(every) / len(every)
-            else:
-                mean = current_trial_left
-            total += others * mean
+            total += others * (statistics.fmean(own) if own else fallback)
         return total
 
     def trial_callback(
