@@ -21,7 +21,8 @@ another's of the same hyperparameters.
 Each run (cell, arm, seed) reports every epoch's training and validation mimic loss and
 validation accuracy, and the test accuracy at its best validation epoch (as the searches
 report). Each finished run is added to `--out`/results.json at once, and a rerun skips it; a
-run killed part way starts again. Prints one JSON object last.
+run killed part way starts again. Prints a markdown table of every run there, then one JSON
+object.
 """
 
 from __future__ import annotations
@@ -156,6 +157,20 @@ def train(cell: Cell, values: dict[str, Any], arm: Arm, seed: int, config: Exper
     }
 
 
+def markdown_table(runs: dict[str, dict[str, Any]]) -> str:
+    """One row a run: epochs, the best epoch's accuracies (%) and mimic losses, seconds."""
+    lines = ["| student | arm | seed | epochs / cap | best epoch | val % | test % "
+             "| train loss | val loss | seconds |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for run in runs.values():
+        accuracies = [f"{100 * run[key]:.2f}" if run[key] is not None else ""
+                      for key in ("val_accuracy", "test_accuracy")]
+        lines.append(f"| {run['cell']} | {run['arm']} | {run['seed']} | {run['epochs_run']} / "
+                     f"{run['epoch_cap']} | {run['best_epoch']} | {' | '.join(accuracies)} | "
+                     f"{run['train_loss_at_best']} | {run['val_loss_at_best']} | "
+                     f"{run['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("results/cpu-replication-v2"),
@@ -205,6 +220,7 @@ def main() -> None:
             print(json.dumps({name: summary}), flush=True)
             args.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(results_path, json.dumps(results, indent=2) + "\n")
+    print(markdown_table(runs))
     print(json.dumps(results))
 
 
