@@ -796,6 +796,53 @@ def test_bayesian_oracle_turns_to_its_gaussian_process(tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def _bayesian_oracle_with_one_trial(tmp_path):
+    """A Bayesian oracle over two hyperparameters holding one completed trial."""
+    import keras_tuner
+
+    from tuner.search.tuners import AtomicBayesianOracle
+
+    space = keras_tuner.HyperParameters()
+    space.Float("learning_rate", 0.0013, 0.016, sampling="log")
+    space.Int("filters_1", 20, 110, sampling="log")
+    oracle = AtomicBayesianOracle(objective=keras_tuner.Objective("val_accuracy", "max"),
+                                  max_trials=6, num_initial_points=1, seed=1,
+                                  hyperparameters=space)
+    oracle._set_project_dir(str(tmp_path), "search")
+    trial = oracle.create_trial("tuner0")
+    oracle.update_trial(trial.trial_id, {"val_accuracy": 0.7})
+    trial.status = "COMPLETED"
+    oracle.end_trial(trial)
+    return oracle, trial
+
+
+def test_bayesian_oracle_never_proposes_a_tried_point_again(tmp_path, monkeypatch):
+    """The GP step returning the best trial's values again, a float rounding away (as it did
+    in the v2 campaign), gives a random point instead; a new point passes unchanged."""
+    from keras_tuner.oracles import BayesianOptimizationOracle
+
+    oracle, tried = _bayesian_oracle_with_one_trial(tmp_path)
+    repeat = {"learning_rate": tried.hyperparameters.values["learning_rate"] * (1 + 2e-8),
+              "filters_1": tried.hyperparameters.values["filters_1"]}
+    monkeypatch.setattr(BayesianOptimizationOracle, "populate_space",
+                        lambda self, trial_id: {"status": "RUNNING", "values": dict(repeat)})
+    proposed = oracle.create_trial("tuner0")
+    values = proposed.hyperparameters.values
+    assert proposed.status == "RUNNING" and oracle.repeats_avoided == 1
+    assert values != repeat and abs(values["learning_rate"] - repeat["learning_rate"]) > 1e-6
+    assert 0.0013 <= values["learning_rate"] <= 0.016 and 20 <= values["filters_1"] <= 110
+
+    fresh = {"learning_rate": 0.002, "filters_1": 30}
+    assert not oracle._tried(fresh)
+    monkeypatch.setattr(BayesianOptimizationOracle, "populate_space",
+                        lambda self, trial_id: {"status": "RUNNING", "values": dict(fresh)})
+    assert oracle.create_trial("tuner1").hyperparameters.values == fresh
+    assert oracle.repeats_avoided == 1
+    # A running trial's point counts as tried too: the next worker gets another.
+    assert oracle.create_trial("tuner2").hyperparameters.values != fresh
+    assert oracle.repeats_avoided == 2
+
+
 def test_export_stage_reruns_alone_and_retries_what_failed(smoke_run):
     layout = ExperimentLayout(smoke_run.root)
     name = "cnn-d1-b30k"

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import keras_tuner
+import numpy as np
+from keras_tuner.engine.trial import TrialStatus
 from keras_tuner.oracles import BayesianOptimizationOracle, HyperbandOracle, RandomSearchOracle
 
 from mimic_tf.files import atomic_write_text
@@ -48,7 +50,42 @@ class AtomicOracleMixin:
 
 
 class AtomicBayesianOracle(AtomicOracleMixin, BayesianOptimizationOracle):
-    """Gaussian-process Bayesian optimisation (the paper used Spearmint's GP)."""
+    """Gaussian-process Bayesian optimisation (the paper used Spearmint's GP) that never
+    proposes a point it has tried.
+
+    KerasTuner's GP step may return the best trial's own values again, a float rounding
+    away (keras-team/keras-tuner#608): its values hash differs, so KerasTuner's collision
+    check passes it, and a search of 6 trials loses one to a repeat (it happened once in
+    the v2 campaign: `cnn-d3-b316k`, trials 3 and 4). A proposal within `DUPLICATE_DISTANCE`
+    of a tried point in every coordinate of the unit cube the GP works in is replaced by a
+    random one; `repeats_avoided` counts them.
+    """
+
+    DUPLICATE_DISTANCE = 1e-3
+
+    repeats_avoided = 0
+
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        proposal = super().populate_space(trial_id)
+        values = proposal.get("values")
+        if proposal["status"] != TrialStatus.RUNNING or not values or not self._tried(values):
+            return proposal
+        self.repeats_avoided += 1
+        return self._random_populate_space()
+
+    def _tried(self, values: dict[str, Any]) -> bool:
+        """Whether `values` lies within `DUPLICATE_DISTANCE` of a trial's point."""
+        space = self._nonfixed_space()
+
+        def point(named: dict[str, Any]) -> np.ndarray:
+            return np.array([hp.value_to_prob(named.get(hp.name, hp.default)) for hp in space])
+
+        proposed = point(values)
+        return any(
+            np.max(np.abs(point(trial.hyperparameters.values) - proposed),
+                   initial=0.0) < self.DUPLICATE_DISTANCE
+            for trial in self.trials.values()
+            if trial.status not in (TrialStatus.FAILED, TrialStatus.INVALID))
 
 
 class AtomicHyperbandOracle(AtomicOracleMixin, HyperbandOracle):
