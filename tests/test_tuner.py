@@ -32,6 +32,7 @@ from mimic_tf.layout import ExperimentLayout
 from serving.release.serving_base import read_state
 from tuner import artifacts, publish
 from tuner.experiment import run_experiment
+from tuner.search.progress import Progress
 
 BUDGET = 3.0e4
 TRIALS = 2
@@ -728,8 +729,16 @@ def test_a_search_in_parts_goes_on_without_the_weights_of_its_earlier_parts(smok
         shutil.copytree(smoke_run.root / stage, tmp_path / "smoke" / stage)
     config = smoke_config(**{"search.baseline": False, "search.cnn_depths": []})
     cell = "mlp-d1-b30k"
+    plans = []
+
+    class PlanOfTheETA(Progress):
+        def __init__(self, planned_trials, *args, **kwargs):
+            plans.append(dict(planned_trials))
+            super().__init__(planned_trials, *args, **kwargs)
+
     part = run_experiment(config, ("mlp",), tmp_path, verbose=0, only=cell,
-                          stop_after_trials=1)
+                          stop_after_trials=1, progress_class=PlanOfTheETA)
+    assert plans == [{"mlp": TRIALS}]  # its ETA counts this search, not the run's two
     layout = ExperimentLayout(tmp_path / "smoke")
     search = layout.search(cell)
     assert not artifacts.search_complete(search, TRIALS)

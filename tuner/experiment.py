@@ -197,7 +197,8 @@ def run_experiment(
         data=TrainingData.from_transfer_set(transfer_set, config.student.batch_size),
         transfer_fingerprint=transfer_set.fingerprint,
         teacher=transfer_teacher(teacher, config) if online else None,
-        progress=progress_class(_planned_trials(config, [*cells, *baseline_cells], lanes),
+        progress=progress_class(_planned_trials(config, _to_search(cells, baseline_cells, only,
+                                                                   kept_searches), lanes),
                                 max(config.student.epochs_for(f) for f in families),
                                 verbose=verbose),
         strategy=distribution_strategy(),
@@ -278,6 +279,16 @@ def run_experiment(
         print(f"done in {format_duration(seconds)} ({stages}): {report.results_md}")
     return ExperimentSummary(layout.root, searched + [c.name for c in baselines], seconds, report,
                              stage_seconds=clock.seconds)
+
+
+def _to_search(cells: Sequence[Cell], baseline_cells: Sequence[Cell], only: str | None,
+               kept_searches: kept.Rows) -> list[Cell]:
+    """The searches this run may train (`only`'s, or all), kept ones left out: the ETA's plan.
+    A baseline is named by its mimic cell's name and the hard-label suffix."""
+    named = [*((cell, cell.name) for cell in cells),
+             *((cell, cell.name + HARD_SUFFIX) for cell in baseline_cells)]
+    return [cell for cell, name in named
+            if only in (None, name) and name not in kept_searches]
 
 
 def _planned_trials(config: ExperimentConfig, cells: Sequence[Cell], lanes: int
