@@ -59,6 +59,19 @@ def test_findings_that_hold(tmp_path):
     assert json.loads((tmp_path / "findings.json").read_text())[0]["holds"] is True
 
 
+def test_findings_name_a_checked_in_folder_as_the_checkout_does(tmp_path, monkeypatch):
+    results = tmp_path / "checkout" / "results" / "run"
+    results.mkdir(parents=True)
+    (tmp_path / "checkout" / ".git").mkdir()
+    write_results(results, PAPER_LIKE)
+    monkeypatch.chdir(tmp_path)
+    write_findings(results.resolve())  # an absolute path, as a campaign passes it
+    text = (results / "findings.md").read_text()
+    assert text.startswith("# The paper's findings, checked on results/run\n")
+    assert "`python -m tuner.findings results/run`" in text
+    assert str(tmp_path) not in text
+
+
 def test_findings_that_fail_say_so(tmp_path):
     cells = {**PAPER_LIKE,
              ("mlp", 1, 100000, "mimic"): [0.56],  # beats the 1-conv student

@@ -241,6 +241,16 @@ def render_markdown(findings: Sequence[dict[str, Any]], source: str,
     return "\n".join(lines) + "\n"
 
 
+def shown_path(directory: str | Path) -> str:
+    """`directory` as findings.md names it: relative to the git checkout that holds it (the
+    same words on every machine, as a campaign commits them), else as given."""
+    resolved = Path(directory).resolve()
+    for root in resolved.parents:
+        if (root / ".git").exists():
+            return resolved.relative_to(root).as_posix()
+    return str(directory)
+
+
 def write_findings(directory: str | Path, out: str | Path | None = None) -> list[dict[str, Any]]:
     """Check the findings on `directory`'s result files; write findings.md and .json to `out`."""
     layout = ExperimentLayout(Path(directory))
@@ -248,5 +258,6 @@ def write_findings(directory: str | Path, out: str | Path | None = None) -> list
     students = read_students(layout.results_csv)
     findings = check_findings(students, read_teacher_accuracy(layout))
     atomic_write_text(written.findings_json, json.dumps(findings, indent=2) + "\n")
-    atomic_write_text(written.findings_md, render_markdown(findings, str(directory), students))
+    markdown = render_markdown(findings, shown_path(directory), students)
+    atomic_write_text(written.findings_md, markdown)
     return findings
