@@ -13,7 +13,8 @@ published teacher's logits, once an *arm*:
 and under each of `--seeds` (the students' initialisation; the data order is the campaign's).
 Fewer views than the campaign's show what the transfer set's size is worth, the paper's
 schedule what longer training is worth, other seeds how far one trial's accuracy is from
-another's of the same hyperparameters.
+another's of the same hyperparameters. `--set NAME=VALUE` changes one of the best trial's
+hyperparameters (e.g. `momentum=0.96`): what a value the search never tried is worth.
 
     python benchmarks/retrain_best.py --results results/cpu-replication-v2 \
         --cells mlp-d4-b1M --arms campaign:8,paper:8,paper:2 --epochs 150
@@ -111,6 +112,23 @@ def best_trial(rows: dict[str, list[dict[str, str]]], name: str) -> tuple[Cell, 
     return cell, {key: best[key] for key in names}
 
 
+def override(values: dict[str, Any], settings: list[str]) -> dict[str, Any]:
+    """The best trial's values with each `NAME=VALUE` of `settings` put in their place."""
+    changed = dict(values)
+    for setting in settings:
+        name, _, text = setting.partition("=")
+        if name not in values:
+            raise SystemExit(f"--set {setting!r}: the best trial has no hyperparameter {name!r}; "
+                             f"it has {', '.join(sorted(values))}")
+        try:
+            changed[name] = type(values[name])(float(text)) if text else None
+        except (TypeError, ValueError):
+            changed[name] = None
+        if changed[name] is None:
+            raise SystemExit(f"--set {setting!r}: write NAME=NUMBER, e.g. momentum=0.96")
+    return changed
+
+
 def first_views(transfer: TransferSet, views: int) -> TransferSet:
     """The transfer set cut to its first `views` views (the same images and logits)."""
     return dataclasses.replace(
@@ -164,7 +182,8 @@ def markdown_table(runs: dict[str, dict[str, Any]]) -> str:
     for run in runs.values():
         accuracies = [f"{100 * run[key]:.2f}" if run[key] is not None else ""
                       for key in ("val_accuracy", "test_accuracy")]
-        lines.append(f"| {run['cell']} | {run['arm']} | {run['seed']} | {run['epochs_run']} / "
+        arm = " ".join([run["arm"], *run.get("set", [])])
+        lines.append(f"| {run['cell']} | {arm} | {run['seed']} | {run['epochs_run']} / "
                      f"{run['epoch_cap']} | {run['best_epoch']} | {' | '.join(accuracies)} | "
                      f"{run['train_loss_at_best']} | {run['val_loss_at_best']} | "
                      f"{run['seconds']:.0f} |")
@@ -181,6 +200,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", default="0", help="comma list of initialisation seeds")
     parser.add_argument("--epochs", type=int, default=150,
                         help="the epoch cap of the paper's schedule (it may stop sooner)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="change one of the best trial's hyperparameters (repeatable), "
+                             "e.g. momentum=0.96")
     parser.add_argument("--out", type=Path, default=Path("/tmp/retrain-best"),
                         help="where results.json goes")
     args = parser.parse_args()
@@ -193,7 +215,8 @@ def main() -> None:
     args = parse_args()
     config = load_config(args.results / "config.yaml")
     rows = read_rows(args.results / "results.csv")
-    cells = [best_trial(rows, name) for name in args.cells.split(",") if name]
+    cells = [(cell, override(values, args.set)) for cell, values in
+             (best_trial(rows, name) for name in args.cells.split(",") if name)]
     arms = [Arm.parse(text, config.transfer.views) for text in args.arms.split(",") if text]
     seeds = [int(seed) for seed in args.seeds.split(",") if seed]
     results_path = args.out / RESULTS_FILE
@@ -204,7 +227,8 @@ def main() -> None:
 
     def key(cell: Cell, arm: Arm, seed: int) -> str:
         cap = f"@{args.epochs}" if arm.schedule == "paper" else ""
-        return f"{cell.name} {arm.name}{cap} seed {seed}"
+        changes = "".join(f" {setting}" for setting in args.set)
+        return f"{cell.name} {arm.name}{cap} seed {seed}{changes}"
 
     todo = [(cell, values, arm, seed) for cell, values in cells for arm in arms
             for seed in seeds if key(cell, arm, seed) not in runs]
@@ -216,6 +240,8 @@ def main() -> None:
             name = key(cell, arm, seed)
             print(f"{name}: training", flush=True)
             runs[name] = train(cell, values, arm, seed, config, transfer, args.epochs)
+            if args.set:
+                runs[name]["set"] = list(args.set)
             summary = {k: v for k, v in runs[name].items() if k != "history"}
             print(json.dumps({name: summary}), flush=True)
             args.out.mkdir(parents=True, exist_ok=True)
