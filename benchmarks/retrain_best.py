@@ -121,11 +121,9 @@ def override(values: dict[str, Any], settings: list[str]) -> dict[str, Any]:
             raise SystemExit(f"--set {setting!r}: the best trial has no hyperparameter {name!r}; "
                              f"it has {', '.join(sorted(values))}")
         try:
-            changed[name] = type(values[name])(float(text)) if text else None
-        except (TypeError, ValueError):
-            changed[name] = None
-        if changed[name] is None:
-            raise SystemExit(f"--set {setting!r}: write NAME=NUMBER, e.g. momentum=0.96")
+            changed[name] = type(values[name])(float(text))
+        except ValueError:
+            raise SystemExit(f"--set {setting!r}: write NAME=NUMBER, e.g. momentum=0.96") from None
     return changed
 
 
