@@ -187,6 +187,11 @@ class ExperimentLayout:
         return [SearchLayout(path) for path in sorted(self.searches.iterdir()) if path.is_dir()]
 
     @property
+    def unit_clock(self) -> Path:
+        """A campaign unit's seconds so far, kept while it runs (`tuner.campaign.clock`)."""
+        return self.root / "unit-clock.json"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 

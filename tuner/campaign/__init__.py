@@ -23,8 +23,9 @@ this machine or a new one, copies that back where its run folder holds fewer end
 and KerasTuner goes on from it as from any stopped search. `run` does the pending units in
 order, and after each one copies its files into the results folder, appends a line to
 `units.csv` (unit, when, seconds, CPU, commit) and, with `--commit`, commits exactly those
-files. A new machine starts from the repository alone and does only what is missing; nothing
-committed is computed twice.
+files. A unit's seconds count its earlier runs that a stop cut, where the run folder that
+resumed it kept their time (`clock`). A new machine starts from the repository alone and
+does only what is missing; nothing committed is computed twice.
 
     python -m tuner.campaign run --config cpu-replication-v2 \\
         --results results/cpu-replication-v2 --out ~/mimic-tf-runs --commit
@@ -38,7 +39,8 @@ under the bar, 4 a unit failed (its exit code in the log).
 
 Modules, one a concept: `units` (what the units are, which are done, the status), `parts` (a
 search longer than a unit: its state between parts, the plan that sizes them), `runner`
-(running and committing units), `bill` (the compute bill by stage and machine, and the hours
+(running and committing units), `clock` (a unit's seconds across the runs that resumed
+it), `bill` (the compute bill by stage and machine, and the hours
 left by the plan), `__main__` (the command). Nothing here imports TensorFlow: each unit runs
 as a subprocess.
 """

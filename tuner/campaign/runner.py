@@ -19,6 +19,7 @@ from pathlib import Path
 from mimic_tf.config import ExperimentConfig
 from mimic_tf.layout import ExperimentLayout
 from mimic_tf.teachers.published import member_paths
+from tuner.campaign.clock import UnitClock
 from tuner.campaign.parts import copy_state, ended_trials, search_state_folder
 from tuner.campaign.units import (
     UNITS_COLUMNS,
@@ -236,10 +237,13 @@ def run_campaign(campaign: Campaign, max_units: int | None = None, commit: bool 
             name = unit.name
             if ended or stop_after is not None:
                 name += f" (trials {ended + 1}-{stop_after or trials} of {trials})"
-            log(f"unit {name}: start ({index + 1} of {len(units)})")
-            started = time.perf_counter()
-            code, published = run_unit(campaign, unit, index, stop_after)
-            seconds = time.perf_counter() - started
+            clock = UnitClock(campaign.layout.unit_clock, unit.name)
+            earlier = (f"; {clock.before:.0f} s of its earlier, cut runs counted"
+                       if clock.before else "")
+            log(f"unit {name}: start ({index + 1} of {len(units)}){earlier}")
+            with clock:
+                code, published = run_unit(campaign, unit, index, stop_after)
+            seconds = clock.seconds
             finished = unit_done(unit, campaign.results, trials)
             run_folder = campaign.layout.search(unit.name).root
             state = search_state_folder(campaign.results, unit.name)
@@ -251,6 +255,7 @@ def run_campaign(campaign: Campaign, max_units: int | None = None, commit: bool 
             if part or (finished and state.is_dir()):  # a part, or the last one
                 published += copy_state(run_folder, state)
             published.append(_record_unit(campaign, name, seconds))
+            clock.clear()
             log(f"unit {name}: done in {seconds:.0f} s")
             if commit:
                 what = (f"teacher member {unit.member} of {campaign.config.teacher.ensemble_size}"
