@@ -52,6 +52,10 @@ case "${1:-}" in
   *) echo "usage: scripts/cpu-replication-v2.sh start | status | run" >&2; exit 2 ;;
 esac
 
+# A running campaign keeps its code: COMMIT moves the worktree only between runs.
+if pgrep -f -- "tuner.campaign run --config $CONFIG" > /dev/null; then
+  echo "the campaign is running already (scripts/cpu-replication-v2.sh status)"; exit 0
+fi
 # A new machine: the virtual environment, from the main checkout's pyproject.toml.
 if [ ! -x "$PYTHON" ]; then
   stamp "making $MAIN/.venv (pip install -e .[dev])"
@@ -69,9 +73,6 @@ if [ ! -e "$WORKTREE" ]; then
   git -C "$MAIN" worktree add --detach -q "$WORKTREE" "${COMMIT:-HEAD}"
 elif [ -n "${COMMIT:-}" ]; then
   git -C "$WORKTREE" checkout --detach -q "$COMMIT"
-fi
-if pgrep -f -- "tuner.campaign run --config $CONFIG" > /dev/null; then
-  echo "the campaign is running already (scripts/cpu-replication-v2.sh status)"; exit 0
 fi
 # The shared CIFAR-10 copy beside the main checkout (a worktree elsewhere has no ../shared).
 if [ -z "${MIMIC_TF_DATA:-}" ] && [ -f "$MAIN/../shared/data/cifar10-jpeg.tar.gz" ]; then
