@@ -9,6 +9,8 @@ runs where the shared JPEG copy is beside the checkout.
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,8 @@ from mimic_tf.teachers.published import (
     published_members,
     read_manifest,
 )
+from tuner.findings import main as findings_main
+from tuner.search.cells import HARD_SUFFIX
 
 ROOT = Path(__file__).parent.parent
 TEACHER = ROOT / "results" / "cpu-replication-v2" / "teacher"
@@ -59,3 +63,20 @@ def test_the_committed_members_are_read_as_a_teacher_on_the_real_data():
     teacher = read_published_teacher(TEACHER, config, splits, check_recipe=True)
     assert teacher.transfer_logits.shape[:2] == (config.transfer.views, len(splits.train_labels))
     assert teacher.evaluation_logits["test"].shape == (len(splits.test_labels), 10)
+
+
+
+def test_the_committed_results_check_the_five_findings(tmp_path):
+    """`python -m tuner.findings results/cpu-replication-v2` reads what the campaign committed
+    with today's code: all five findings, each measured where the results hold its searches
+    (finding 4 needs the hard-label baselines)."""
+    results = TEACHER.parent
+    assert findings_main([str(results), "--out", str(tmp_path)]) == 0
+    markdown = (tmp_path / "findings.md").read_text()
+    assert markdown.startswith("# The paper's findings, checked on results/cpu-replication-v2")
+    assert all(f"\n{number}. **" in markdown for number in range(1, 6))
+    with (results / "results.csv").open(newline="") as stream:
+        has_baselines = any(row["cell"].endswith(HARD_SUFFIX) for row in csv.DictReader(stream))
+    findings = json.loads((tmp_path / "findings.json").read_text())
+    assert [finding["measured"] for finding in findings] == [True, True, True, has_baselines,
+                                                             True]
