@@ -21,9 +21,9 @@ hyperparameters (e.g. `momentum=0.96`): what a value the search never tried is w
 
 Each run (cell, arm, seed) reports every epoch's training and validation mimic loss and
 validation accuracy, and the test accuracy at its best validation epoch (as the searches
-report). Each finished run is added to `--out`/results.json at once, and a rerun skips it; a
-run killed part way starts again. Prints a markdown table of every run there, then one JSON
-object.
+report), and prints a line an epoch as the searches do, with the ETA of the runs left. Each
+finished run is added to `--out`/results.json at once, and a rerun skips it; a run killed part
+way starts again. Prints a markdown table of every run there, then one JSON object.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import mimic_tf  # noqa: F401  (first: sets oneDNN's default before TensorFlow l
 # isort: split
 
 import argparse
+import collections
 import dataclasses
 import json
 import time
@@ -56,6 +57,7 @@ from tuner.search.hypermodel import (
     fixed_hyperparameters,
 )
 from tuner.search.kept import best_values, read_rows
+from tuner.search.progress import Progress
 
 RESULTS_FILE = "results.json"
 OPTIMISER_HYPERPARAMETERS = ("learning_rate", "momentum", "input_scale", "init_scale")
@@ -135,8 +137,9 @@ def first_views(transfer: TransferSet, views: int) -> TransferSet:
 
 
 def train(cell: Cell, values: dict[str, Any], arm: Arm, seed: int, config: ExperimentConfig,
-          transfer: TransferSet, epochs: int) -> dict[str, Any]:
-    """One run: the best trial's student trained under `arm` with initialisation `seed`."""
+          transfer: TransferSet, epochs: int, progress: Progress | None = None) -> dict[str, Any]:
+    """One run: the best trial's student trained under `arm` with initialisation `seed`
+    (`progress`: a line an epoch, as the searches print)."""
     student = config.student
     if arm.schedule == "paper":
         student = dataclasses.replace(student, schedule=ScheduleConfig(epochs=epochs),
@@ -146,12 +149,13 @@ def train(cell: Cell, values: dict[str, Any], arm: Arm, seed: int, config: Exper
     keras.backend.clear_session()
     hp = fixed_hyperparameters(values)
     hypermodel = StudentHyperModel(cell, student, seed=seed, spec=training.spec,
+                                   progress=progress.trial_callback if progress else None,
                                    steps_per_execution=runtime.steps_per_execution(
                                        training.steps_per_epoch))
     distiller = hypermodel.build(hp)
     best = BestEpoch()
     started = time.perf_counter()
-    fitted = hypermodel.fit(hp, distiller, training, callbacks=[best])
+    fitted = hypermodel.fit(hp, distiller, training, trial_id="0", callbacks=[best])
     seconds = time.perf_counter() - started
     test = {}
     if best.weights is not None:
@@ -234,10 +238,13 @@ def main() -> None:
         splits = data.load_splits(config.data)
         teacher = read_published_teacher(args.results / "teacher", config, splits)
         transfer = published_transfer_set(config, splits, teacher)
-        for cell, values, arm, seed in todo:
+        # The ETA counts the runs left of each family at its finished runs' mean.
+        progress = Progress(collections.Counter(cell.family for cell, *_ in todo), args.epochs)
+        for index, (cell, values, arm, seed) in enumerate(todo, start=1):
             name = key(cell, arm, seed)
             print(f"{name}: training", flush=True)
-            runs[name] = train(cell, values, arm, seed, config, transfer, args.epochs)
+            progress.begin_search(cell, index, len(todo), max_trials=1, finished=0)
+            runs[name] = train(cell, values, arm, seed, config, transfer, args.epochs, progress)
             if args.set:
                 runs[name]["set"] = list(args.set)
             summary = {k: v for k, v in runs[name].items() if k != "history"}

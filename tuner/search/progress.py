@@ -91,7 +91,8 @@ class Progress:
         self.remaining[self.family] = max(0, self.remaining.get(self.family, 0)
                                           - min(finished, max_trials))
         kept = f", {finished} finished trial(s) kept" if finished else ""
-        self.print(f"{self.search_label} search of {max_trials} trials{kept}")
+        trials = f"{max_trials} trial" + ("s" if max_trials != 1 else "")
+        self.print(f"{self.search_label} search of {trials}{kept}")
 
     def end_search(self, best: float | None) -> None:
         if best is not None:
