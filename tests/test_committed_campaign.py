@@ -65,7 +65,6 @@ def test_the_committed_members_are_read_as_a_teacher_on_the_real_data():
     assert teacher.evaluation_logits["test"].shape == (len(splits.test_labels), 10)
 
 
-
 def test_the_committed_results_check_the_five_findings(tmp_path):
     """`python -m tuner.findings results/cpu-replication-v2` reads what the campaign committed
     with today's code: all five findings, each measured where the results hold its searches
