@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -152,6 +153,10 @@ def test_a_search_in_parts_commits_its_state_without_weights(campaigns):
     assert not campaign.search_state_folder(campaigns["straight"], "mlp-d2-b30k").exists()
     second = campaigns["lossy_logs"][4]
     assert "unit mlp-d2-b30k: 1 ended trials of its earlier parts copied from" in second
+    # ... and its oracle goes on from them: one trial more, not the search again from trial 1
+    # (the same seed would redo the first part's trial to the same rows, unseen by the above)
+    assert "search of 2 trials, 1 finished trial(s) kept" in second
+    assert re.findall(r"\] trial (\d+)/2 start:", second) == ["2"]
     # the first part's trial was tested on its machine; the second part reused its numbers
     evaluation = json.loads((state / "evaluation.json").read_text())
     assert sorted(evaluation["trials"]) == ["0", "1"]
@@ -251,6 +256,7 @@ def test_a_search_in_parts_with_a_chief_and_two_workers(campaigns, tmp_path):
     assert "unit mlp-d1-b30k (trials 1-2 of 4): done" in logs[0]
     assert "unit mlp-d1-b30k (trials 3-4 of 4): done" in logs[1]
     assert "2 ended trials of its earlier parts copied" in logs[1]
+    assert "search of 4 trials, 2 finished trial(s) kept" in logs[1]  # the chief's oracle
     rows = trial_rows(results)
     assert sorted(row["trial_id"] for row in rows) == ["0", "1", "2", "3"]
     tested = {row["trial_id"] for row in rows if row["test_accuracy"]}

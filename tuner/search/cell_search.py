@@ -103,6 +103,13 @@ def build_tuner(cell: Cell, context: SearchContext) -> keras_tuner.Tuner:
         overwrite=restart and not distributed.is_worker(),
         distribution_strategy=context.strategy,
     )
+    if (not distributed.is_worker() and not restart and not tuner.oracle.trials
+            and search.oracle_file.is_file()):
+        # KerasTuner reloads a project only where it finds its tuner's own file
+        # (`<tuner id>.json`), which a search's committed part does not hold, and which a
+        # chief names `chief.json` and a lone tuner `tuner0.json`: without this the oracle
+        # would start afresh over the earlier parts' trials.
+        tuner.oracle.reload()
     if context.stop_after_trials is not None:
         # A part of the search: the oracle stops handing out trials there (its first random
         # points were counted from the whole search's trials above); a later run goes on.
