@@ -265,6 +265,24 @@ def test_a_search_in_parts_with_a_chief_and_two_workers(campaigns, tmp_path):
     assert campaign.ended_trials(campaign.search_state_folder(results, "mlp-d1-b30k")) == 4
 
 
+
+def test_a_unit_of_another_family_on_a_new_machine_keeps_every_committed_row(campaigns,
+                                                                             tmp_path):
+    """A unit's report is the whole experiment's: a CNN search run from a new run folder after
+    the MLP searches were committed keeps their rows in results.csv (and so their units done)."""
+    repository = tmp_path / "repository"
+    shutil.copytree(campaigns["lossy"].parent, repository)  # main, with its git history
+    results = repository / "results"
+    config = yaml.safe_load(campaigns["config"].read_text())
+    config["search"]["cnn_depths"] = [1]
+    config_path = tmp_path / "with-a-cnn.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    before = {row["cell"] for row in trial_rows(results)}
+    assert before == {"mlp-d1-b30k", "mlp-d2-b30k"}
+    log = run_campaign(config_path, results, tmp_path / "runs", "--units", "1")
+    assert "unit cnn-d1-b30k: done" in log
+    assert {row["cell"] for row in trial_rows(results)} == before | {"cnn-d1-b30k"}
+
 def test_a_plan_measured_on_another_cpu_is_not_used(tmp_path):
     here = write_plan(tmp_path / "here.txt", {"cnn-d4-b1M": 3.0})
     assert campaign.read_plan(here)["search_unit_hours"] == {"cnn-d4-b1M": 3.0}

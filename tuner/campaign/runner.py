@@ -61,10 +61,12 @@ class Campaign:
                 "--member", str(unit.member), "--train"]
 
     def search_command(self, unit: Unit, stop_after: int | None = None) -> list[str]:
-        family = unit.name.split("-", 1)[0]
-        # No frontier: a unit commits rows, not latencies, and the frontier would serve every
-        # trial of the run folder again at the end of each unit.
-        command = [self.python, "-m", "tuner.run", "--family", family, "--config",
+        # Every family: the unit's report (results.csv, the findings) is the experiment's,
+        # its committed searches of the other family kept from `--keep`, where a run folder of
+        # its family alone, on a new machine, would drop them. No frontier: a unit commits
+        # rows, not latencies, and the frontier would serve every trial of the run folder again
+        # at the end of each unit.
+        command = [self.python, "-m", "tuner.run", "--family", "all", "--config",
                    self.config_arg, "--out", str(self.out), "--only", unit.name,
                    "--teacher-logits", str(teacher_folder(self.results)), "--no-frontier"]
         if (self.results / "results.csv").is_file():
