@@ -15,9 +15,13 @@ mixed bfloat16 on CPUs with bfloat16 instructions), as the campaign trains them.
 them into hours per stage: the members' epochs of the training split (each with a
 validation pass), the transfer set (members x views x training images), and each search's
 trials x its family's epoch cap x one epoch of the training split, times SPREAD for the
-spread of searched widths around the default ones and VALIDATION for the validation pass;
-the hard-label baselines cost as the mimic searches of their cells. The epoch caps are
-upper bounds (the plateau schedule stops many trials sooner), so the plan is one too.
+spread of searched widths around the default ones and VALIDATION for the validation pass.
+A hard-label baseline trains its cell's best architecture alone: where `--results` (the
+campaign's committed results folder) holds that cell's search, the baseline is timed at its
+best trial's widths, without the spread (the 2-conv CNN at 1M chose 121/109 filters and its
+baseline ran 3.5 times the plan's hours at the default widths); elsewhere it costs as the
+mimic search of its cell. The epoch caps are upper bounds (the plateau schedule stops many
+trials sooner), so the plan is one too.
 
 A campaign's searches run `--workers` one-thread trials side by side (a chief and one worker
 a core). With `--workers N` above 1 the students are measured that way: N processes of this
@@ -29,6 +33,7 @@ then ceil(trials / N) rounds of one trial's epochs.
     python benchmarks/campaign_plan.py --config cpu-replication --steps 20
     python benchmarks/campaign_plan.py --teacher-only --steps 10   # a member unit's hours
     python benchmarks/campaign_plan.py --workers 2 --steps 10      # each search unit's hours
+    python benchmarks/campaign_plan.py --workers 2 --results results/cpu-replication-v2
 
 Prints the table, then one JSON object last.
 """
@@ -47,16 +52,18 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from mimic_tf import runtime
-from mimic_tf.budgets import budget_label, default_widths
+from mimic_tf.budgets import budget_label, default_widths, search_space
 from mimic_tf.config import ExperimentConfig, load_config
 from mimic_tf.data.spec import CIFAR10
 from mimic_tf.teachers import airbench, airbench_recipe
 from mimic_tf.transfer import flip_averaged
-from tuner.search.cells import planned_cells
+from tuner.search.cells import HARD_SUFFIX, planned_cells
+from tuner.search.kept import best_values, read_rows
 
 CIFAR10_TRAIN_IMAGES = 50_000
 FAMILIES = ("mlp", "cnn")
@@ -76,6 +83,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1,
                         help="trials a search runs side by side, one thread each (the "
                         "campaign's WORKERS); above 1 the students are timed that way")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="the campaign's results folder: its finished searches give their "
+                        "baselines' architectures (default: none, baselines at the default "
+                        "widths)")
     parser.add_argument("--students-only", action="store_true",
                         help=argparse.SUPPRESS)  # one of the --workers processes
     args = parser.parse_args()
@@ -127,8 +138,23 @@ def measure_teacher(config: ExperimentConfig, steps: int) -> dict:
     return costs
 
 
-def measure_students(config: ExperimentConfig, steps: int) -> dict[str, float]:
-    """Training img/s of every student the config searches, at its default widths."""
+def baseline_widths(config: ExperimentConfig, results: Path | None) -> dict[str, dict]:
+    """The widths each hard-label baseline will train (`<cell>-hard`: its cell's best trial's,
+    from `results`' results.csv), for the baselines whose cell has been searched."""
+    rows = read_rows(results / "results.csv") if results is not None else {}
+    widths = {}
+    for cell in planned_cells(config, FAMILIES):
+        if config.search.has_baseline(cell.family, cell.budget) and rows.get(cell.name):
+            best = best_values(rows[cell.name])
+            widths[cell.name + HARD_SUFFIX] = {
+                name: best[name] for name in search_space(cell.family, cell.depth, cell.budget)}
+    return widths
+
+
+def measure_students(config: ExperimentConfig, steps: int,
+                     results: Path | None = None) -> dict[str, float]:
+    """Training img/s of every student the config searches, at its default widths, and of
+    each baseline whose architecture `results` names (`baseline_widths`)."""
     import keras
 
     from mimic_tf.distiller import Distiller
@@ -142,25 +168,30 @@ def measure_students(config: ExperimentConfig, steps: int) -> dict[str, float]:
     targets = (rng.normal(size=(count, 10)).astype(np.float32), rng.integers(0, 10, count))
     students = {}
     precision = runtime.resolve_precision(config.student.precision)  # as the searches train
-    for cell in planned_cells(config, FAMILIES):
+    pinned = baseline_widths(config, results)
+    models = [(cell.name, cell, default_widths(cell.family, cell.depth, cell.budget))
+              for cell in planned_cells(config, FAMILIES)]
+    models += [(cell.name + HARD_SUFFIX, cell, pinned[cell.name + HARD_SUFFIX])
+               for cell in planned_cells(config, FAMILIES) if cell.name + HARD_SUFFIX in pinned]
+    for name, cell, widths in models:
         student = build_student(cell.family, cell.depth, cell.budget, seed=0,
-                                dtype_policy=precision,
-                                spec=CIFAR10,
-                                **default_widths(cell.family, cell.depth, cell.budget))
+                                dtype_policy=precision, spec=CIFAR10, **widths)
         model = Distiller(student)
         model.compile(optimizer=keras.optimizers.SGD(0.005, momentum=0.9, nesterov=True))
-        students[cell.name] = _timed_fit(model, images, targets, steps, batch)
-        print(f"  {cell.name}: {students[cell.name]:.0f} img/s training", file=sys.stderr,
-              flush=True)
+        students[name] = _timed_fit(model, images, targets, steps, batch)
+        print(f"  {name}: {students[name]:.0f} img/s training", file=sys.stderr, flush=True)
         keras.backend.clear_session()
     return students
 
 
-def measure_students_side_by_side(config_arg: str, steps: int, workers: int) -> dict[str, float]:
+def measure_students_side_by_side(config_arg: str, steps: int, workers: int,
+                                  results: Path | None = None) -> dict[str, float]:
     """Every student's img/s as `workers` one-thread trials side by side: that many processes
     time each student at once; the slowest process's rate counts."""
     command = [sys.executable, __file__, "--config", config_arg, "--steps", str(steps),
                "--students-only"]
+    if results is not None:
+        command += ["--results", str(results)]
     environment = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
     processes = [subprocess.Popen(command, env=environment, stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL if number else None, text=True)
@@ -211,10 +242,14 @@ def plan(config: ExperimentConfig, costs: dict, workers: int = 1) -> list[dict]:
                                   + (f", {workers} at a time" if workers > 1 else ""),
                          "hours": hours})
             if config.search.has_baseline(family, budget):
+                units = search_unit_hours(config, costs, workers)
+                pinned = sum(name + HARD_SUFFIX in costs["students_train"] for name in cells)
                 rows.append({"stage": f"hard-label baselines, {family.upper()} "
-                             f"{budget_label(budget)}", "measured": "as the searches above",
+                             f"{budget_label(budget)}",
+                             "measured": (f"{pinned} of {len(cells)} at their cell's best "
+                                          "widths, the rest as the searches above"),
                              "count": f"{len(cells)} x {trials} trials x {cap} epochs",
-                             "hours": hours})
+                             "hours": sum(units[name + HARD_SUFFIX] for name in cells)})
     rows.append({"stage": "in all", "measured": "", "count": "",
                  "hours": sum(row["hours"] for row in rows)})
     return rows
@@ -226,14 +261,15 @@ def search_unit_hours(config: ExperimentConfig, costs: dict, workers: int) -> di
     SPREAD and VALIDATION as the stages' rows."""
     train = CIFAR10_TRAIN_IMAGES - config.data.validation_size
     rounds = math.ceil(config.search.trials / workers)
+    rates = costs["students_train"]
     hours = {}
     for cell in planned_cells(config, FAMILIES):
-        rate = costs["students_train"][cell.name]
-        unit = (rounds * config.student.epochs_for(cell.family) * train / rate * SPREAD
-                * VALIDATION / 3600)
-        hours[cell.name] = unit
+        epochs = rounds * config.student.epochs_for(cell.family) * train * VALIDATION / 3600
+        hours[cell.name] = epochs / rates[cell.name] * SPREAD
         if config.search.has_baseline(cell.family, cell.budget):
-            hours[f"{cell.name}-hard"] = unit
+            baseline = cell.name + HARD_SUFFIX  # its architecture pinned: no spread
+            hours[baseline] = (epochs / rates[baseline] if baseline in rates
+                               else hours[cell.name])
     return hours
 
 
@@ -258,7 +294,7 @@ def main() -> None:
         raise SystemExit(f"{args.config}: teacher.family is {config.teacher.family!r}; this "
                          "plan measures airbench members only")
     if args.students_only:  # one of --workers' processes: its students' rates, as JSON
-        print(json.dumps(measure_students(config, args.steps)))
+        print(json.dumps(measure_students(config, args.steps, args.results)))
         return
     facts = runtime.describe()
     print(f"{args.config} on {facts['cpu']}, oneDNN {'on' if facts['onednn'] else 'off'}, "
@@ -270,10 +306,10 @@ def main() -> None:
         if args.workers > 1:
             print(f"  students: {args.workers} one-thread processes side by side",
                   file=sys.stderr, flush=True)
-            costs["students_train"] = measure_students_side_by_side(args.config, args.steps,
-                                                                    args.workers)
+            costs["students_train"] = measure_students_side_by_side(
+                args.config, args.steps, args.workers, args.results)
         else:
-            costs["students_train"] = measure_students(config, args.steps)
+            costs["students_train"] = measure_students(config, args.steps, args.results)
         costs["precision"]["students"] = runtime.resolve_precision(config.student.precision)
     rows = plan(config, costs, args.workers)
     print("| stage | measured | count | hours |\n|---|---|---|---|")

@@ -91,10 +91,14 @@ fi
 # The plan on this machine (benchmarks/campaign_plan.py, about 4 minutes): each member unit's
 # and each search unit's hours, the students timed as WORKERS one-thread trials side by side.
 # Measured before a member this machine has not begun, and where no plan of this CPU is here.
+# A baseline is timed at its cell's committed best widths (--results), where the worktree's
+# plan knows how.
 measure_plan() {
   stamp "measuring the units on this machine (campaign_plan.py --workers $WORKERS) before $next"
+  local pinned=()
+  grep -q -- '"--results"' "$WORKTREE/benchmarks/campaign_plan.py" && pinned=(--results "$RESULTS")
   (cd "$WORKTREE" && PYTHONPATH=$WORKTREE "$PYTHON" benchmarks/campaign_plan.py \
-     --config $CONFIG --workers "$WORKERS" --steps 10 2> /dev/null) > "$PLAN.tmp"
+     --config $CONFIG --workers "$WORKERS" --steps 10 "${pinned[@]}" 2> /dev/null) > "$PLAN.tmp"
   mv "$PLAN.tmp" "$PLAN"
   grep "^a \(member\|search\)" "$PLAN" | tee -a "$LOG"
 }
