@@ -262,3 +262,24 @@ def test_the_data_source_is_this_runs_not_the_published_teachers(tmp_path):
     assert artifacts.read_data_source(layout).startswith("folder:/elsewhere")  # older runs
     artifacts.write_dataset(layout, CIFAR10, "folder:/here/shared/data/cifar10-jpeg.tar.gz")
     assert artifacts.read_data_source(layout) == "folder:/here/shared/data/cifar10-jpeg.tar.gz"
+
+
+def test_the_top_k_mean_counts_the_configs_k_where_a_search_tested_more(tiny_run):
+    """A search in parts tests every trial it ends; its top-k mean still counts k of them."""
+    from mimic_tf.config import load_config, save_config
+
+    mlp = tiny_run.search("mlp-d1-b30k")
+    evaluation = artifacts.read_evaluation(mlp)
+    evaluation["trials"]["0"] = {**evaluation["trials"]["1"], "val_accuracy": 0.30,
+                                 "test_accuracy": 0.29}  # both trials tested
+    artifacts.write_evaluation(mlp, evaluation)
+    every = {s.cell.name: s for s in write_report(tiny_run.root).summaries}
+    assert every["mlp-d1-b30k"].top_tests == [0.33, 0.29]  # no config: every tested trial
+
+    save_config(load_config("smoke", overrides={"search.top_k": 1}), tiny_run.config_file)
+    report = write_report(tiny_run.root)
+    summaries = {s.cell.name: s for s in report.summaries}
+    assert summaries["mlp-d1-b30k"].top_tests == [0.33]
+    assert "mean of its top 1 trials" in report.results_md.read_text()
+    from_csv = {s.cell.name: s for s in read_summaries(tiny_run.results_csv)}
+    assert from_csv["mlp-d1-b30k"].top_tests == [0.33]  # the findings read the same

@@ -26,6 +26,7 @@ from tuner.report.rows import (
     CellSummary,
     TrialRow,
     collect_rows,
+    configured_top_k,
     summaries_of_records,
     summarise,
     write_csv,
@@ -62,11 +63,13 @@ class Report:
 def write_report(root: str | Path, top_k: int | None = None) -> Report:
     """Write the result files of the experiment folder `root`; returns what was written.
 
-    `top_k` only labels the table; the evaluated trials are whatever the searches recorded.
+    `top_k`: how many of each search's best tested trials its mean counts (default: the
+    folder's config's `search.top_k`; where it has none, every tested trial).
     """
     layout = ExperimentLayout(Path(root))
     rows, kept_records = with_kept_searches(layout, collect_rows(layout))
-    summaries = sorted(summarise(rows) + summaries_of_records(kept_records),
+    top_k = top_k or configured_top_k(layout.root)
+    summaries = sorted(summarise(rows, top_k) + summaries_of_records(kept_records, top_k),
                        key=lambda summary: artifacts.search_order(summary.cell))
     if top_k is None:
         top_k = max((len(s.top_tests) for s in summaries), default=None)

@@ -119,14 +119,17 @@ class CellSummary:
     def from_ranked(cls, cell: Cell, ranked: Sequence[tuple[int, float | None]],
                     best_convergence: Convergence | None = None,
                     train_seconds: Sequence[float] = (),
-                    teacher: str | None = None) -> CellSummary:
-        """From (rank, test accuracy or None) of each completed trial; None until rank 1 is."""
+                    teacher: str | None = None, top_k: int | None = None) -> CellSummary:
+        """From (rank, test accuracy or None) of each completed trial; None until rank 1 is.
+        The top k are the `top_k` best tested trials (None: every tested one): a search in
+        parts tests every trial it ends, a whole search its top k alone."""
         ranked = sorted(ranked)
+        tested = [test for _, test in ranked if test is not None]
         return cls(
             cell=cell,
             trials=len(ranked),
             best_test=next((test for rank, test in ranked if rank == 1), None),
-            top_tests=[test for _, test in ranked if test is not None],
+            top_tests=tested[:top_k] if top_k else tested,
             best_convergence=best_convergence,
             train_seconds=list(train_seconds),
             teacher=teacher,
@@ -199,8 +202,8 @@ def _row(cell: Cell, trial: TrialRecord, rank: int | None,
     )
 
 
-def summarise(rows: Sequence[TrialRow]) -> list[CellSummary]:
-    """One summary per search, in the order the rows came."""
+def summarise(rows: Sequence[TrialRow], top_k: int | None = None) -> list[CellSummary]:
+    """One summary per search, in the order the rows came (`top_k`: `from_ranked`'s)."""
     by_cell: dict[str, list[TrialRow]] = {}
     for row in rows:
         by_cell.setdefault(row.cell.name, []).append(row)
@@ -209,6 +212,7 @@ def summarise(rows: Sequence[TrialRow]) -> list[CellSummary]:
         next((r.convergence for r in cell_rows if r.rank == 1), None),
         [r.train_seconds for r in cell_rows if r.train_seconds is not None],
         cell_rows[0].teacher,
+        top_k,
     ) for cell_rows in by_cell.values()]
 
 
@@ -239,13 +243,28 @@ def _cell_of(record: Mapping[str, Any]) -> Cell:
 
 def read_summaries(path: Path) -> list[CellSummary]:
     """The per-search results in a `results.csv` (columns cell, family, depth, budget, loss,
-    rank and test_accuracy are read), one per search in the file's order."""
+    rank and test_accuracy are read), one per search in the file's order; their top k is the
+    `config.yaml` beside it's (`configured_top_k`)."""
     with path.open() as stream:
-        return summaries_of_records(csv.DictReader(stream))
+        return summaries_of_records(csv.DictReader(stream), configured_top_k(path.parent))
 
 
-def summaries_of_records(records: Iterable[Mapping[str, str]]) -> list[CellSummary]:
-    """One summary per search of rows in results.csv's form, in their order."""
+def configured_top_k(folder: Path) -> int | None:
+    """`search.top_k` of the experiment config saved in `folder` (a run or results folder);
+    None where there is none, or it no longer loads."""
+    from mimic_tf.config import ConfigError, load_config
+
+    path = ExperimentLayout(folder).config_file
+    try:
+        return load_config(path).search.top_k if path.is_file() else None
+    except ConfigError:
+        return None
+
+
+def summaries_of_records(records: Iterable[Mapping[str, str]],
+                         top_k: int | None = None) -> list[CellSummary]:
+    """One summary per search of rows in results.csv's form, in their order (`top_k`:
+    `CellSummary.from_ranked`'s)."""
     cells: dict[str, Cell] = {}
     ranked: dict[str, list[tuple[int, float | None]]] = {}
     best: dict[str, Convergence | None] = {}
@@ -265,5 +284,5 @@ def summaries_of_records(records: Iterable[Mapping[str, str]]) -> list[CellSumma
             if row["rank"] == "1":
                 best[name] = _convergence_from_csv(row)
     return [CellSummary.from_ranked(cells[name], ranked[name], best.get(name), seconds[name],
-                                    teachers[name])
+                                    teachers[name], top_k)
             for name in cells]
