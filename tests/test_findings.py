@@ -118,3 +118,15 @@ def test_findings_without_the_cells_they_need_say_not_measured(tmp_path):
     assert "1. **every convolutional student beats every MLP of the same budget: not measured.**" \
         " no budget has both MLP and CNN searches." in text
     assert "5. **the best student comes close to the teacher ensemble: measured.**" in text
+
+
+def test_distillation_holds_only_so_far_while_baselines_are_to_come(tmp_path):
+    """A campaign commits its baselines one by one: one baseline cannot show the gain is
+    largest for the shallowest CNN, nor that every CNN gains."""
+    cells = {key: tests for key, tests in PAPER_LIKE.items() if key != ("cnn", 2, 100000, "hard")}
+    write_results(tmp_path, cells)
+    distillation = {f["finding"]: f for f in write_findings(tmp_path)}[4]
+    assert distillation["holds"] is None and distillation["so_far"]
+    assert "no baseline yet for CNN 2 conv at 100k" in distillation["text"]
+    assert "4. **distillation beats hard-label training of the same architecture and budget, " \
+        "most for the shallowest CNN: holds so far.**" in (tmp_path / "findings.md").read_text()
