@@ -130,3 +130,17 @@ def test_distillation_holds_only_so_far_while_baselines_are_to_come(tmp_path):
     assert "no baseline yet for CNN 2 conv at 100k" in distillation["text"]
     assert "4. **distillation beats hard-label training of the same architecture and budget, " \
         "most for the shallowest CNN: holds so far.**" in (tmp_path / "findings.md").read_text()
+
+
+def test_a_baseline_part_way_holds_only_so_far(tmp_path):
+    """A baseline run in parts is committed part by part: with fewer trials than its config
+    plans, its gain is the best so far."""
+    from mimic_tf.config import load_config, save_config
+
+    write_results(tmp_path, PAPER_LIKE)  # each baseline has 1 trial
+    save_config(load_config("smoke", overrides={"search.trials": 2}), tmp_path / "config.yaml")
+    distillation = {f["finding"]: f for f in write_findings(tmp_path)}[4]
+    assert distillation["holds"] is None and distillation["so_far"]
+    assert "CNN 1 conv at 100k: +6.0 (hard labels: 1 of 2 trials so far)" in distillation["text"]
+    save_config(load_config("smoke", overrides={"search.trials": 1}), tmp_path / "config.yaml")
+    assert {f["finding"]: f for f in write_findings(tmp_path)}[4]["holds"] is True

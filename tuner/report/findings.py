@@ -35,7 +35,7 @@ from mimic_tf.layout import ExperimentLayout
 from tuner import artifacts
 from tuner.report.convergence import LAST_EPOCHS, NEAR_CONVERGENCE_GAIN, near_and_rising
 from tuner.report.paper import paper_gaps, paper_teacher_distance
-from tuner.report.rows import CellSummary, read_summaries
+from tuner.report.rows import CellSummary, configured_search, read_summaries
 
 
 class FindingsError(ValueError):
@@ -70,8 +70,10 @@ def _points(value: float) -> str:
     return f"{value:+.1f}"
 
 
-def check_findings(students: Sequence[CellSummary], teacher: float | None) -> list[dict[str, Any]]:
-    """The five findings: for each, whether it holds here, the numbers, and one line of text."""
+def check_findings(students: Sequence[CellSummary], teacher: float | None,
+                   trials: int | None = None) -> list[dict[str, Any]]:
+    """The five findings: for each, whether it holds here, the numbers, and one line of text
+    (`trials`: a search's planned trials, where known; a baseline with fewer is part way)."""
     mimic = [s for s in students if s.cell.loss == "mimic"]
     hard = {_key(s): s for s in students if s.cell.is_baseline}
     budgets = sorted({s.cell.budget for s in mimic})
@@ -168,15 +170,19 @@ def check_findings(students: Sequence[CellSummary], teacher: float | None) -> li
             most = at_budget[1] >= max(at_budget.values())
             shallowest_most = most if shallowest_most is None else shallowest_most and most
     holds = holds and shallowest_most is not False
-    # Baselines still to come: CNN students without one at a budget that has one.
+    # Baselines still to come: CNN students without one at a budget that has one, and
+    # baselines part way (a search in parts: fewer trials than planned).
     pending = [cells[key].cell.label for key in sorted(cells) if key[0] == "cnn"
                and key not in hard and any(k[0] == "cnn" and k[2] == key[2] for k in hard)]
+    partial = {key for key in gains if trials and hard[key].trials < trials}
     text = "; ".join(f"{cells[key].cell.label}: {_points(gain)}"
+                     + (f" (hard labels: {hard[key].trials} of {trials} trials so far)"
+                        if key in partial else "")
                      for key, gain in sorted(gains.items()))
     if shallowest_most is not None:
         text += "; largest for 1 conv layer" if shallowest_most else \
             "; not largest for 1 conv layer"
-    so_far = bool(gains) and bool(pending) and holds
+    so_far = bool(gains) and bool(pending or partial) and holds
     if pending:
         text += f"; no baseline yet for {', '.join(pending)}"
     findings.append({
@@ -266,7 +272,9 @@ def write_findings(directory: str | Path, out: str | Path | None = None) -> list
     layout = ExperimentLayout(Path(directory))
     written = ExperimentLayout(Path(out)) if out is not None else layout
     students = read_students(layout.results_csv)
-    findings = check_findings(students, read_teacher_accuracy(layout))
+    search = configured_search(layout.root)
+    findings = check_findings(students, read_teacher_accuracy(layout),
+                              None if search is None else search.trials)
     atomic_write_text(written.findings_json, json.dumps(findings, indent=2) + "\n")
     markdown = render_markdown(findings, shown_path(directory), students)
     atomic_write_text(written.findings_md, markdown)

@@ -249,16 +249,22 @@ def read_summaries(path: Path) -> list[CellSummary]:
         return summaries_of_records(csv.DictReader(stream), configured_top_k(path.parent))
 
 
-def configured_top_k(folder: Path) -> int | None:
-    """`search.top_k` of the experiment config saved in `folder` (a run or results folder);
-    None where there is none, or it no longer loads."""
+def configured_search(folder: Path) -> Any:
+    """The `search` section (`SearchConfig`) of the experiment config saved in `folder` (a run
+    or results folder); None where there is none, or it no longer loads."""
     from mimic_tf.config import ConfigError, load_config
 
     path = ExperimentLayout(folder).config_file
     try:
-        return load_config(path).search.top_k if path.is_file() else None
+        return load_config(path).search if path.is_file() else None
     except ConfigError:
         return None
+
+
+def configured_top_k(folder: Path) -> int | None:
+    """`search.top_k` of the experiment config saved in `folder` (`configured_search`)."""
+    search = configured_search(folder)
+    return None if search is None else search.top_k
 
 
 def summaries_of_records(records: Iterable[Mapping[str, str]],
