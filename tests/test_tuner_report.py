@@ -283,3 +283,8 @@ def test_the_top_k_mean_counts_the_configs_k_where_a_search_tested_more(tiny_run
     assert "mean of its top 1 trials" in report.results_md.read_text()
     from_csv = {s.cell.name: s for s in read_summaries(tiny_run.results_csv)}
     assert from_csv["mlp-d1-b30k"].top_tests == [0.33]  # the findings read the same
+
+    save_config(load_config("smoke", overrides={"search.top_k": 5}), tiny_run.config_file)
+    report = write_report(tiny_run.root)  # k over the trials tested: labelled as many
+    assert {s.cell.name: s for s in report.summaries}["mlp-d1-b30k"].top_tests == [0.33, 0.29]
+    assert "mean of its top 2 trials" in report.results_md.read_text()

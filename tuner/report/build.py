@@ -71,8 +71,8 @@ def write_report(root: str | Path, top_k: int | None = None) -> Report:
     top_k = top_k or configured_top_k(layout.root)
     summaries = sorted(summarise(rows, top_k) + summaries_of_records(kept_records, top_k),
                        key=lambda summary: artifacts.search_order(summary.cell))
-    if top_k is None:
-        top_k = max((len(s.top_tests) for s in summaries), default=None)
+    tested = max((len(s.top_tests) for s in summaries), default=None)
+    top_k = tested if top_k is None or not tested else min(top_k, tested)  # the table's label
     write_csv(rows, layout.results_csv, kept_records)
     markdown = markdown_table(layout, summaries, top_k)
     atomic_write_text(layout.results_md, markdown)
