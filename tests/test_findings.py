@@ -142,5 +142,16 @@ def test_a_baseline_part_way_holds_only_so_far(tmp_path):
     distillation = {f["finding"]: f for f in write_findings(tmp_path)}[4]
     assert distillation["holds"] is None and distillation["so_far"]
     assert "CNN 1 conv at 100k: +6.0 (hard labels: 1 of 2 trials so far)" in distillation["text"]
+    assert distillation["holds_so_far"]
     save_config(load_config("smoke", overrides={"search.trials": 1}), tmp_path / "config.yaml")
     assert {f["finding"]: f for f in write_findings(tmp_path)}[4]["holds"] is True
+
+
+def test_a_baseline_part_way_that_beats_distillation_fails_for_good(tmp_path):
+    """More trials can only raise a baseline: where it already beats the student, it is final."""
+    from mimic_tf.config import load_config, save_config
+
+    write_results(tmp_path, {**PAPER_LIKE, ("cnn", 2, 100000, "hard"): [0.62]})
+    save_config(load_config("smoke", overrides={"search.trials": 2}), tmp_path / "config.yaml")
+    distillation = {f["finding"]: f for f in write_findings(tmp_path)}[4]
+    assert distillation["holds"] is False and not distillation["so_far"]

@@ -182,13 +182,15 @@ def check_findings(students: Sequence[CellSummary], teacher: float | None,
     if shallowest_most is not None:
         text += "; largest for 1 conv layer" if shallowest_most else \
             "; not largest for 1 conv layer"
-    so_far = bool(gains) and bool(pending or partial) and holds
+    # A baseline's later trials can only raise it: a gain under zero is final, the rest waits.
+    so_far = bool(gains) and bool(pending or partial) and all(g > 0 for g in gains.values())
     if pending:
         text += f"; no baseline yet for {', '.join(pending)}"
     findings.append({
         "finding": 4, "claim": "distillation beats hard-label training of the same architecture "
         "and budget, most for the shallowest CNN",
         "holds": None if so_far else (holds if gains else None), "so_far": so_far,
+        "holds_so_far": holds if so_far else None,
         "measured": bool(gains),
         "text": text or "no hard-label baselines in these results",
         "distillation_gain": {f"{f}-d{d}-b{budget_label(b)}": round(g, 2)
@@ -215,12 +217,12 @@ def check_findings(students: Sequence[CellSummary], teacher: float | None,
 
 
 def verdict(finding: dict[str, Any]) -> str:
-    """'holds', 'does not hold', 'measured' (a distance, not a yes/no), 'holds so far' (some
-    of what it compares is still to come) or 'not measured'."""
+    """'holds', 'does not hold', 'measured' (a distance, not a yes/no), 'holds so far' or
+    'does not hold so far' (some of what it compares is still to come) or 'not measured'."""
     if not finding["measured"]:
         return "not measured"
     if finding.get("so_far"):
-        return "holds so far"
+        return "holds so far" if finding["holds_so_far"] else "does not hold so far"
     return {True: "holds", False: "does not hold", None: "measured"}[finding["holds"]]
 
 
