@@ -168,11 +168,12 @@ def measure_students(config: ExperimentConfig, steps: int,
     targets = (rng.normal(size=(count, 10)).astype(np.float32), rng.integers(0, 10, count))
     students = {}
     precision = runtime.resolve_precision(config.student.precision)  # as the searches train
+    cells = planned_cells(config, FAMILIES)
     pinned = baseline_widths(config, results)
     models = [(cell.name, cell, default_widths(cell.family, cell.depth, cell.budget))
-              for cell in planned_cells(config, FAMILIES)]
+              for cell in cells]
     models += [(cell.name + HARD_SUFFIX, cell, pinned[cell.name + HARD_SUFFIX])
-               for cell in planned_cells(config, FAMILIES) if cell.name + HARD_SUFFIX in pinned]
+               for cell in cells if cell.name + HARD_SUFFIX in pinned]
     for name, cell, widths in models:
         student = build_student(cell.family, cell.depth, cell.budget, seed=0,
                                 dtype_policy=precision, spec=CIFAR10, **widths)
@@ -226,7 +227,8 @@ def plan(config: ExperimentConfig, costs: dict, workers: int = 1) -> list[dict]:
                  "hours": transfer / 3600})
     trials = config.search.trials
     searched = planned_cells(config, FAMILIES)
-    for family in FAMILIES if "students_train" in costs else ():
+    units = search_unit_hours(config, costs, workers) if "students_train" in costs else {}
+    for family in FAMILIES if units else ():
         cap = config.student.epochs_for(family)
         for budget in config.search.budgets:
             cells = {c.name: costs["students_train"][c.name] for c in searched
@@ -242,7 +244,6 @@ def plan(config: ExperimentConfig, costs: dict, workers: int = 1) -> list[dict]:
                                   + (f", {workers} at a time" if workers > 1 else ""),
                          "hours": hours})
             if config.search.has_baseline(family, budget):
-                units = search_unit_hours(config, costs, workers)
                 pinned = sum(name + HARD_SUFFIX in costs["students_train"] for name in cells)
                 rows.append({"stage": f"hard-label baselines, {family.upper()} "
                              f"{budget_label(budget)}",

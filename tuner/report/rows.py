@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mimic_tf.config import ConfigError, SearchConfig, load_config
 from mimic_tf.data.spec import DatasetSpec
 from mimic_tf.files import atomic_write_text
 from mimic_tf.layout import ExperimentLayout
@@ -249,11 +250,9 @@ def read_summaries(path: Path) -> list[CellSummary]:
         return summaries_of_records(csv.DictReader(stream), configured_top_k(path.parent))
 
 
-def configured_search(folder: Path) -> Any:
-    """The `search` section (`SearchConfig`) of the experiment config saved in `folder` (a run
-    or results folder); None where there is none, or it no longer loads."""
-    from mimic_tf.config import ConfigError, load_config
-
+def configured_search(folder: Path) -> SearchConfig | None:
+    """The `search` section of the experiment config saved in `folder` (a run or results
+    folder); None where there is none, or it no longer loads."""
     path = ExperimentLayout(folder).config_file
     try:
         return load_config(path).search if path.is_file() else None
